@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+/// \file forward.hpp
+/// \brief The chunked Gated DeltaProduct forward operator.
+///
+/// For each sequence and head, with state S (K x V, initially h0 or zero):
+///
+///     for t in tokens:
+///         S <- exp(g_t) S                                   (only when g is given)
+///         for j in 0..n-1:
+///             S <- S + beta_{t,j} k_{t,j} (v_{t,j} - S^T k_{t,j})^T
+///         o_t = scale * S^T q_t
+///
+/// computed in chunks of `chunk_size` expanded positions (position p = t*n + j), as fixed in
+/// design/ALGORITHM.md of the project.
+///
+/// Tensor layout (row-major `Kokkos::LayoutRight`, like contiguous PyTorch tensors):
+///
+///     q    [B, T,   H, K]     k    [B, T*n, H, K]     v [B, T*n, H, V]
+///     beta [B, T*n, H]        g    [B, T,   H]        (optional)
+///     h0   [N, H, K, V]       (optional)              cu_seqlens [N+1] (optional)
+///     o    [B, T,   H, V]     ht   [N, H, K, V]       (when output_final_state)
+///
+/// With `cu_seqlens`, B must be 1 and sequence i owns tokens [cu[i], cu[i+1]); otherwise the
+/// N = B batch rows are the sequences. An empty sequence (cu[i] == cu[i+1]) is allowed: it
+/// produces no output rows and its final state is its initial state.
+///
+/// Storage types: q, k, v, beta and o are `Scalar` (double, float, gdp::bfloat16,
+/// gdp::float16); g, h0 and ht are `accumulator_t<Scalar>` (double for double, float
+/// otherwise), which is also the type every computation runs in.
+///
+/// All inputs are checked before any kernel runs; a violation throws gdp::InvalidArgument
+/// naming the argument, the expected and the actual value, and nothing is allocated.
+#pragma once
+
+#include <gdp/errors.hpp>
+#include <gdp/storage_types.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace gdp {
+
+/// Options of the forward operator.
+struct ForwardOptions {
+  /// n: Householder sub-steps per token (>= 1).
+  int num_householder = 1;
+  /// Read-out scale; a value <= 0 selects the default 1/sqrt(K).
+  double scale = 0.0;
+  /// Return the final state of every sequence in ForwardResult::final_state.
+  bool output_final_state = false;
+  /// Replace q_t and every k_{t,j} by x / sqrt(|x|^2 + 1e-6) before the recurrence.
+  bool use_qk_l2norm = false;
+  /// Expanded positions per chunk (>= 1; 64 is customary).
+  int chunk_size = 64;
+};
+
+/// The inputs, as views in the memory space `MemorySpace`. A default-constructed (null) view
+/// means "absent" for the optional tensors g, initial_state and cu_seqlens.
+template <class Scalar, class MemorySpace>
+struct ForwardInputs {
+  using accumulator_type = accumulator_t<Scalar>;
+  template <class T>
+  using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
+
+  view<const Scalar****> q;     ///< [B, T, H, K]
+  view<const Scalar****> k;     ///< [B, T*n, H, K]
+  view<const Scalar****> v;     ///< [B, T*n, H, V]
+  view<const Scalar***> beta;   ///< [B, T*n, H]
+  view<const accumulator_type***> g;              ///< [B, T, H] log gates, optional
+  view<const accumulator_type****> initial_state; ///< h0 [N, H, K, V], optional
+  view<const std::int64_t*> cu_seqlens;           ///< [N+1], optional
+};
+
+/// The outputs, allocated by the operator in `MemorySpace`.
+template <class Scalar, class MemorySpace>
+struct ForwardResult {
+  Kokkos::View<Scalar****, Kokkos::LayoutRight, MemorySpace> o;  ///< [B, T, H, V]
+  /// ht [N, H, K, V]; null unless ForwardOptions::output_final_state.
+  Kokkos::View<accumulator_t<Scalar>****, Kokkos::LayoutRight, MemorySpace> final_state;
+};
+
+/// The chunked Gated DeltaProduct forward on execution space `ExecSpace`.
+///
+/// Instantiated for every enabled Kokkos execution space and every storage type. Runs
+/// asynchronously on a default instance of `ExecSpace` except for the small host-side
+/// validation of cu_seqlens; results are ready after `ExecSpace().fence()`.
+/// \throws gdp::InvalidArgument on any invalid input (see the file comment).
+template <class ExecSpace, class Scalar>
+ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options = {});
+
+}  // namespace gdp

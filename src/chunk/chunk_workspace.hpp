@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the per-chunk stage hands to the state pass: everything about a chunk that does not
+// depend on the state entering it.
+#pragma once
+
+#include "chunk_layout.hpp"
+#include "common/problem_shape.hpp"
+
+#include <Kokkos_Core.hpp>
+
+namespace gdp::detail {
+
+template <class Real, class MemorySpace>
+struct ChunkWorkspace {
+  template <class T>
+  using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
+
+  /// W = Tm (beta o exp(G) o K) per position: the state's contribution to Vnew is -W S_0.
+  view<Real***> w;  ///< [total_positions, H, K]
+  /// U = Tm (beta o V) per position.
+  view<Real***> u;  ///< [total_positions, H, V]
+  /// G: cumulative log gate since the start of the position's chunk.
+  view<Real**> log_decay;  ///< [total_positions, H]
+  /// Intra-chunk read-out weights of token t's query: scale (q_t . k_i) exp(G_r - G_i) for
+  /// chunk positions i <= r (r = the query's position), 0 after.
+  view<Real***> intra;  ///< [total_tokens, H, chunk_size]
+
+  ChunkWorkspace(const ProblemShape& shape, const ChunkLayout& layout)
+      : w(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::W"), shape.total_positions(),
+          shape.heads, shape.key_dim),
+        u(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::U"), shape.total_positions(),
+          shape.heads, shape.value_dim),
+        log_decay(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::G"),
+                  shape.total_positions(), shape.heads),
+        intra(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::intra"),
+              shape.total_tokens(), shape.heads, layout.chunk_size) {}
+};
+
+}  // namespace gdp::detail

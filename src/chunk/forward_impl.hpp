@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: Apache-2.0
+// The forward driver: check, lay out the chunks, run the two stages.
+#pragma once
+
+#include <gdp/forward.hpp>
+
+#include "chunk_layout.hpp"
+#include "chunk_operands.hpp"
+#include "chunk_prepare.hpp"
+#include "chunk_workspace.hpp"
+#include "common/problem_shape.hpp"
+#include "l2_normalize.hpp"
+#include "state_pass.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <vector>
+
+namespace gdp::detail {
+
+/// The host copy of an optional offsets view (empty when absent).
+template <class View>
+std::vector<std::int64_t> host_offsets(const View& offsets) {
+  if (!offsets.data()) return {};
+  const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), offsets);
+  return std::vector<std::int64_t>(host.data(), host.data() + host.extent(0));
+}
+
+/// Checks every forward argument; shared by every entry point that takes ForwardInputs.
+template <class Scalar, class MemorySpace>
+ProblemShape check_forward_inputs(const ForwardInputs<Scalar, MemorySpace>& in,
+                                  const ForwardOptions& options) {
+  return check_forward_arguments(
+      extents_of("q", in.q), extents_of("k", in.k), extents_of("v", in.v),
+      extents_of("beta", in.beta), extents_of("g", in.g), extents_of("h0", in.initial_state),
+      extents_of("cu_seqlens", in.cu_seqlens), host_offsets(in.cu_seqlens), options);
+}
+
+/// Columns of the state one state-pass team owns: the whole row when there are enough
+/// (sequence, head) pairs to fill the space, else halved until there are (16 at least).
+template <class ExecSpace>
+int state_pass_value_block(const ProblemShape& shape) {
+  const std::int64_t pairs = shape.num_sequences() * shape.heads;
+  const std::int64_t wanted = 2 * std::int64_t(ExecSpace().concurrency());
+  int block = int(shape.value_dim);
+  while (pairs * ((shape.value_dim + block - 1) / block) < wanted && block / 2 >= 16)
+    block = (block + 1) / 2;
+  return block;
+}
+
+/// Operands with the optional L2 normalisation factors computed.
+template <class ExecSpace, class Scalar>
+ChunkOperands<Scalar, typename ExecSpace::memory_space> make_operands(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in, const ProblemShape& shape,
+    const ForwardOptions& options) {
+  ChunkOperands<Scalar, typename ExecSpace::memory_space> operands(
+      in, shape, resolved_scale(options, shape.key_dim));
+  if (options.use_qk_l2norm) {
+    operands.query_norm = inverse_l2_norms<ExecSpace>(operands.q);
+    operands.key_norm = inverse_l2_norms<ExecSpace>(operands.k);
+  }
+  return operands;
+}
+
+template <class ExecSpace, class Scalar>
+ForwardResult<Scalar, typename ExecSpace::memory_space> chunked_forward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+    const ForwardOptions& options) {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  const ProblemShape shape = check_forward_inputs(in, options);
+
+  const auto operands = make_operands<ExecSpace>(in, shape, options);
+  const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
+  const DeviceChunkLayout<memory_space> device_layout(layout);
+  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
+  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
+
+  ForwardResult<Scalar, memory_space> result;
+  result.o = decltype(result.o)("gdp::o", shape.batch, shape.tokens_per_row, shape.heads,
+                                shape.value_dim);
+  if (options.output_final_state)
+    result.final_state = decltype(result.final_state)(
+        "gdp::ht", shape.num_sequences(), shape.heads, shape.key_dim, shape.value_dim);
+  using Pass = StatePass<ExecSpace, Scalar>;
+  Pass(operands, device_layout, workspace,
+       typename Pass::template unmanaged_view<const Real****>(in.initial_state.data(),
+                                                                in.initial_state.layout()),
+       typename Pass::template unmanaged_view<Scalar***>(result.o.data(), shape.total_tokens(),
+                                                         shape.heads, shape.value_dim),
+       typename Pass::template unmanaged_view<Real****>(result.final_state.data(),
+                                                        result.final_state.layout()),
+       state_pass_value_block<ExecSpace>(shape))
+      .run();
+  // Callers may drop their inputs as soon as this returns; the kernels read them directly.
+  ExecSpace().fence();
+  return result;
+}
+
+}  // namespace gdp::detail
+
+namespace gdp {
+
+template <class ExecSpace, class Scalar>
+ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options) {
+  return detail::chunked_forward<ExecSpace, Scalar>(inputs, options);
+}
+
+}  // namespace gdp
+
+/// Instantiates the forward for one execution space and every storage type.
+#define GDP_INSTANTIATE_FORWARD(ExecSpace)                                                        \
+  template ::gdp::ForwardResult<double, ExecSpace::memory_space>                                  \
+  gdp::chunk_gated_delta_product<ExecSpace, double>(                                              \
+      const ::gdp::ForwardInputs<double, ExecSpace::memory_space>&, const ::gdp::ForwardOptions&); \
+  template ::gdp::ForwardResult<float, ExecSpace::memory_space>                                   \
+  gdp::chunk_gated_delta_product<ExecSpace, float>(                                               \
+      const ::gdp::ForwardInputs<float, ExecSpace::memory_space>&, const ::gdp::ForwardOptions&);  \
+  template ::gdp::ForwardResult<::gdp::bfloat16, ExecSpace::memory_space>                         \
+  gdp::chunk_gated_delta_product<ExecSpace, ::gdp::bfloat16>(                                     \
+      const ::gdp::ForwardInputs<::gdp::bfloat16, ExecSpace::memory_space>&,                      \
+      const ::gdp::ForwardOptions&);                                                              \
+  template ::gdp::ForwardResult<::gdp::float16, ExecSpace::memory_space>                          \
+  gdp::chunk_gated_delta_product<ExecSpace, ::gdp::float16>(                                      \
+      const ::gdp::ForwardInputs<::gdp::float16, ExecSpace::memory_space>&,                       \
+      const ::gdp::ForwardOptions&)

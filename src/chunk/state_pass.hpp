@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+// Stage 2 of the chunked forward: the sequential pass over each sequence's chunks that
+// carries the state and produces the outputs (ALGORITHM.md section 4):
+//
+//   Vnew  = U - W S_0
+//   O_r   = scale exp(G_r) q_r^T S_0 + sum_{i<=r} intra_ri Vnew_i
+//   S_end = exp(G_L) S_0 + sum_i exp(G_L - G_i) k_i Vnew_i^T
+//
+// Every product acts on the value columns independently, so one team owns one
+// (sequence, head, block of value columns) and keeps that block of the state in scratch.
+#pragma once
+
+#include "chunk_layout.hpp"
+#include "chunk_operands.hpp"
+#include "chunk_workspace.hpp"
+#include "common/kokkos_compat.hpp"
+#include "common/team_dense.hpp"
+#include "common/team_scratch.hpp"
+
+#include <Kokkos_Core.hpp>
+
+namespace gdp::detail {
+
+template <class ExecSpace, class Scalar>
+struct StatePass {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  using policy_type = Kokkos::TeamPolicy<ExecSpace>;
+  using member_type = typename policy_type::member_type;
+  using Tile = ScratchTile<ExecSpace, Real>;
+  template <class T>
+  using view = Kokkos::View<T, Kokkos::LayoutRight, memory_space>;
+  template <class T>
+  using unmanaged_view =
+      Kokkos::View<T, Kokkos::LayoutRight, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+  ChunkOperands<Scalar, memory_space> operands;
+  DeviceChunkLayout<memory_space> layout;
+  ChunkWorkspace<Real, memory_space> workspace;
+  unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
+  unmanaged_view<Scalar***> output;              ///< o [total_tokens, H, V]
+  unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
+  int heads, key_dim, value_dim, value_block, value_blocks, scratch_level = 0;
+
+  StatePass(const ChunkOperands<Scalar, memory_space>& ops,
+            const DeviceChunkLayout<memory_space>& chunk_layout,
+            const ChunkWorkspace<Real, memory_space>& ws, unmanaged_view<const Real****> h0,
+            unmanaged_view<Scalar***> o, unmanaged_view<Real****> ht, int value_block_size)
+      : operands(ops), layout(chunk_layout), workspace(ws), initial_state(h0), output(o),
+        final_state(ht), heads(ops.heads()), key_dim(ops.key_dim()),
+        value_dim(ops.value_dim()), value_block(value_block_size),
+        value_blocks((ops.value_dim() + value_block_size - 1) / value_block_size) {}
+
+  std::size_t scratch_bytes_per_team() const {
+    const int C = layout.chunk_size, Q = layout.max_queries;
+    return scratch_bytes<ExecSpace, Real>(key_dim, value_block)  // S
+           + scratch_bytes<ExecSpace, Real>(C, value_block)      // Vnew
+           + scratch_bytes<ExecSpace, Real>(C, key_dim)          // decayed keys
+           + scratch_bytes<ExecSpace, Real>(Q, key_dim)          // gated queries
+           + scratch_bytes<ExecSpace, Real>(Q, value_block);     // outputs
+  }
+
+  void run() {
+    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
+    const std::size_t bytes = scratch_bytes_per_team();
+    scratch_level = scratch_level_for<policy_type>(bytes);
+    policy_type policy(sequences * heads * value_blocks, Kokkos::AUTO);
+    Kokkos::parallel_for("gdp::state_pass",
+                         policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)), *this);
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
+    const std::int64_t unit = member.league_rank();
+    const int block = int(unit % value_blocks);
+    const int h = int((unit / value_blocks) % heads);
+    const std::int64_t sequence = unit / (std::int64_t(value_blocks) * heads);
+    const int e0 = block * value_block;
+    const int width = value_dim - e0 < value_block ? value_dim - e0 : value_block;
+    const int C = layout.chunk_size, n = operands.num_householder;
+
+    const auto& scratch = member.team_scratch(scratch_level);
+    Tile state_tile(scratch, key_dim, value_block), vnew_tile(scratch, C, value_block);
+    Tile decayed_keys(scratch, C, key_dim), gated_queries(scratch, layout.max_queries, key_dim);
+    Tile out_tile(scratch, layout.max_queries, value_block);
+    const auto columns = Kokkos::make_pair(0, width);
+    const auto S = Kokkos::subview(state_tile, Kokkos::ALL(), columns);
+
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+        S(d, e) = initial_state.data() ? initial_state(sequence, h, d, e0 + e) : Real(0);
+      });
+    });
+    member.team_barrier();
+
+    for (std::int64_t c = layout.sequence_first_chunk(sequence);
+         c < layout.sequence_first_chunk(sequence + 1); ++c) {
+      const ChunkDescriptor chunk = layout.chunks(c);
+      const int L = chunk.length, num_queries = chunk.num_queries;
+      const std::int64_t p0 = chunk.first_position;
+      const Real chunk_decay = workspace.log_decay(p0 + L - 1, h);
+
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
+        const Real G = workspace.log_decay(p0 + r, h);
+        const Real factor = compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h);
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
+          decayed_keys(r, d) = factor * operands.key(p0 + r, h, d);
+        });
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+          vnew_tile(r, e) = workspace.u(p0 + r, h, e0 + e);
+        });
+      });
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
+        const std::int64_t t = chunk.first_query_token + j;
+        const Real G = workspace.log_decay(p0 + chunk.first_query_local + j * n, h);
+        const Real factor = operands.scale * compat::exp(G) * operands.query_factor(t, h);
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
+          gated_queries(j, d) = factor * operands.query(t, h, d);
+        });
+      });
+      member.team_barrier();
+
+      const auto rows = Kokkos::make_pair(0, L);
+      const auto positions = Kokkos::make_pair(p0, p0 + L);
+      const auto vnew = Kokkos::subview(vnew_tile, rows, columns);
+      team::gemm<team::NoTranspose, team::NoTranspose>(
+          member, Real(-1), Kokkos::subview(workspace.w, positions, h, Kokkos::ALL()), S, Real(1),
+          vnew);
+      if (num_queries > 0) {
+        const auto query_rows = Kokkos::make_pair(0, num_queries);
+        const auto tokens = Kokkos::make_pair(chunk.first_query_token,
+                                              chunk.first_query_token + num_queries);
+        const auto out = Kokkos::subview(out_tile, query_rows, columns);
+        team::gemm<team::NoTranspose, team::NoTranspose>(
+            member, Real(1), Kokkos::subview(gated_queries, query_rows, Kokkos::ALL()), S, Real(0),
+            out);
+        team::gemm<team::NoTranspose, team::NoTranspose>(
+            member, Real(1), Kokkos::subview(workspace.intra, tokens, h, rows), vnew, Real(1), out);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+            output(chunk.first_query_token + j, h, e0 + e) = narrow<Scalar>(out(j, e));
+          });
+        });
+      }
+      team::gemm<team::Transpose, team::NoTranspose>(
+          member, Real(1), Kokkos::subview(decayed_keys, rows, Kokkos::ALL()), vnew,
+          compat::exp(chunk_decay), S);
+    }
+
+    if (final_state.data()) {
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+          final_state(sequence, h, d, e0 + e) = S(d, e);
+        });
+      });
+    }
+  }
+};
+
+}  // namespace gdp::detail

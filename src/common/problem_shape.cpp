@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "problem_shape.hpp"
+
+#include "gdp_asserts.hpp"
+
+#include <cmath>
+
+namespace gdp::detail {
+
+namespace {
+
+void expect_shape(const TensorExtents& tensor, const std::vector<std::int64_t>& expected,
+                  const char* expected_symbolic) {
+  GDP_EXPECT(tensor.dims == expected, tensor.name, "expected shape ", expected_symbolic, " = ",
+             format_shape(expected), ", got ", format_shape(tensor.dims));
+}
+
+}  // namespace
+
+ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents& k,
+                                     const TensorExtents& v, const TensorExtents& beta,
+                                     const TensorExtents& g, const TensorExtents& initial_state,
+                                     const TensorExtents& cu_seqlens_extents,
+                                     const std::vector<std::int64_t>& cu_seqlens,
+                                     const ForwardOptions& options) {
+  GDP_EXPECT(options.num_householder >= 1, "num_householder", "expected >= 1, got ",
+             options.num_householder);
+  GDP_EXPECT(options.chunk_size >= 1, "chunk_size", "expected >= 1, got ", options.chunk_size);
+  GDP_EXPECT(std::isfinite(options.scale), "scale", "expected a finite value, got ",
+             options.scale);
+  for (const TensorExtents* required : {&q, &k, &v, &beta})
+    GDP_EXPECT(required->present, required->name, "required tensor is missing (null view)");
+
+  ProblemShape shape;
+  shape.batch = q.dims[0];
+  shape.tokens_per_row = q.dims[1];
+  shape.heads = q.dims[2];
+  shape.key_dim = q.dims[3];
+  shape.value_dim = v.dims[3];
+  shape.num_householder = options.num_householder;
+  shape.gated = g.present;
+  shape.has_initial_state = initial_state.present;
+  shape.varlen = cu_seqlens_extents.present;
+
+  GDP_EXPECT(shape.batch >= 1 && shape.tokens_per_row >= 1 && shape.heads >= 1 &&
+                 shape.key_dim >= 1,
+             q.name, "expected shape [B, T, H, K] with every extent >= 1, got ",
+             format_shape(q.dims));
+  const std::int64_t B = shape.batch, T = shape.tokens_per_row, H = shape.heads,
+                     K = shape.key_dim, n = shape.num_householder;
+  expect_shape(k, {B, T * n, H, K}, "[B, T*n, H, K]");
+  GDP_EXPECT(v.dims[0] == B && v.dims[1] == T * n && v.dims[2] == H && v.dims[3] >= 1, v.name,
+             "expected shape [B, T*n, H, V] = [", B, ", ", T * n, ", ", H,
+             ", V >= 1], got ", format_shape(v.dims));
+  expect_shape(beta, {B, T * n, H}, "[B, T*n, H]");
+  if (g.present) expect_shape(g, {B, T, H}, "[B, T, H]");
+
+  if (shape.varlen) {
+    GDP_EXPECT(B == 1, cu_seqlens_extents.name,
+               "variable-length input needs batch size B = 1, got B = ", B);
+    GDP_EXPECT(cu_seqlens.size() >= 2, cu_seqlens_extents.name,
+               "expected at least 2 offsets (N+1 for N >= 1 sequences), got ", cu_seqlens.size());
+    GDP_EXPECT(cu_seqlens.front() == 0, cu_seqlens_extents.name,
+               "expected cu_seqlens[0] = 0, got ", cu_seqlens.front());
+    for (std::size_t i = 1; i < cu_seqlens.size(); ++i)
+      GDP_EXPECT(cu_seqlens[i] >= cu_seqlens[i - 1], cu_seqlens_extents.name,
+                 "expected non-decreasing offsets, got cu_seqlens[", i, "] = ", cu_seqlens[i],
+                 " < cu_seqlens[", i - 1, "] = ", cu_seqlens[i - 1]);
+    GDP_EXPECT(cu_seqlens.back() == T, cu_seqlens_extents.name, "expected cu_seqlens[",
+               cu_seqlens.size() - 1, "] = T = ", T, ", got ", cu_seqlens.back());
+    shape.token_offsets = cu_seqlens;
+  } else {
+    for (std::int64_t b = 0; b <= B; ++b) shape.token_offsets.push_back(b * T);
+  }
+
+  if (initial_state.present)
+    expect_shape(initial_state, {shape.num_sequences(), H, K, shape.value_dim},
+                 "[N, H, K, V]");
+  return shape;
+}
+
+double resolved_scale(const ForwardOptions& options, std::int64_t key_dim) {
+  return options.scale > 0 ? options.scale : 1.0 / std::sqrt(double(key_dim));
+}
+
+}  // namespace gdp::detail

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+// The shape of one operator call, checked once on the host before any kernel runs.
+#pragma once
+
+#include <gdp/forward.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gdp::detail {
+
+/// A tensor's name and extents as the caller passed it (present == false: not given).
+struct TensorExtents {
+  std::string name;
+  bool present = false;
+  std::vector<std::int64_t> dims;
+};
+
+template <class View>
+TensorExtents extents_of(const char* name, const View& view) {
+  TensorExtents e{name, view.data() != nullptr, {}};
+  for (unsigned r = 0; r < View::rank; ++r) e.dims.push_back(std::int64_t(view.extent(r)));
+  return e;
+}
+
+/// Everything the kernels need to know about the problem's shape. Batch rows and
+/// variable-length sequences are unified: tokens live on one flattened axis of
+/// batch * tokens_per_row entries, and sequence s owns tokens
+/// [token_offsets[s], token_offsets[s+1]) and expanded positions n times those.
+struct ProblemShape {
+  std::int64_t batch = 0;           ///< B
+  std::int64_t tokens_per_row = 0;  ///< T
+  std::int64_t heads = 0;           ///< H
+  std::int64_t key_dim = 0;         ///< K
+  std::int64_t value_dim = 0;       ///< V
+  int num_householder = 1;          ///< n
+  bool gated = false;
+  bool has_initial_state = false;
+  bool varlen = false;
+  std::vector<std::int64_t> token_offsets;  ///< N+1 offsets into the flattened token axis
+
+  std::int64_t num_sequences() const { return std::int64_t(token_offsets.size()) - 1; }
+  std::int64_t total_tokens() const { return batch * tokens_per_row; }
+  std::int64_t total_positions() const { return total_tokens() * num_householder; }
+};
+
+/// Checks the forward arguments (shapes, options, cu_seqlens values) and returns the shape.
+/// `cu_seqlens` holds the host copy of the offsets (empty when not given).
+/// \throws gdp::InvalidArgument naming the first violated rule.
+ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents& k,
+                                     const TensorExtents& v, const TensorExtents& beta,
+                                     const TensorExtents& g, const TensorExtents& initial_state,
+                                     const TensorExtents& cu_seqlens_extents,
+                                     const std::vector<std::int64_t>& cu_seqlens,
+                                     const ForwardOptions& options);
+
+/// The read-out scale the options select for key size K (1/sqrt(K) when not set).
+double resolved_scale(const ForwardOptions& options, std::int64_t key_dim);
+
+}  // namespace gdp::detail

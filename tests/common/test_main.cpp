@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every test program starts Kokkos once around the whole GoogleTest run.
+#include <Kokkos_Core.hpp>
+#include <gtest/gtest.h>
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  Kokkos::ScopeGuard kokkos(argc, argv);
+  return RUN_ALL_TESTS();
+}

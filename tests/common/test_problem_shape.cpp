@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every argument rule of the forward has a test that checks its message, through the public
+// entry point: the error names the argument, the expected and the actual value.
+#include <gdp/forward.hpp>
+
+#include "common/random_problem.hpp"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+namespace gdp {
+namespace {
+
+using Space = Kokkos::DefaultHostExecutionSpace;
+using Memory = Space::memory_space;
+using Owned = OwnedInputs<double, Memory>;
+
+Owned valid_problem(bool varlen = false) {
+  RandomProblemSpec spec;
+  spec.batch = varlen ? 1 : 2;
+  spec.tokens = 10;
+  spec.heads = 3;
+  spec.key_dim = 4;
+  spec.value_dim = 5;
+  spec.num_householder = 2;
+  spec.initial_state = true;
+  if (varlen) spec.cu_seqlens = {0, 4, 10};
+  return make_random_problem<double, Memory>(spec);
+}
+
+ForwardOptions valid_options() {
+  ForwardOptions options;
+  options.num_householder = 2;
+  return options;
+}
+
+/// Expects the forward to throw InvalidArgument for `argument` with every fragment in its
+/// message.
+void expect_rejected(const ForwardInputs<double, Memory>& in, const ForwardOptions& options,
+                     const std::string& argument, std::initializer_list<std::string> fragments) {
+  try {
+    chunk_gated_delta_product<Space, double>(in, options);
+    ADD_FAILURE() << "no exception for " << argument;
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(e.argument(), argument) << e.what();
+    const std::string message = e.what();
+    EXPECT_EQ(message.rfind("gdp: " + argument + ": ", 0), 0u) << message;
+    for (const auto& fragment : fragments)
+      EXPECT_NE(message.find(fragment), std::string::npos) << "'" << fragment << "' in " << message;
+  }
+}
+
+
+TEST(ForwardArguments, ValidProblemRuns) {
+  const auto owned = valid_problem();
+  EXPECT_NO_THROW((chunk_gated_delta_product<Space, double>(owned.inputs(), valid_options())));
+  const auto varlen = valid_problem(true);
+  EXPECT_NO_THROW((chunk_gated_delta_product<Space, double>(varlen.inputs(), valid_options())));
+}
+
+TEST(ForwardArguments, NumHouseholderAtLeastOne) {
+  auto options = valid_options();
+  options.num_householder = 0;
+  expect_rejected(valid_problem().inputs(), options, "num_householder", {"expected >= 1", "got 0"});
+}
+
+TEST(ForwardArguments, ChunkSizeAtLeastOne) {
+  auto options = valid_options();
+  options.chunk_size = -3;
+  expect_rejected(valid_problem().inputs(), options, "chunk_size", {"expected >= 1", "got -3"});
+}
+
+TEST(ForwardArguments, ScaleFinite) {
+  auto options = valid_options();
+  options.scale = std::numeric_limits<double>::infinity();
+  expect_rejected(valid_problem().inputs(), options, "scale", {"finite", "inf"});
+}
+
+TEST(ForwardArguments, RequiredTensorMissing) {
+  auto in = valid_problem().inputs();
+  in.v = {};
+  expect_rejected(in, valid_options(), "v", {"missing"});
+}
+
+TEST(ForwardArguments, QueryExtentsPositive) {
+  auto in = valid_problem().inputs();
+  in.q = Owned::view<double****>("q", 2, 10, 3, 0);
+  expect_rejected(in, valid_options(), "q", {"every extent >= 1", "[2, 10, 3, 0]"});
+}
+
+TEST(ForwardArguments, KeyShapeFollowsQueryAndN) {
+  auto in = valid_problem().inputs();
+  in.k = Owned::view<double****>("k", 2, 10, 3, 4);
+  expect_rejected(in, valid_options(), "k", {"[B, T*n, H, K] = [2, 20, 3, 4]", "got [2, 10, 3, 4]"});
+}
+
+TEST(ForwardArguments, ValueShape) {
+  auto in = valid_problem().inputs();
+  in.v = Owned::view<double****>("v", 2, 20, 2, 5);
+  expect_rejected(in, valid_options(), "v", {"[2, 20, 3, V >= 1]", "got [2, 20, 2, 5]"});
+  in.v = Owned::view<double****>("v", 2, 20, 3, 0);
+  expect_rejected(in, valid_options(), "v", {"got [2, 20, 3, 0]"});
+}
+
+TEST(ForwardArguments, BetaShape) {
+  auto in = valid_problem().inputs();
+  in.beta = Owned::view<double***>("beta", 2, 10, 3);
+  expect_rejected(in, valid_options(), "beta", {"[B, T*n, H] = [2, 20, 3]", "got [2, 10, 3]"});
+}
+
+TEST(ForwardArguments, GateShape) {
+  auto in = valid_problem().inputs();
+  in.g = Owned::view<double***>("g", 2, 20, 3);
+  expect_rejected(in, valid_options(), "g", {"[B, T, H] = [2, 10, 3]", "got [2, 20, 3]"});
+}
+
+TEST(ForwardArguments, InitialStateCountIsSequenceCount) {
+  auto in = valid_problem().inputs();
+  in.initial_state = Owned::view<double****>("h0", 3, 3, 4, 5);
+  expect_rejected(in, valid_options(), "h0", {"[N, H, K, V] = [2, 3, 4, 5]", "got [3, 3, 4, 5]"});
+  auto varlen = valid_problem(true).inputs();
+  varlen.initial_state = Owned::view<double****>("h0", 1, 3, 4, 5);
+  expect_rejected(varlen, valid_options(), "h0", {"= [2, 3, 4, 5]", "got [1, 3, 4, 5]"});
+}
+
+Owned::view<std::int64_t*> offsets(std::initializer_list<std::int64_t> values) {
+  Owned::view<std::int64_t*> view("cu_seqlens", values.size());
+  std::size_t i = 0;
+  for (auto value : values) view(i++) = value;
+  return view;
+}
+
+TEST(ForwardArguments, CuSeqlensNeedsBatchOne) {
+  auto in = valid_problem().inputs();
+  in.initial_state = {};
+  in.cu_seqlens = offsets({0, 10});
+  expect_rejected(in, valid_options(), "cu_seqlens", {"batch size B = 1", "got B = 2"});
+}
+
+TEST(ForwardArguments, CuSeqlensStartsAtZero) {
+  auto in = valid_problem(true).inputs();
+  in.cu_seqlens = offsets({1, 4, 10});
+  expect_rejected(in, valid_options(), "cu_seqlens", {"cu_seqlens[0] = 0", "got 1"});
+}
+
+TEST(ForwardArguments, CuSeqlensNonDecreasing) {
+  auto in = valid_problem(true).inputs();
+  in.cu_seqlens = offsets({0, 6, 4, 10});
+  in.initial_state = {};
+  expect_rejected(in, valid_options(), "cu_seqlens",
+                  {"non-decreasing", "cu_seqlens[2] = 4 < cu_seqlens[1] = 6"});
+}
+
+TEST(ForwardArguments, CuSeqlensEndsAtT) {
+  auto in = valid_problem(true).inputs();
+  in.cu_seqlens = offsets({0, 4, 9});
+  expect_rejected(in, valid_options(), "cu_seqlens", {"cu_seqlens[2] = T = 10", "got 9"});
+}
+
+TEST(ForwardArguments, CuSeqlensHasTwoEntries) {
+  auto in = valid_problem(true).inputs();
+  in.cu_seqlens = offsets({0});
+  in.initial_state = {};
+  expect_rejected(in, valid_options(), "cu_seqlens", {"at least 2 offsets", "got 1"});
+}
+
+TEST(ForwardArguments, MessageNamesTheCheckSite) {
+  auto options = valid_options();
+  options.num_householder = 0;
+  try {
+    chunk_gated_delta_product<Space, double>(valid_problem().inputs(), options);
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("src/common/problem_shape.cpp:"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace gdp
