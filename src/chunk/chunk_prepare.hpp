@@ -44,6 +44,7 @@ struct ChunkPrepare {
   std::size_t scratch_bytes_per_team() const {
     const int C = layout.chunk_size, Q = layout.max_queries;
     return scratch_bytes<ExecSpace, Real>(C, key_dim)    // keys
+           + scratch_bytes<ExecSpace, Real>(key_dim, C)  // keys, transposed
            + scratch_bytes<ExecSpace, Real>(Q, key_dim)  // queries
            + scratch_bytes<ExecSpace, Real>(C, C)        // A
            + scratch_bytes<ExecSpace, Real>(Q, C)        // Q K^T
@@ -66,7 +67,8 @@ struct ChunkPrepare {
     const std::int64_t p0 = chunk.first_position;
 
     const auto& scratch = member.team_scratch(scratch_level);
-    Tile keys(scratch, C, key_dim), queries(scratch, layout.max_queries, key_dim);
+    Tile keys(scratch, C, key_dim), keys_transposed(scratch, key_dim, C);
+    Tile queries(scratch, layout.max_queries, key_dim);
     Tile products(scratch, C, C), query_products(scratch, layout.max_queries, C);
     Tile gate_and_step(scratch, 2, C);
 
@@ -80,29 +82,32 @@ struct ChunkPrepare {
       }
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
-      const Real factor = operands.key_factor(p0 + r, h);
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-        keys(r, d) = factor * operands.key(p0 + r, h, d);
-      });
+      team::scaled_row(member, &keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
+                       operands.key_factor(p0 + r, h));
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
       const std::int64_t t = chunk.first_query_token + j;
-      const Real factor = operands.query_factor(t, h);
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-        queries(j, d) = factor * operands.query(t, h, d);
-      });
+      team::scaled_row(member, &queries(j, 0), &operands.q(t, h, 0), key_dim,
+                       operands.query_factor(t, h));
     });
     member.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L),
+                           [&](const int r) { keys_transposed(d, r) = keys(r, d); });
+    });
 
     const auto rows = Kokkos::make_pair(0, L);
-    const auto chunk_keys = Kokkos::subview(keys, rows, Kokkos::ALL());
+    const auto chunk_keys_transposed = Kokkos::subview(keys_transposed, Kokkos::ALL(), rows);
     const auto A = Kokkos::subview(products, rows, rows);
-    team::gemm<team::NoTranspose, team::Transpose>(member, Real(1), chunk_keys, chunk_keys, Real(0),
-                                                   A);
-    if (num_queries > 0)
-      team::gemm<team::NoTranspose, team::Transpose>(
-          member, Real(1), Kokkos::subview(queries, Kokkos::make_pair(0, num_queries), Kokkos::ALL()),
-          chunk_keys, Real(0), Kokkos::subview(query_products, Kokkos::make_pair(0, num_queries), rows));
+    team::gemm<ExecSpace, team::NoTranspose>(member, Real(1),
+                                             Kokkos::subview(keys, rows, Kokkos::ALL()),
+                                             chunk_keys_transposed, Real(0), A);
+    if (num_queries > 0) {
+      const auto query_rows = Kokkos::make_pair(0, num_queries);
+      team::gemm<ExecSpace, team::NoTranspose>(
+          member, Real(1), Kokkos::subview(queries, query_rows, Kokkos::ALL()),
+          chunk_keys_transposed, Real(0), Kokkos::subview(query_products, query_rows, rows));
+    }
 
     // Gate and mask the products. exp(G_r - G_i) is evaluated only for i <= r: above the
     // diagonal the exponent is positive and may overflow, and inf * 0 would be NaN.
@@ -123,19 +128,16 @@ struct ChunkPrepare {
     });
     // Right-hand sides beta o V and beta o exp(G) o K, solved in place below.
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
-      const Real key_weight = beta(r) * compat::exp(G(r));
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, value_dim), [&](const int e) {
-        workspace.u(p0 + r, h, e) = beta(r) * operands.value(p0 + r, h, e);
-      });
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-        workspace.w(p0 + r, h, d) = key_weight * keys(r, d);
-      });
+      team::scaled_row(member, &workspace.u(p0 + r, h, 0), &operands.v(p0 + r, h, 0), value_dim,
+                       beta(r));
+      team::scaled_row(member, &workspace.w(p0 + r, h, 0), &keys(r, 0), key_dim,
+                       beta(r) * compat::exp(G(r)));
     });
     member.team_barrier();
 
     const auto positions = Kokkos::make_pair(p0, p0 + L);
-    team::solve_unit_lower(member, A, Kokkos::subview(workspace.u, positions, h, Kokkos::ALL()));
-    team::solve_unit_lower(member, A, Kokkos::subview(workspace.w, positions, h, Kokkos::ALL()));
+    team::solve_unit_lower<ExecSpace>(member, A, Kokkos::subview(workspace.u, positions, h, Kokkos::ALL()));
+    team::solve_unit_lower<ExecSpace>(member, A, Kokkos::subview(workspace.w, positions, h, Kokkos::ALL()));
   }
 };
 

@@ -101,28 +101,22 @@ struct StatePass {
 
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
         const Real G = workspace.log_decay(p0 + r, h);
-        const Real factor = compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h);
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-          decayed_keys(r, d) = factor * operands.key(p0 + r, h, d);
-        });
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-          vnew_tile(r, e) = workspace.u(p0 + r, h, e0 + e);
-        });
+        team::scaled_row(member, &decayed_keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
+                         compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h));
+        team::scaled_row(member, &vnew_tile(r, 0), &workspace.u(p0 + r, h, e0), width, Real(1));
       });
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
         const std::int64_t t = chunk.first_query_token + j;
         const Real G = workspace.log_decay(p0 + chunk.first_query_local + j * n, h);
-        const Real factor = operands.scale * compat::exp(G) * operands.query_factor(t, h);
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-          gated_queries(j, d) = factor * operands.query(t, h, d);
-        });
+        team::scaled_row(member, &gated_queries(j, 0), &operands.q(t, h, 0), key_dim,
+                         operands.scale * compat::exp(G) * operands.query_factor(t, h));
       });
       member.team_barrier();
 
       const auto rows = Kokkos::make_pair(0, L);
       const auto positions = Kokkos::make_pair(p0, p0 + L);
       const auto vnew = Kokkos::subview(vnew_tile, rows, columns);
-      team::gemm<team::NoTranspose, team::NoTranspose>(
+      team::gemm<ExecSpace, team::NoTranspose>(
           member, Real(-1), Kokkos::subview(workspace.w, positions, h, Kokkos::ALL()), S, Real(1),
           vnew);
       if (num_queries > 0) {
@@ -130,10 +124,10 @@ struct StatePass {
         const auto tokens = Kokkos::make_pair(chunk.first_query_token,
                                               chunk.first_query_token + num_queries);
         const auto out = Kokkos::subview(out_tile, query_rows, columns);
-        team::gemm<team::NoTranspose, team::NoTranspose>(
+        team::gemm<ExecSpace, team::NoTranspose>(
             member, Real(1), Kokkos::subview(gated_queries, query_rows, Kokkos::ALL()), S, Real(0),
             out);
-        team::gemm<team::NoTranspose, team::NoTranspose>(
+        team::gemm<ExecSpace, team::NoTranspose>(
             member, Real(1), Kokkos::subview(workspace.intra, tokens, h, rows), vnew, Real(1), out);
         Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
@@ -141,7 +135,7 @@ struct StatePass {
           });
         });
       }
-      team::gemm<team::Transpose, team::NoTranspose>(
+      team::gemm<ExecSpace, team::Transpose>(
           member, Real(1), Kokkos::subview(decayed_keys, rows, Kokkos::ALL()), vnew,
           compat::exp(chunk_decay), S);
     }
