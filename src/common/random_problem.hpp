@@ -2,9 +2,10 @@
 // Reproducible random inputs for the tests, `gdp_app verify` and the benchmarks, drawn the
 // way the field tests this operator: q, v ~ N(0, 1); k ~ N(0, 1) rows scaled to unit length
 // unless the operator normalises them itself; beta ~ U(0, beta_max); g = logsigmoid(N(0, 1));
-// h0 ~ 0.1 N(0, 1).
+// h0 ~ 0.1 N(0, 1). For the backward, the gradients of the outputs: do, dht ~ N(0, 1).
 #pragma once
 
+#include <gdp/backward.hpp>
 #include <gdp/forward.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -56,10 +57,9 @@ void fill_host(const T& host, Fill&& value) {
   for (std::size_t i = 0; i < host.size(); ++i) host.data()[i] = value(i);
 }
 
-template <class DeviceView, class Fill>
-DeviceView make_filled(const char* label, Fill&& value, std::size_t d0, std::size_t d1 = KOKKOS_INVALID_INDEX,
-                       std::size_t d2 = KOKKOS_INVALID_INDEX, std::size_t d3 = KOKKOS_INVALID_INDEX) {
-  DeviceView device(std::string(label), d0, d1, d2, d3);
+template <class DeviceView, class Fill, class... Extents>
+DeviceView make_filled(const char* label, Fill&& value, Extents... extents) {
+  DeviceView device(std::string(label), static_cast<std::size_t>(extents)...);
   auto host = Kokkos::create_mirror_view(device);
   fill_host(host, value);
   Kokkos::deep_copy(device, host);
@@ -120,6 +120,37 @@ OwnedInputs<Scalar, MemorySpace> make_random_problem(const RandomProblemSpec& sp
     out.cu_seqlens = detail::make_filled<typename Owned::template view<std::int64_t*>>(
         "gdp::cu_seqlens", [&](std::size_t i) { return spec.cu_seqlens[i]; },
         spec.cu_seqlens.size());
+  return out;
+}
+
+/// Output gradients that own their storage; `gradients()` gives the views the backward takes.
+template <class Scalar, class MemorySpace>
+struct OwnedOutputGradients {
+  using Real = accumulator_t<Scalar>;
+  Kokkos::View<Scalar****, Kokkos::LayoutRight, MemorySpace> o;
+  Kokkos::View<Real****, Kokkos::LayoutRight, MemorySpace> final_state;
+
+  OutputGradients<Scalar, MemorySpace> gradients() const { return {o, final_state}; }
+};
+
+/// Gradients of the outputs of the problem `spec` describes: do, and dht when
+/// `final_state_gradient`. Drawn from their own stream (seed spec.seed + 1), so the inputs of
+/// a spec are the same whether or not its gradients are drawn.
+template <class Scalar, class MemorySpace>
+OwnedOutputGradients<Scalar, MemorySpace> make_random_output_gradients(
+    const RandomProblemSpec& spec, bool final_state_gradient) {
+  using Owned = OwnedOutputGradients<Scalar, MemorySpace>;
+  std::mt19937_64 engine(spec.seed + 1);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Owned out;
+  out.o = detail::make_filled<decltype(out.o)>(
+      "gdp::do", [&](std::size_t) { return narrow<Scalar>(normal(engine)); }, spec.batch,
+      spec.tokens, spec.heads, spec.value_dim);
+  const std::int64_t N = spec.cu_seqlens.empty() ? spec.batch : std::int64_t(spec.cu_seqlens.size()) - 1;
+  if (final_state_gradient)
+    out.final_state = detail::make_filled<decltype(out.final_state)>(
+        "gdp::dht", [&](std::size_t) { return typename Owned::Real(normal(engine)); }, N,
+        spec.heads, spec.key_dim, spec.value_dim);
   return out;
 }
 
