@@ -5,6 +5,10 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 #if KOKKOS_VERSION < 30401
 #error "gdp needs Kokkos 3.4.01 or newer"
 #endif
@@ -19,5 +23,30 @@ using Kokkos::sqrt;
 using Kokkos::Experimental::exp;
 using Kokkos::Experimental::sqrt;
 #endif
+
+// The command-line flag for the host thread count was renamed in 3.7 (Kokkos 4.6 no longer
+// knows the old name); the device id flag is spelled the same in every supported version.
+#if KOKKOS_VERSION >= 30700
+inline constexpr const char* host_threads_flag = "--kokkos-num-threads";
+#else
+inline constexpr const char* host_threads_flag = "--kokkos-threads";
+#endif
+inline constexpr const char* device_id_flag = "--kokkos-device-id";
+
+/// Kokkos::initialize with the command line `arguments` (program name first), plus a device
+/// id and a host thread count when given. Going through the command line rather than
+/// Kokkos::InitArguments (3.x) or Kokkos::InitializationSettings (3.7 on) keeps the user's own
+/// `--kokkos-*` arguments working with every version.
+inline void initialize(std::vector<std::string> arguments, std::optional<int> device_id,
+                       std::optional<int> host_threads) {
+  if (device_id) arguments.push_back(std::string(device_id_flag) + "=" + std::to_string(*device_id));
+  if (host_threads)
+    arguments.push_back(std::string(host_threads_flag) + "=" + std::to_string(*host_threads));
+  std::vector<char*> argv;
+  for (std::string& argument : arguments) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  int argc = int(arguments.size());
+  Kokkos::initialize(argc, argv.data());
+}
 
 }  // namespace gdp::compat

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// `gdp_app make-input`: a random valid input file, for demos, tests and benchmarks.
+#include "command.hpp"
+#include "problem_flags.hpp"
+
+#include "dist/collective_failure.hpp"
+#include "io/forward_file.hpp"
+
+#include <cstdio>
+
+namespace gdp::app {
+
+namespace {
+
+/// Draws the inputs (random_problem.hpp) and writes them with the options as metadata;
+/// returns the file size.
+std::uint64_t write_random_input(const ProblemFlags& flags, const std::string& path) {
+  const detail::ProblemShape shape = flags.shape();
+  return io::with_storage_type(flags.storage(), [&](auto storage) {
+    using Scalar = decltype(storage);
+    const auto owned = make_random_problem<Scalar, Kokkos::HostSpace>(flags.spec());
+    const io::DType stored = flags.storage(), accumulated = io::accumulation_dtype(stored);
+    std::vector<io::TensorSpec> specs;
+    std::vector<const void*> data;
+    const auto add = [&](const char* name, io::DType dtype, const auto& view) {
+      io::TensorSpec spec{name, dtype, {}};
+      for (unsigned r = 0; r < view.rank; ++r) spec.shape.push_back(std::int64_t(view.extent(r)));
+      specs.push_back(spec);
+      data.push_back(view.data());
+    };
+    add("q", stored, owned.q);
+    add("k", stored, owned.k);
+    add("v", stored, owned.v);
+    add("beta", stored, owned.beta);
+    if (shape.gated) add("g", accumulated, owned.g);
+    if (shape.has_initial_state) add("h0", accumulated, owned.initial_state);
+    if (shape.varlen) add("cu_seqlens", io::DType::I64, owned.cu_seqlens);
+    const io::SafetensorsLayout layout =
+        io::plan_safetensors(specs, io::options_metadata(flags.options(), shape.key_dim));
+    io::write_safetensors(path, layout, data);
+    return layout.file_size;
+  });
+}
+
+class MakeInputCommand : public Command {
+ public:
+  explicit MakeInputCommand(CLI::App& app) {
+    subcommand_ = app.add_subcommand(
+        "make-input",
+        "Write a random valid input file for `run`: q, v ~ N(0,1), k ~ N(0,1) rows of unit length "
+        "(raw with --l2norm), beta ~ U(0,1), g = logsigmoid(N(0,1)) in the accumulation type, h0 "
+        "~ 0.1 N(0,1), cu_seqlens as I64, and the options in __metadata__. Rank 0 writes it.");
+    flags_.add_to(*subcommand_);
+    subcommand_->add_option("-o,--output", output_, "file to write")->required();
+  }
+
+  int run(const dist::Runtime& runtime) override {
+    std::uint64_t bytes = 0;
+    dist::run_collectively(runtime.comm(), [&] {
+      if (runtime.rank() == 0) bytes = write_random_input(flags_, output_);
+    });
+    if (runtime.rank() == 0)
+      std::printf("wrote %s: %s, %.1f MB\n", output_.c_str(), flags_.describe().c_str(),
+                  double(bytes) / 1e6);
+    return 0;
+  }
+
+ private:
+  ProblemFlags flags_;
+  std::string output_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_input_command(CLI::App& app) {
+  return std::make_unique<MakeInputCommand>(app);
+}
+
+}  // namespace gdp::app

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "work_partition.hpp"
+
+#include "common/gdp_asserts.hpp"
+
+#include <algorithm>
+
+namespace gdp::dist {
+
+namespace {
+
+std::int64_t sequence_tokens(const detail::ProblemShape& shape, std::int64_t sequence) {
+  return shape.token_offsets[std::size_t(sequence + 1)] - shape.token_offsets[std::size_t(sequence)];
+}
+
+}  // namespace
+
+std::vector<UnitRange> partition_units(const detail::ProblemShape& shape, int ranks) {
+  GDP_EXPECT(ranks >= 1, "ranks", "expected >= 1, got ", ranks);
+  const std::int64_t units = shape.num_sequences() * shape.heads;
+  // Cumulative work before each unit boundary; a problem of empty sequences only (no work)
+  // is shared by unit count instead.
+  std::vector<double> before(std::size_t(units) + 1, 0.0);
+  for (std::int64_t u = 0; u < units; ++u)
+    before[std::size_t(u) + 1] = before[std::size_t(u)] + double(sequence_tokens(shape, u / shape.heads));
+  if (before.back() == 0)
+    for (std::int64_t u = 0; u <= units; ++u) before[std::size_t(u)] = double(u);
+
+  std::vector<UnitRange> ranges(static_cast<std::size_t>(ranks));
+  std::int64_t boundary = 0;
+  for (int r = 0; r < ranks; ++r) {
+    ranges[std::size_t(r)].begin = boundary;
+    if (r == ranks - 1) {
+      boundary = units;
+    } else {
+      const double target = before.back() * double(r + 1) / double(ranks);
+      // The first boundary at or past the target, or the one before it if that is nearer.
+      auto at = std::lower_bound(before.begin() + boundary, before.end(), target);
+      std::int64_t next = std::int64_t(at - before.begin());
+      if (next > boundary &&
+          target - before[std::size_t(next) - 1] <= before[std::size_t(next)] - target)
+        --next;
+      boundary = next;
+    }
+    ranges[std::size_t(r)].end = boundary;
+  }
+  return ranges;
+}
+
+std::int64_t token_heads(const detail::ProblemShape& shape, const UnitRange& range) {
+  std::int64_t sum = 0;
+  for (std::int64_t u = range.begin; u < range.end; ++u) sum += sequence_tokens(shape, u / shape.heads);
+  return sum;
+}
+
+std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRange& range) {
+  const std::int64_t H = shape.heads;
+  std::vector<WorkBlock> blocks;
+  for (std::int64_t u = range.begin; u < range.end;) {
+    WorkBlock b;
+    b.sequence_begin = u / H;
+    b.head_begin = u % H;
+    if (b.head_begin != 0 || range.end - u < H) {  // some heads of one sequence
+      b.sequence_end = b.sequence_begin + 1;
+      b.head_end = std::min(H, b.head_begin + (range.end - u));
+    } else {  // every head of the whole sequences that fit
+      b.sequence_end = range.end / H;
+      b.head_end = H;
+    }
+    b.token_begin = shape.token_offsets[std::size_t(b.sequence_begin)];
+    b.token_end = shape.token_offsets[std::size_t(b.sequence_end)];
+    u = b.sequence_begin * H + b.head_begin + b.sequences() * b.heads();
+    blocks.push_back(b);
+  }
+  return blocks;
+}
+
+detail::ProblemShape block_shape(const detail::ProblemShape& shape, const WorkBlock& block) {
+  detail::ProblemShape s = shape;
+  s.heads = block.heads();
+  s.token_offsets.clear();
+  if (shape.varlen) {
+    s.batch = 1;
+    s.tokens_per_row = block.tokens();
+    for (std::int64_t i = block.sequence_begin; i <= block.sequence_end; ++i)
+      s.token_offsets.push_back(shape.token_offsets[std::size_t(i)] - block.token_begin);
+  } else {
+    s.batch = block.sequences();
+    for (std::int64_t b = 0; b <= s.batch; ++b) s.token_offsets.push_back(b * s.tokens_per_row);
+  }
+  return s;
+}
+
+}  // namespace gdp::dist

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// How the (sequence, head) pairs of a problem are shared among ranks, and how one rank's
+// share becomes a few library calls.
+//
+// Work units are the pairs u = sequence * H + head (sequence-major, the order of the tensors
+// in memory). Each rank gets one contiguous range of units, balanced by token count
+// (variable lengths make equal unit counts unequal work). A contiguous range is at most: the
+// trailing heads of one sequence, then whole sequences, then the leading heads of one more
+// sequence; each of those is one WorkBlock and one call of the library on a compact
+// sub-problem, so a rank makes at most three calls, and reads and writes at most three boxes
+// of each tensor. Different pairs never interact, so the split changes no result.
+#pragma once
+
+#include "common/problem_shape.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace gdp::dist {
+
+/// Units [begin, end) in sequence-major order.
+struct UnitRange {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t size() const { return end - begin; }
+};
+
+/// One contiguous range of units per rank (empty for idle ranks, when there are more ranks
+/// than units), in rank order, covering all units. Rank r's range ends at the unit boundary
+/// whose cumulative token count is nearest to r+1 / ranks of the total.
+std::vector<UnitRange> partition_units(const detail::ProblemShape& shape, int ranks);
+
+/// Tokens of each sequence times heads, summed over `range`: the range's share of the work.
+std::int64_t token_heads(const detail::ProblemShape& shape, const UnitRange& range);
+
+/// Sequences [sequence_begin, sequence_end) x heads [head_begin, head_end): either several
+/// whole sequences (every head) or some heads of one sequence.
+struct WorkBlock {
+  std::int64_t sequence_begin = 0, sequence_end = 0;
+  std::int64_t head_begin = 0, head_end = 0;
+  std::int64_t token_begin = 0, token_end = 0;  ///< on the flattened token axis
+
+  std::int64_t sequences() const { return sequence_end - sequence_begin; }
+  std::int64_t heads() const { return head_end - head_begin; }
+  std::int64_t tokens() const { return token_end - token_begin; }
+};
+
+/// The blocks of a range (at most three, in unit order).
+std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRange& range);
+
+/// The shape of a block as a problem of its own: B rows of T tokens when the problem has
+/// equal lengths, else one row with the block's sequences as cu_seqlens (from 0).
+detail::ProblemShape block_shape(const detail::ProblemShape& shape, const WorkBlock& block);
+
+}  // namespace gdp::dist

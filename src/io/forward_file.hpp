@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+// What gdp's forward input and output files hold, on top of the safetensors format:
+//
+//   input:  q [B,T,H,K], k [B,T*n,H,K], v [B,T*n,H,V], beta [B,T*n,H]   (one dtype: F64, F32,
+//           BF16 or F16, the storage type), and optionally g [B,T,H], h0 [N,H,K,V] (any float
+//           dtype; converted exactly to the accumulation type) and cu_seqlens [N+1] (I32, I64);
+//           __metadata__: num_householder, scale, l2norm (strings; defaults 1, 1/sqrt(K), false)
+//   output: o [B,T,H,V] in the storage dtype, ht [N,H,K,V] in the accumulation dtype, and the
+//           options used in __metadata__.
+#pragma once
+
+#include <gdp/forward.hpp>
+#include <gdp/safetensors.hpp>
+
+#include "common/gdp_asserts.hpp"
+#include "common/problem_shape.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace gdp::io {
+
+/// A checked forward input file: its header, storage dtype, problem shape and options.
+struct ForwardInputFile {
+  SafetensorsHeader header;
+  DType storage = DType::F32;     ///< dtype of q, k, v, beta (and of the output o)
+  detail::ProblemShape shape;     ///< the whole problem
+  ForwardOptions options;         ///< from the metadata; output_final_state is set
+};
+
+/// The cu_seqlens tensor when the file has one (checked: rank 1, dtype I32 or I64), else nullptr.
+const TensorEntry* find_cu_seqlens(const SafetensorsHeader& header);
+
+/// Checks that `header` (with the values of its cu_seqlens tensor, empty when it has none)
+/// describes a valid forward problem: required tensors present, ranks, dtypes, shapes that
+/// agree with each other, options. \throws gdp::InvalidArgument naming the file.
+ForwardInputFile describe_forward_input(const SafetensorsHeader& header,
+                                        const std::vector<std::int64_t>& cu_seqlens);
+
+/// The options as file metadata (num_householder, scale, l2norm), scale resolved for K.
+std::map<std::string, std::string> options_metadata(const ForwardOptions& options,
+                                                    std::int64_t key_dim);
+
+/// The tensors of the output file of `input`: o, then ht.
+std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input);
+
+/// The dtype holding a storage type's accumulation type: F64 for F64, F32 otherwise.
+DType accumulation_dtype(DType storage);
+
+/// The axis of a forward tensor that indexes heads: the tensor is read as
+/// [rows, heads, inner] with rows the product of the extents before it (tokens or expanded
+/// positions for q, k, v, beta, g, o; sequences for h0, ht) and inner the product after it.
+int head_axis(const std::string& tensor_name);
+
+/// Calls body(Scalar()) with the gdp storage type of a storage dtype.
+template <class Body>
+decltype(auto) with_storage_type(DType storage, Body&& body) {
+  switch (storage) {
+    case DType::F64: return body(double());
+    case DType::F32: return body(float());
+    case DType::BF16: return body(bfloat16());
+    case DType::F16: return body(float16());
+    default: break;
+  }
+  GDP_EXPECT(false, "dtype", "expected a storage dtype (F64, F32, BF16, F16), got ",
+             dtype_name(storage));
+}
+
+}  // namespace gdp::io
