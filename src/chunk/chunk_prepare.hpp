@@ -15,6 +15,7 @@
 #include "chunk_operands.hpp"
 #include "chunk_workspace.hpp"
 #include "common/kokkos_compat.hpp"
+#include "common/launch.hpp"
 #include "common/team_dense.hpp"
 #include "common/team_scratch.hpp"
 
@@ -55,8 +56,8 @@ struct ChunkPrepare {
     const std::size_t bytes = scratch_bytes_per_team();
     scratch_level = scratch_level_for<policy_type>(bytes);
     policy_type policy(std::int64_t(layout.chunks.extent(0)) * heads, Kokkos::AUTO);
-    Kokkos::parallel_for("gdp::chunk_prepare",
-                         policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)), *this);
+    launch("gdp::chunk_prepare", policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
+           *this);
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {

@@ -5,6 +5,7 @@
 #include <gdp/storage_types.hpp>
 
 #include "common/kokkos_compat.hpp"
+#include "common/launch.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -22,8 +23,7 @@ inverse_l2_norms(const XView& x) {
   const std::int64_t rows = x.extent(0), heads = x.extent(1), dim = x.extent(2);
   Kokkos::View<Real**, Kokkos::LayoutRight, typename ExecSpace::memory_space> factors(
       Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::inverse_l2_norms"), rows, heads);
-  Kokkos::parallel_for(
-      "gdp::inverse_l2_norms", Kokkos::RangePolicy<ExecSpace>(0, rows * heads),
+  launch("gdp::inverse_l2_norms", Kokkos::RangePolicy<ExecSpace>(0, rows * heads),
       KOKKOS_LAMBDA(const std::int64_t i) {
         const std::int64_t r = i / heads;
         const int h = int(i % heads);

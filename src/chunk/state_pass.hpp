@@ -14,6 +14,7 @@
 #include "chunk_operands.hpp"
 #include "chunk_workspace.hpp"
 #include "common/kokkos_compat.hpp"
+#include "common/launch.hpp"
 #include "common/team_dense.hpp"
 #include "common/team_scratch.hpp"
 
@@ -65,8 +66,8 @@ struct StatePass {
     const std::size_t bytes = scratch_bytes_per_team();
     scratch_level = scratch_level_for<policy_type>(bytes);
     policy_type policy(sequences * heads * value_blocks, Kokkos::AUTO);
-    Kokkos::parallel_for("gdp::state_pass",
-                         policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)), *this);
+    launch("gdp::state_pass", policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
+           *this);
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {

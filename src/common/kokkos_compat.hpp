@@ -13,6 +13,19 @@
 #error "gdp needs Kokkos 3.4.01 or newer"
 #endif
 
+// GDP_IF_ON_HOST((statements;)) keeps host-only code out of the device pass of a function that
+// is compiled for both (KOKKOS_INLINE_FUNCTION): nvcc warns about, and cannot run, a host
+// function called there, even from a branch only host spaces take. Kokkos says this with
+// KOKKOS_IF_ON_HOST since 3.6; before that, the device compilers' own macros do.
+#if defined(KOKKOS_IF_ON_HOST)
+#define GDP_IF_ON_HOST(code) KOKKOS_IF_ON_HOST(code)
+#elif defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#define GDP_IF_ON_HOST(code)
+#else
+#define GDP_IMPL_STRIP_PARENS(...) __VA_ARGS__
+#define GDP_IF_ON_HOST(code) {GDP_IMPL_STRIP_PARENS code}
+#endif
+
 namespace gdp::compat {
 
 // Mathematical functions moved from Kokkos::Experimental to Kokkos in 3.7.

@@ -19,6 +19,8 @@
 
 #include <gdp/storage_types.hpp>
 
+#include "kokkos_compat.hpp"
+
 #include <Kokkos_Core.hpp>
 
 #include <type_traits>
@@ -138,7 +140,7 @@ template <class ExecSpace, class TransA, class Member, class Real, class AView, 
 KOKKOS_INLINE_FUNCTION void gemm(const Member& member, Real alpha, const AView& a,
                                  const BView& b, Real beta, const CView& c) {
   if constexpr (runs_on_host<ExecSpace>) {
-    host::gemm<TransA>(member, alpha, a, b, beta, c);
+    GDP_IF_ON_HOST((host::gemm<TransA>(member, alpha, a, b, beta, c);))
   } else {
     kb::TeamGemm<Member, TransA, NoTranspose, kb::Algo::Gemm::Unblocked>::invoke(member, alpha, a,
                                                                                  b, beta, c);
@@ -152,7 +154,7 @@ template <class ExecSpace, class Member, class AView, class BView>
 KOKKOS_INLINE_FUNCTION void solve_unit_lower(const Member& member, const AView& a,
                                              const BView& b) {
   if constexpr (runs_on_host<ExecSpace>) {
-    host::solve_unit_lower(member, a, b);
+    GDP_IF_ON_HOST((host::solve_unit_lower(member, a, b);))
   } else {
     using Real = typename BView::non_const_value_type;
     kb::TeamTrsm<Member, kb::Side::Left, kb::Uplo::Lower, kb::Trans::NoTranspose, kb::Diag::Unit,

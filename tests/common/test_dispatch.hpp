@@ -8,30 +8,43 @@
 #include <Kokkos_Core.hpp>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <sstream>
 #include <string>
 
 namespace gdp::test {
 
-/// Calls body(ExecSpace{}) for every enabled execution space, each under a SCOPED_TRACE.
+/// Whether the tests run on the execution space `name` ("Serial", "OpenMP", "Cuda"): all of
+/// them unless GDP_TEST_SPACES names some, comma-separated, so that a GPU run can count the
+/// results of each space apart.
+inline bool space_selected(const std::string& name) {
+  const char* selection = std::getenv("GDP_TEST_SPACES");
+  if (!selection || !*selection) return true;
+  std::istringstream names(selection);
+  for (std::string selected; std::getline(names, selected, ',');)
+    if (selected == name) return true;
+  return false;
+}
+
+/// body(space) under a SCOPED_TRACE naming it, when the space is selected.
+template <class ExecSpace, class Body>
+void run_on_space(Body&& body) {
+  if (!space_selected(ExecSpace::name())) return;
+  SCOPED_TRACE(std::string("space ") + ExecSpace::name());
+  body(ExecSpace());
+}
+
+/// Calls body(ExecSpace{}) for every enabled and selected execution space.
 template <class Body>
 void for_each_space(Body&& body) {
 #ifdef KOKKOS_ENABLE_SERIAL
-  {
-    SCOPED_TRACE("space Serial");
-    body(Kokkos::Serial());
-  }
+  run_on_space<Kokkos::Serial>(body);
 #endif
 #ifdef KOKKOS_ENABLE_OPENMP
-  {
-    SCOPED_TRACE("space OpenMP");
-    body(Kokkos::OpenMP());
-  }
+  run_on_space<Kokkos::OpenMP>(body);
 #endif
 #ifdef KOKKOS_ENABLE_CUDA
-  {
-    SCOPED_TRACE("space Cuda");
-    body(Kokkos::Cuda());
-  }
+  run_on_space<Kokkos::Cuda>(body);
 #endif
 }
 

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+/// \file backward.hpp
+/// \brief The chunked Gated DeltaProduct backward operator: gradients of a scalar loss with
+/// respect to every input of the forward (gdp/forward.hpp), given the loss's gradients with
+/// respect to the forward's outputs.
+///
+/// Inputs: the forward's inputs and options unchanged, plus
+///
+///     do   [B, T, H, V]     (Scalar, required)    gradient with respect to o
+///     dht  [N, H, K, V]     (accumulator, optional) gradient with respect to the final state
+///
+/// `dht` may be given whether or not ForwardOptions::output_final_state is set; absent, the
+/// final state is taken not to reach the loss. Outputs, allocated by the operator:
+///
+///     dq [B, T, H, K]   dk [B, T*n, H, K]   dv [B, T*n, H, V]   dbeta [B, T*n, H]   (Scalar)
+///     dg [B, T, H]      only when g is given                                  (accumulator)
+///     dh0 [N, H, K, V]  only when h0 is given                                 (accumulator)
+///
+/// With ForwardOptions::use_qk_l2norm, dq and dk are the gradients with respect to the raw
+/// (unnormalised) q and k, i.e. the backward of the normalisation is included.
+///
+/// Algorithm (design/ALGORITHM.md sections 4 and 5). Nothing is kept from the forward call:
+/// the backward recomputes the per-chunk quantities (W, U, G, the intra-chunk read-out weights
+/// and A) and reruns the state pass, which this time stores the state entering every chunk,
+/// then runs the state pass in reverse over each sequence's chunks carrying dS, and finally
+/// turns the per-chunk adjoints into dq, dk, dbeta and dg, all chunks in parallel.
+///
+/// Memory, in the accumulator type, beyond the inputs and gradients: one K x V state per chunk
+/// per head (the stored chunk-entry states, K*V/chunk_size values per expanded position and
+/// head), the forward's per-chunk workspace (W, Vnew, G, the intra weights and A: K + V + 1 +
+/// 2*chunk_size values per position and head), and the per-chunk adjoints handed from the
+/// reverse pass to the last stage (2K + chunk_size + 1 values per position and head plus
+/// K + chunk_size per token and head), the latter once per value block that the reverse pass
+/// splits V into (one block whenever there are at least twice as many (sequence, head) pairs
+/// as the execution space has threads). docs/BACKWARD.md has the derivation and the figures.
+///
+/// Every argument is checked before any kernel runs; a violation throws gdp::InvalidArgument
+/// naming the argument ("do", "dht", or a forward argument), the expected and the actual value.
+#pragma once
+
+#include <gdp/errors.hpp>
+#include <gdp/forward.hpp>
+#include <gdp/storage_types.hpp>
+
+#include <Kokkos_Core.hpp>
+
+namespace gdp {
+
+/// Gradients of the loss with respect to the forward's outputs, in `MemorySpace`. A null
+/// `final_state` means the final state does not reach the loss.
+template <class Scalar, class MemorySpace>
+struct OutputGradients {
+  using accumulator_type = accumulator_t<Scalar>;
+  template <class T>
+  using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
+
+  view<const Scalar****> o;                         ///< do [B, T, H, V]
+  view<const accumulator_type****> final_state;     ///< dht [N, H, K, V], optional
+};
+
+/// Gradients of the loss with respect to the forward's inputs, allocated by the backward in
+/// `MemorySpace`, each with the shape of its input.
+template <class Scalar, class MemorySpace>
+struct InputGradients {
+  using accumulator_type = accumulator_t<Scalar>;
+  template <class T>
+  using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
+
+  view<Scalar****> dq;                 ///< [B, T, H, K]
+  view<Scalar****> dk;                 ///< [B, T*n, H, K]
+  view<Scalar****> dv;                 ///< [B, T*n, H, V]
+  view<Scalar***> dbeta;               ///< [B, T*n, H]
+  view<accumulator_type***> dg;        ///< [B, T, H]; null unless g was given
+  view<accumulator_type****> dh0;      ///< [N, H, K, V]; null unless h0 was given
+};
+
+/// The chunked Gated DeltaProduct backward on execution space `ExecSpace`.
+///
+/// Instantiated for every enabled Kokkos execution space and every storage type. Runs on a
+/// default instance of `ExecSpace` and fences before returning.
+/// \throws gdp::InvalidArgument on any invalid input (see the file comment and forward.hpp).
+template <class ExecSpace, class Scalar>
+InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product_backward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const ForwardOptions& options = {});
+
+}  // namespace gdp

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every allocation a test program makes after Kokkos starts, the operator's outputs and
+// workspaces included, begins filled with 0xFF bytes: a NaN in every floating-point type gdp
+// stores or computes in. An element that a kernel never writes, or a workspace entry read
+// before it is written, then turns the result non-finite instead of passing as a zero that
+// happens to be close enough.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <cstring>
+
+namespace gdp::test {
+
+namespace detail {
+
+/// Fills [ptr, ptr + size) with 0xFF when the allocation lives in `MemorySpace`.
+template <class MemorySpace>
+bool poison_if_in(const char* space_name, const void* ptr, std::uint64_t size) {
+  if (std::strcmp(space_name, MemorySpace::name()) != 0) return false;
+  Kokkos::View<unsigned char*, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> bytes(
+      static_cast<unsigned char*>(const_cast<void*>(ptr)), size);
+  Kokkos::deep_copy(bytes, static_cast<unsigned char>(0xFF));
+  Kokkos::fence();
+  return true;
+}
+
+inline void poison_allocation(Kokkos::Tools::SpaceHandle space, const char* /*label*/,
+                              const void* ptr, std::uint64_t size) {
+  if (poison_if_in<Kokkos::HostSpace>(space.name, ptr, size)) return;
+#ifdef KOKKOS_ENABLE_CUDA
+  poison_if_in<Kokkos::CudaSpace>(space.name, ptr, size);
+#endif
+}
+
+}  // namespace detail
+
+/// Poisons every later allocation in the host and device memory spaces (a Kokkos Tools
+/// allocation callback, so it reaches allocations inside the library too).
+inline void poison_every_allocation() {
+  Kokkos::Tools::Experimental::set_allocate_data_callback(detail::poison_allocation);
+}
+
+}  // namespace gdp::test
