@@ -4,7 +4,7 @@
 #include "problem_flags.hpp"
 
 #include "dist/collective_failure.hpp"
-#include "io/forward_file.hpp"
+#include "io/forward_input_tensors.hpp"
 
 #include <cstdio>
 
@@ -19,25 +19,10 @@ std::uint64_t write_random_input(const ProblemFlags& flags, const std::string& p
   return io::with_storage_type(flags.storage(), [&](auto storage) {
     using Scalar = decltype(storage);
     const auto owned = make_random_problem<Scalar, Kokkos::HostSpace>(flags.spec());
-    const io::DType stored = flags.storage(), accumulated = io::accumulation_dtype(stored);
-    std::vector<io::TensorSpec> specs;
-    std::vector<const void*> data;
-    const auto add = [&](const char* name, io::DType dtype, const auto& view) {
-      io::TensorSpec spec{name, dtype, {}};
-      for (unsigned r = 0; r < view.rank; ++r) spec.shape.push_back(std::int64_t(view.extent(r)));
-      specs.push_back(spec);
-      data.push_back(view.data());
-    };
-    add("q", stored, owned.q);
-    add("k", stored, owned.k);
-    add("v", stored, owned.v);
-    add("beta", stored, owned.beta);
-    if (shape.gated) add("g", accumulated, owned.g);
-    if (shape.has_initial_state) add("h0", accumulated, owned.initial_state);
-    if (shape.varlen) add("cu_seqlens", io::DType::I64, owned.cu_seqlens);
+    const io::TensorsToWrite tensors = io::forward_input_tensors(owned.inputs());
     const io::SafetensorsLayout layout =
-        io::plan_safetensors(specs, io::options_metadata(flags.options(), shape.key_dim));
-    io::write_safetensors(path, layout, data);
+        io::plan_safetensors(tensors.specs, io::options_metadata(flags.options(), shape.key_dim));
+    io::write_safetensors(path, layout, tensors.data);
     return layout.file_size;
   });
 }

@@ -31,8 +31,26 @@
 
 namespace gdp::io {
 
-/// The element types of the safetensors format, by their names in the format.
-enum class DType { BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64 };
+/// The element types of the safetensors format, by their names in the format. gdp reads
+/// and writes F64, F32, BF16 and F16 tensors and I32 / I64 offsets; the others are known so
+/// that files holding them can still be checked.
+enum class DType {
+  BOOL,     ///< boolean, 1 byte
+  U8,       ///< unsigned 8-bit integer
+  I8,       ///< signed 8-bit integer
+  F8_E5M2,  ///< 8-bit float, 5 exponent and 2 mantissa bits
+  F8_E4M3,  ///< 8-bit float, 4 exponent and 3 mantissa bits
+  I16,      ///< signed 16-bit integer
+  U16,      ///< unsigned 16-bit integer
+  F16,      ///< IEEE binary16 (gdp::float16)
+  BF16,     ///< bfloat16 (gdp::bfloat16)
+  I32,      ///< signed 32-bit integer
+  U32,      ///< unsigned 32-bit integer
+  F32,      ///< IEEE binary32 (float)
+  F64,      ///< IEEE binary64 (double)
+  I64,      ///< signed 64-bit integer
+  U64,      ///< unsigned 64-bit integer
+};
 
 /// The format's name of a dtype ("F32", "BF16", ...).
 const char* dtype_name(DType dtype);

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+// The MPI layer on however many ranks mpiexec starts (CTest runs 1, 2 and 3): collective slab
+// I/O, the distributed forward against one library call on the whole problem (bitwise), and
+// the failure paths, where every rank must fail with the failing rank's message and no output
+// file may be left.
+#include "chunk/forward_impl.hpp"
+#include "common/execution_spaces.hpp"
+#include "common/random_problem.hpp"
+#include "dist/collective_failure.hpp"
+#include "dist/distributed_forward.hpp"
+#include "dist/mpi_file.hpp"
+#include "dist/output_commit.hpp"
+#include "dist/work_partition.hpp"
+#include "io/forward_input_tensors.hpp"
+#include "io/tensor_slab.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+namespace gdp::test {
+namespace {
+
+int rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int ranks() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+/// A directory that rank 0 creates and every rank uses; removed at the end.
+class SharedDirectory {
+ public:
+  SharedDirectory() {
+    std::string path = (std::filesystem::temp_directory_path() / "gdp-mpi-test-XXXXXX").string();
+    if (rank() == 0 && !::mkdtemp(path.data())) path.clear();
+    int length = int(path.size());
+    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    path.resize(std::size_t(length));
+    MPI_Bcast(path.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+    path_ = path;
+  }
+  ~SharedDirectory() {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank() == 0) std::filesystem::remove_all(path_);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  /// The names of the files in the directory (the same on every rank after a barrier).
+  std::vector<std::string> files() const {
+    MPI_Barrier(MPI_COMM_WORLD);
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(path_))
+      names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Rank 0 writes `tensors` with `metadata` to `path`; every rank returns when it is there.
+void write_on_rank0(const std::string& path, const io::TensorsToWrite& tensors,
+                    const std::map<std::string, std::string>& metadata) {
+  if (rank() == 0) io::write_safetensors(path, io::plan_safetensors(tensors.specs, metadata), tensors.data);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(MpiFile, CollectiveSlabReadsAndWritesMatchPosix) {
+  SharedDirectory dir;
+  std::vector<float> values(20 * 3 * 5);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = float(i);
+  const auto layout = io::plan_safetensors({{"x", io::DType::F32, {20, 3, 5}}}, {});
+  write_on_rank0(dir.file("x.safetensors"), {{{"x", io::DType::F32, {20, 3, 5}}}, {values.data()}}, {});
+  // Rank r reads heads [r % 3, 3) of rows [2r, 2r + 5): different, overlapping, or none.
+  std::vector<io::ByteRun> runs;
+  const std::int64_t first = 2 * rank();
+  if (first < 20)
+    io::append_slab_runs(layout.at("x"), 1, {first, std::min<std::int64_t>(first + 5, 20), rank() % 3, 3}, runs);
+  std::uint64_t bytes = 0;
+  for (const auto& run : runs) bytes += run.length;
+  std::vector<float> collective(bytes / 4), posix(bytes / 4);
+  {
+    dist::MpiFile file(MPI_COMM_WORLD, dir.file("x.safetensors"), dist::MpiFile::Mode::read);
+    file.read_runs(runs, collective.data());
+  }
+  io::read_byte_runs(dir.file("x.safetensors"), runs, posix.data());
+  EXPECT_EQ(collective, posix);
+
+  // Every rank writes its rows of a partition of x; the file must equal the serial one.
+  const std::int64_t rows_each = (20 + ranks() - 1) / ranks();
+  const std::int64_t begin = std::min<std::int64_t>(20, rank() * rows_each);
+  const std::int64_t end = std::min<std::int64_t>(20, begin + rows_each);
+  dist::PackedSlabs mine;
+  io::append_slab_runs(layout.at("x"), 1, {begin, end, 0, 3}, mine.runs);
+  dist::write_output_file(MPI_COMM_WORLD, dir.file("y.safetensors"), layout,
+                          {{&mine, values.data() + begin * 15}});
+  if (rank() == 0) {
+    std::vector<float> written(values.size());
+    io::read_byte_runs(dir.file("y.safetensors"), {{layout.at("x").begin, values.size() * 4}}, written.data());
+    EXPECT_EQ(written, values);
+  }
+  EXPECT_EQ(dir.files(), (std::vector<std::string>{"x.safetensors", "y.safetensors"}));
+}
+
+TEST(CollectiveFailure, EveryRankGetsTheFailingRanksMessage) {
+  const int failing = ranks() - 1;
+  try {
+    dist::run_collectively(MPI_COMM_WORLD, [&] {
+      if (rank() == failing) throw std::runtime_error("disk on fire on rank " + std::to_string(failing));
+    });
+    ADD_FAILURE() << "no rank threw";
+  } catch (const dist::CollectiveFailure& e) {
+    EXPECT_EQ(e.failed_rank(), failing);
+    EXPECT_EQ(e.message(), "disk on fire on rank " + std::to_string(failing));
+  }
+  EXPECT_NO_THROW(dist::run_collectively(MPI_COMM_WORLD, [] {}));
+}
+
+struct Problem {
+  RandomProblemSpec spec;
+  ForwardOptions options;
+};
+
+/// Writes the problem as `make-input` does, runs it on every rank into out.safetensors, and
+/// compares o and ht with one library call on the whole problem, bitwise.
+template <class Scalar>
+void check_against_one_call(const Problem& problem) {
+  SharedDirectory dir;
+  const auto owned = make_random_problem<Scalar, Kokkos::HostSpace>(problem.spec);
+  write_on_rank0(dir.file("in.safetensors"), io::forward_input_tensors(owned.inputs()),
+                 io::options_metadata(problem.options, problem.spec.key_dim));
+  dist::RunConfig config;
+  config.input = dir.file("in.safetensors");
+  config.output = dir.file("out.safetensors");
+  config.space = default_execution_space_name() == "cuda" ? "openmp" : default_execution_space_name();
+  const dist::RunResult result = dist::run_forward_file(MPI_COMM_WORLD, config);
+  ASSERT_EQ(int(result.ranks.size()), ranks());
+  double token_heads = 0;
+  for (const auto& report : result.ranks) token_heads += report.token_heads;
+  EXPECT_EQ(token_heads, double(problem.spec.tokens * problem.spec.batch * problem.spec.heads));
+  EXPECT_EQ(dir.files(), (std::vector<std::string>{"in.safetensors", "out.safetensors"}));
+  if (rank() != 0) return;
+  ForwardOptions options = problem.options;
+  options.output_final_state = true;
+  with_execution_space(config.space, [&](auto space) {
+    const auto whole = chunk_gated_delta_product<decltype(space), Scalar>(owned.inputs(), options);
+    const io::SafetensorsHeader header = io::read_safetensors_header(config.output);
+    const auto expect_bytes = [&](const char* name, const auto& view) {
+      SCOPED_TRACE(name);
+      const io::TensorEntry* entry = header.find(name);
+      ASSERT_NE(entry, nullptr);
+      const std::vector<std::byte> bytes = io::read_tensor_bytes(header, *entry);
+      ASSERT_EQ(bytes.size(), view.span() * sizeof(*view.data()));
+      EXPECT_EQ(std::memcmp(bytes.data(), view.data(), bytes.size()), 0) << "not bitwise identical";
+    };
+    expect_bytes("o", whole.o);
+    expect_bytes("ht", whole.final_state);
+    EXPECT_EQ(header.metadata.at("num_householder"), std::to_string(problem.options.num_householder));
+  });
+}
+
+Problem equal_lengths() {
+  Problem p;
+  p.spec.batch = 3;
+  p.spec.tokens = 90;
+  p.spec.heads = 2;
+  p.spec.key_dim = 16;
+  p.spec.value_dim = 24;
+  p.spec.num_householder = 2;
+  p.spec.initial_state = true;
+  p.options.num_householder = 2;
+  return p;
+}
+
+TEST(DistributedForward, EqualLengthsFloat32) { check_against_one_call<float>(equal_lengths()); }
+
+TEST(DistributedForward, VariableLengthsBfloat16) {
+  Problem p = equal_lengths();
+  p.spec.batch = 1;
+  p.spec.tokens = 200;
+  p.spec.heads = 3;
+  p.spec.num_householder = p.options.num_householder = 3;
+  p.spec.cu_seqlens = {0, 120, 120, 150, 200};
+  check_against_one_call<bfloat16>(p);
+}
+
+TEST(DistributedForward, Float64WithL2NormUngated) {
+  Problem p = equal_lengths();
+  p.spec.gated = false;
+  p.spec.raw_keys = true;
+  p.options.use_qk_l2norm = true;
+  p.options.scale = 0.3;
+  check_against_one_call<double>(p);
+}
+
+/// Runs `input` and expects every rank to fail with rank `failing`'s message containing
+/// `message`, leaving only the files `left`.
+void expect_failed_run(const SharedDirectory& dir, const std::string& input, const std::string& output,
+                       int failing, const std::string& message, const std::vector<std::string>& left) {
+  dist::RunConfig config;
+  config.input = input;
+  config.output = output;
+  config.space = "serial";
+  try {
+    dist::run_forward_file(MPI_COMM_WORLD, config);
+    ADD_FAILURE() << "the run succeeded";
+  } catch (const dist::CollectiveFailure& e) {
+    EXPECT_EQ(e.failed_rank(), failing) << e.what();
+    EXPECT_NE(e.message().find(message), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(dir.files(), left);
+}
+
+TEST(DistributedForward, LossySlabOnTheLastRankFailsEveryRank) {
+  // g stored as F64 for F32 inputs: fine while every value is a float, except one value in the
+  // last rank's share: only that rank reads it, and every rank must fail with its message.
+  SharedDirectory dir;
+  const Problem p = equal_lengths();
+  const auto owned = make_random_problem<float, Kokkos::HostSpace>(p.spec);
+  Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::HostSpace> g("g", owned.g.extent(0), owned.g.extent(1),
+                                                                    owned.g.extent(2));
+  for (std::size_t i = 0; i < g.size(); ++i) g.data()[i] = owned.g.data()[i];
+  const detail::ProblemShape shape = detail::check_forward_inputs(owned.inputs(), p.options);
+  const dist::UnitRange last = dist::partition_units(shape, ranks()).back();
+  const std::int64_t sequence = last.begin / shape.heads, head = last.begin % shape.heads;
+  g(sequence, 5, head) = 0.1;  // token 5 of the last rank's first unit
+  io::TensorsToWrite tensors = io::forward_input_tensors(owned.inputs());
+  for (std::size_t i = 0; i < tensors.specs.size(); ++i)
+    if (tensors.specs[i].name == "g") {
+      tensors.specs[i].dtype = io::DType::F64;
+      tensors.data[i] = g.data();
+    }
+  write_on_rank0(dir.file("in.safetensors"), tensors, io::options_metadata(p.options, p.spec.key_dim));
+  expect_failed_run(dir, dir.file("in.safetensors"), dir.file("out.safetensors"), ranks() - 1,
+                    "F64 value 0.10000000000000001 is not exactly representable in float32",
+                    {"in.safetensors"});
+}
+
+TEST(DistributedForward, MissingTensorFailsEveryRank) {
+  SharedDirectory dir;
+  const Problem p = equal_lengths();
+  const auto owned = make_random_problem<float, Kokkos::HostSpace>(p.spec);
+  io::TensorsToWrite tensors = io::forward_input_tensors(owned.inputs());
+  tensors.specs.erase(tensors.specs.begin() + 3);  // beta
+  tensors.data.erase(tensors.data.begin() + 3);
+  write_on_rank0(dir.file("in.safetensors"), tensors, io::options_metadata(p.options, p.spec.key_dim));
+  expect_failed_run(dir, dir.file("in.safetensors"), dir.file("out.safetensors"), 0,
+                    "missing required tensor \"beta\"", {"in.safetensors"});
+}
+
+TEST(DistributedForward, UnwritableOutputLeavesNothing) {
+  SharedDirectory dir;
+  const Problem p = equal_lengths();
+  const auto owned = make_random_problem<float, Kokkos::HostSpace>(p.spec);
+  write_on_rank0(dir.file("in.safetensors"), io::forward_input_tensors(owned.inputs()),
+                 io::options_metadata(p.options, p.spec.key_dim));
+  expect_failed_run(dir, dir.file("in.safetensors"), dir.file("no-such-directory/out.safetensors"), 0,
+                    "cannot open for writing", {"in.safetensors"});
+  expect_failed_run(dir, dir.file("absent.safetensors"), dir.file("out.safetensors"), 0,
+                    "cannot open for reading", {"in.safetensors"});
+}
+
+}  // namespace
+}  // namespace gdp::test
