@@ -50,7 +50,9 @@ namespace gdp {
 /// `final_state` means the final state does not reach the loss.
 template <class Scalar, class MemorySpace>
 struct OutputGradients {
+  /// Element type of dht: accumulator_t<Scalar>.
   using accumulator_type = accumulator_t<Scalar>;
+  /// A row-major view in `MemorySpace`, the type of every member.
   template <class T>
   using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
 
@@ -62,7 +64,9 @@ struct OutputGradients {
 /// `MemorySpace`, each with the shape of its input.
 template <class Scalar, class MemorySpace>
 struct InputGradients {
+  /// Element type of dg and dh0: accumulator_t<Scalar>.
   using accumulator_type = accumulator_t<Scalar>;
+  /// A row-major view in `MemorySpace`, the type of every member.
   template <class T>
   using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
 

@@ -59,7 +59,9 @@ struct ForwardOptions {
 /// means "absent" for the optional tensors g, initial_state and cu_seqlens.
 template <class Scalar, class MemorySpace>
 struct ForwardInputs {
+  /// Element type of g and h0: accumulator_t<Scalar>.
   using accumulator_type = accumulator_t<Scalar>;
+  /// A row-major view in `MemorySpace`, the type of every member.
   template <class T>
   using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
 

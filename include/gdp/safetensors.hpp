@@ -70,20 +70,22 @@ constexpr DType dtype_of() {
 
 /// One tensor of a file: what it is and where its bytes are.
 struct TensorEntry {
-  std::string name;
-  DType dtype = DType::F32;
-  std::vector<std::int64_t> shape;
+  std::string name;                 ///< the tensor's name in the header
+  DType dtype = DType::F32;         ///< element type
+  std::vector<std::int64_t> shape;  ///< extents, outermost first (row-major)
   std::uint64_t begin = 0;  ///< absolute offset of the first byte in the file
   std::uint64_t end = 0;    ///< absolute offset one past the last byte
 
+  /// The product of the extents (1 for a scalar).
   std::int64_t num_elements() const;
+  /// The size of its data: end - begin.
   std::uint64_t num_bytes() const { return end - begin; }
 };
 
 /// The validated header of a file.
 struct SafetensorsHeader {
-  std::string path;
-  std::uint64_t file_size = 0;
+  std::string path;                          ///< the file it was read from
+  std::uint64_t file_size = 0;               ///< the file's size in bytes
   std::uint64_t data_start = 0;              ///< 8 + header length: where offset 0 of the data is
   std::vector<TensorEntry> tensors;          ///< ordered by position in the file
   std::map<std::string, std::string> metadata;  ///< the "__metadata__" entries
@@ -118,7 +120,7 @@ SafetensorsHeader read_safetensors_header(
 /// A contiguous range of bytes of a file.
 struct ByteRun {
   std::uint64_t offset = 0;  ///< absolute offset in the file
-  std::uint64_t length = 0;
+  std::uint64_t length = 0;  ///< number of bytes
 };
 
 /// Reads the runs of `path` one after the other into `destination` (which must hold the sum
@@ -130,9 +132,9 @@ std::vector<std::byte> read_tensor_bytes(const SafetensorsHeader& header, const 
 
 /// A tensor to be written: its name, dtype and shape.
 struct TensorSpec {
-  std::string name;
-  DType dtype = DType::F32;
-  std::vector<std::int64_t> shape;
+  std::string name;                 ///< the tensor's name in the header
+  DType dtype = DType::F32;         ///< element type
+  std::vector<std::int64_t> shape;  ///< extents, outermost first (row-major)
 };
 
 /// Where everything of a file to be written goes, so that several writers can each write
@@ -144,7 +146,7 @@ struct SafetensorsLayout {
   /// Each tensor's absolute byte range, in the order the specs were given (which is also
   /// their order in the file).
   std::vector<TensorEntry> tensors;
-  std::uint64_t file_size = 0;
+  std::uint64_t file_size = 0;  ///< the size of the whole file in bytes
 
   /// The tensor with this name. \throws gdp::InvalidArgument when there is none.
   const TensorEntry& at(const std::string& name) const;

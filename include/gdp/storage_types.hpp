@@ -37,13 +37,16 @@ KOKKOS_INLINE_FUNCTION float bits_float(std::uint32_t bits) {
 
 /// bfloat16: 1 sign, 8 exponent, 7 mantissa bits (the upper half of an IEEE float).
 struct bfloat16 {
-  std::uint16_t bits = 0;
+  std::uint16_t bits = 0;  ///< The raw bits: sign, exponent, mantissa.
 
   bfloat16() = default;
+  /// The nearest bfloat16 to `x` (ties to even); a NaN stays a NaN.
   KOKKOS_INLINE_FUNCTION explicit bfloat16(float x) : bits(round_from_float(x)) {}
+  /// The value as a float (exact: every value of the type is a float).
   KOKKOS_INLINE_FUNCTION explicit operator float() const {
     return detail::bits_float(std::uint32_t(bits) << 16);
   }
+  /// The bfloat16 whose raw bits are `b`.
   KOKKOS_INLINE_FUNCTION static bfloat16 from_bits(std::uint16_t b) {
     bfloat16 r;
     r.bits = b;
@@ -62,10 +65,13 @@ struct bfloat16 {
 
 /// IEEE binary16: 1 sign, 5 exponent, 10 mantissa bits, with subnormals.
 struct float16 {
-  std::uint16_t bits = 0;
+  std::uint16_t bits = 0;  ///< The raw bits: sign, exponent, mantissa.
 
   float16() = default;
+  /// The nearest binary16 to `x` (ties to even): infinity beyond the largest finite value,
+  /// subnormals and zero below the smallest normal; a NaN stays a NaN.
   KOKKOS_INLINE_FUNCTION explicit float16(float x) : bits(round_from_float(x)) {}
+  /// The value as a float (exact: every value of the type is a float).
   KOKKOS_INLINE_FUNCTION explicit operator float() const {
     const std::uint32_t sign = std::uint32_t(bits & 0x8000u) << 16;
     const std::uint32_t exponent = (bits >> 10) & 0x1fu;
@@ -78,6 +84,7 @@ struct float16 {
     const float magnitude = float(mantissa) * 5.9604644775390625e-8f;
     return sign ? -magnitude : magnitude;
   }
+  /// The float16 whose raw bits are `b`.
   KOKKOS_INLINE_FUNCTION static float16 from_bits(std::uint16_t b) {
     float16 r;
     r.bits = b;
@@ -117,8 +124,10 @@ struct accumulator {
   static_assert(std::is_same<Scalar, double>::value || std::is_same<Scalar, float>::value ||
                     std::is_same<Scalar, bfloat16>::value || std::is_same<Scalar, float16>::value,
                 "gdp storage types are double, float, gdp::bfloat16 and gdp::float16");
+  /// double for double, float for the other storage types.
   using type = std::conditional_t<std::is_same<Scalar, double>::value, double, float>;
 };
+/// The accumulation type of a storage type: `accumulator<Scalar>::type`.
 template <class Scalar>
 using accumulator_t = typename accumulator<Scalar>::type;
 
