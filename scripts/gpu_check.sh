@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repo root, what scripts/build_cuda.sh packed into .gpu:
+#   1. the machine (nvidia-smi), and whether every program finds its libraries;
+#   2. the whole test suite (.gpu/tests.tsv) once per execution space compiled in, each run
+#      limited to its space by GDP_TEST_SPACES: Cuda with every test, the host spaces without
+#      the tests labelled `long`, all at the same time (the host runs use the CPU cores);
+#   3. compute-sanitizer memcheck and racecheck on the forward's edge cases on Cuda;
+#   4. `gdp_app verify --space cuda` (one rank, then two sharing the GPU);
+#   5. the forward benchmark (tests/perf/perf_forward.cpp: a float64 check first, then the
+#      FLA shapes in bf16), alone on the machine;
+# and prints a table last: tests passed and failed per space, sanitizer and verify results,
+# and the forward's median time per shape against FLA's. Logs and the benchmark's JSON go to
+# $OUT (the device tool brings back at most 8 files: the names below are all there are).
+#
+# Usage: bash scripts/gpu_check.sh
+# Environment: OUT (default <repo>/build-cuda/gpu_check), GDP_GPU_DIR (default <repo>/.gpu),
+#   GDP_CHECK_SPACES (default: the packed build's spaces, e.g. "Cuda OpenMP Serial"),
+#   GDP_PERF_ARGS (more arguments of gdp_perf_forward, e.g. --shapes=1-256-2-64-2),
+#   GDP_CHECK_BUDGET_S (default 570: every stage is cut so that the script ends within it).
+set -uo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+gpu=${GDP_GPU_DIR:-$repo_root/.gpu}
+out=${OUT:-$repo_root/build-cuda/gpu_check}
+budget=${GDP_CHECK_BUDGET_S:-570}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+[[ -f $gpu/tests.tsv ]] || { echo "no $gpu/tests.tsv: run scripts/build_cuda.sh first" >&2; exit 1; }
+spaces=${GDP_CHECK_SPACES:-$(sed -n 's/^spaces //p' "$gpu/manifest")}
+info=$out/info.log
+: >"$info"
+say() { printf '%s\n' "$*" | tee -a "$info"; }
+# Seconds left before the stage that must end at second $1 of the budget.
+until_s() { local left=$(($1 - SECONDS)); ((left > 5)) && echo "$left" || echo 5; }
+
+# ---- 1. the machine and the libraries -------------------------------------------------------
+say "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname); packed: $(head -n 2 "$gpu/manifest" | tr '\n' ';')"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
+  >"$work/gpu" 2>&1 || true
+say "gpu: $(head -n 1 "$work/gpu")"
+# Libraries packed xz-compressed (too large as they are) are unpacked beside the others.
+mkdir -p "$work/lib"
+for packed in "$gpu"/lib/*.xz; do
+  [[ -e $packed ]] || continue
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$packed" "$work/lib/$(basename "$packed" .xz)"
+done
+export LD_LIBRARY_PATH=$work/lib:$gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if ldd "$gpu"/bin/* 2>/dev/null | grep -q 'not found'; then
+  say "libraries missing here, taking the packed ones from lib-mpi: $(ldd "$gpu"/bin/* | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')"
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$gpu/lib-mpi
+fi
+ldd "$gpu"/bin/* 2>&1 | grep 'not found' | sort -u | sed 's/^/still missing: /' | tee -a "$info"
+# MPI refuses root unless told; the machine's commands run as root. No NVLink multicast.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
+export OMP_PROC_BIND=false
+cores=$(nproc)
+host_threads=$(((cores - 2) / 3 > 1 ? (cores - 2) / 3 : 1))
+
+# ---- 2. the suite, once per space -------------------------------------------------------------
+# run_suite SPACE DEADLINE_S INCLUDE_LONG: every test of tests.tsv on SPACE, each cut at the
+# deadline, in a scratch folder of its own (the spaces run at the same time); a line per test
+# in $work/results-SPACE: name, exit status ("notrun" when out of time), seconds.
+run_suite() {
+  local space=$1 deadline=$2 include_long=$3 log=$out/tests-$1.log scratch=$work/space-$1
+  : >"$log"
+  : >"$work/results-$space"
+  local name labels env pass_regex will_fail directory args_line
+  while IFS=$'\t' read -r name labels env pass_regex will_fail directory args_line; do
+    [[ $include_long == 1 || ",$labels," != *,long,* ]] || continue
+    local -a command=() environment=()
+    IFS=$'\t' read -r -a command <<<"${args_line//@BIN@/$gpu/bin}"
+    command=("${command[@]//@SRC@/$repo_root}")
+    command=("${command[@]//@WORK@/$scratch}")
+    directory=${directory//@WORK@/$scratch}
+    [[ $env == - ]] || IFS=';' read -r -a environment <<<"$env"
+    environment+=("GDP_TEST_SPACES=$space" "OMP_NUM_THREADS=$host_threads")
+    local left=$((deadline - SECONDS)) status start=$SECONDS
+    if ((left < 10)); then
+      echo "=== $name: not run, out of time" >>"$log"
+      printf '%s\t%s\t%s\n' "$name" notrun 0 >>"$work/results-$space"
+      continue
+    fi
+    echo "=== $name: ${command[*]}" >>"$log"
+    mkdir -p "$directory"
+    (cd "$directory" && env "${environment[@]}" timeout -k 5 "$left" "${command[@]}") \
+      >"$scratch.output" 2>&1
+    status=$?
+    cat "$scratch.output" >>"$log"
+    # CTest's rules: a pass regex, when given, decides instead of the exit status; WILL_FAIL
+    # turns the verdict round.
+    if [[ $pass_regex != - ]] && ((status != 124 && status != 137)); then
+      grep -Eq -e "$pass_regex" "$scratch.output" && status=0 || status=1
+    fi
+    if [[ $will_fail == 1 ]]; then ((status == 0)) && status=1 || status=0; fi
+    echo "=== $name: status $status after $((SECONDS - start)) s" >>"$log"
+    printf '%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - start))" >>"$work/results-$space"
+  done <"$gpu/tests.tsv"
+}
+
+host_deadline=$((budget * 60 / 100))
+pids=()
+for space in $spaces; do
+  [[ $space == Cuda ]] && continue
+  run_suite "$space" "$host_deadline" 0 &
+  pids+=($!)
+done
+if [[ " $spaces " == *" Cuda "* ]]; then
+  run_suite Cuda $((budget * 35 / 100)) 1
+fi
+
+# ---- 3. compute-sanitizer on the edge cases ---------------------------------------------------
+sanitizer=$(command -v compute-sanitizer || true)
+for candidate in /usr/local/cuda*/bin/compute-sanitizer; do
+  [[ -z $sanitizer && -x $candidate ]] && sanitizer=$candidate
+done
+: >"$work/sanitizer"
+if [[ " $spaces " == *" Cuda "* && -n $sanitizer ]]; then
+  for tool in memcheck racecheck; do
+    case $tool in memcheck) deadline=$((budget * 50 / 100)) ;; *) deadline=$((budget * 60 / 100)) ;; esac
+    say "--- compute-sanitizer --tool $tool, the forward's edge cases on Cuda"
+    GDP_TEST_SPACES=Cuda OMP_NUM_THREADS=$host_threads timeout -k 5 "$(until_s "$deadline")" \
+      "$sanitizer" --tool "$tool" --error-exitcode 99 "$gpu/bin/gdp_test_chunk" \
+      --gtest_filter='EdgeCases/*' >"$work/$tool.log" 2>&1
+    status=$?
+    grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race)|^\[  (PASSED|FAILED)' \
+      "$work/$tool.log" | head -n 20 | tee -a "$info"
+    tail -n 5 "$work/$tool.log" >>"$info"
+    printf '%s\t%s\n' "$tool" "$status" >>"$work/sanitizer"
+  done
+elif [[ " $spaces " == *" Cuda "* ]]; then
+  say "--- compute-sanitizer not found"
+fi
+
+# ---- 4. gdp_app verify ---------------------------------------------------------------------------
+: >"$work/verify"
+if [[ -x $gpu/bin/gdp_app && " $spaces " == *" Cuda "* ]]; then
+  for ranks in 1 2; do
+    for dtype in bf16 f32; do
+      command=("$gpu/bin/gdp_app" verify --space cuda --dtype "$dtype" -n 2 --h0)
+      ((ranks == 1)) || command=(mpiexec -n "$ranks" "${command[@]}")
+      say "--- ${command[*]}"
+      OMP_NUM_THREADS=$host_threads timeout -k 5 "$(until_s $((budget * 68 / 100)))" "${command[@]}" \
+        >"$work/verify.log" 2>&1
+      status=$?
+      tee -a "$info" <"$work/verify.log" | tail -n 3
+      printf '%s\t%s\n' "$ranks rank(s) $dtype" "$status" >>"$work/verify"
+    done
+  done
+fi
+
+# The host suites end before the benchmark starts: it must have the machine to itself.
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+# ---- 5. the forward benchmark -----------------------------------------------------------------
+bench_status=skipped
+if [[ -x $gpu/bin/gdp_perf_forward ]]; then
+  say "--- gdp_perf_forward ${GDP_PERF_ARGS:-}"
+  # shellcheck disable=SC2086 # GDP_PERF_ARGS is a list of arguments
+  OMP_NUM_THREADS=$cores timeout -k 5 "$(until_s $((budget - 10)))" "$gpu/bin/gdp_perf_forward" \
+    --benchmark_out="$out/perf_forward.json" --benchmark_out_format=json ${GDP_PERF_ARGS:-} \
+    >"$out/perf_forward.log" 2>&1
+  bench_status=$?
+  tail -n 12 "$out/perf_forward.log" >>"$info"
+fi
+
+# ---- the table ----------------------------------------------------------------------------------
+python3 - "$work" "$out" "$bench_status" "$spaces" "$(head -n 1 "$work/gpu")" <<'PY' | tee "$out/summary.txt"
+import glob, json, os, re, sys
+work, out, bench_status, spaces, gpu = sys.argv[1:6]
+print(f"\n== gdp GPU check on {gpu}")
+print(f"{'space':8} {'ctest ok/all':>12} {'gtest passed':>12} {'gtest failed':>12}  failures")
+for space in spaces.split():
+    path = f"{work}/results-{space}"
+    if not os.path.exists(path):
+        continue
+    rows = [line.rstrip("\n").split("\t") for line in open(path) if line.strip()]
+    ok = sum(1 for r in rows if r[1] == "0")
+    log = open(f"{out}/tests-{space}.log", errors="replace").read()
+    passed = sum(int(n) for n in re.findall(r"^\[  PASSED  \] (\d+) test", log, re.M))
+    failed_names = sorted(set(re.findall(r"^\[  FAILED  \] ([^ \n,]+)(?:,| \(|$)", log, re.M)))
+    failed_names = [n for n in failed_names if not n[0].isdigit()]
+    broken = [f"{r[0]}(exit {r[1]})" for r in rows if r[1] not in ("0",) and r[1] != "notrun"]
+    notrun = [r[0] for r in rows if r[1] == "notrun"]
+    notes = failed_names + [b for b in broken if not failed_names] + [f"{n}(not run)" for n in notrun]
+    print(f"{space:8} {f'{ok}/{len(rows)}':>12} {passed:>12} {len(failed_names):>12}  {' '.join(notes) or '-'}")
+for name in ("sanitizer", "verify"):
+    path = f"{work}/{name}"
+    if os.path.exists(path):
+        for line in open(path):
+            what, status = line.rstrip("\n").split("\t")
+            verdict = {"0": "ok", "124": "TIMEOUT", "137": "TIMEOUT"}.get(status, f"FAILED (exit {status})")
+            label = "compute-sanitizer " + what if name == "sanitizer" else "gdp_app verify --space cuda, " + what
+            print(f"{label}: {verdict}")
+path = f"{out}/perf_forward.json"
+if os.path.exists(path):
+    try:
+        runs = json.load(open(path))["benchmarks"]
+    except (ValueError, KeyError):
+        runs = []
+    print(f"\nforward, bf16 storage ({runs[0]['iterations'] if runs else '?'} timed calls each; benchmark exit {bench_status})")
+    print(f"{'shape B-T-H-D-n':26} {'median ms':>10} {'min ms':>9} {'FLA ms':>8} {'gdp/FLA':>8}")
+    for run in runs:
+        shape = run["name"].split("/")[2]
+        if run.get("error_occurred"):
+            print(f"{shape:26} error: {run.get('error_message')}")
+            continue
+        fla = run.get("fla_ms", 0)
+        ratio = f"{run['vs_fla']:.2f}" if fla else "-"
+        print(f"{shape:26} {run['median_ms']:>10.3f} {run['min_ms']:>9.3f} {fla or '-':>8} {ratio:>8}")
+else:
+    print(f"\nforward benchmark: no results (exit {bench_status}); see perf_forward.log")
+PY
