@@ -163,7 +163,7 @@ class BenchCommand : public Command {
                                      fixed(t.chunked_seconds, 4), si(t.token_heads / heads / t.chunked_seconds),
                                      fixed(t.flops / t.chunked_seconds / 1e9, 2)};
       if (settings_.baseline)
-        cells.insert(cells.end(), {fixed(t.naive_seconds, 3), fixed(t.flops / t.naive_seconds / 1e9, 2),
+        cells.insert(cells.end(), {fixed(t.naive_seconds, 4), fixed(t.flops / t.naive_seconds / 1e9, 2),
                                    fixed(t.naive_seconds / t.chunked_seconds, 1) + "x",
                                    fixed(t.sgemm_gflops, 1),
                                    fixed(100 * t.flops / t.chunked_seconds / 1e9 / t.sgemm_gflops, 1) + "%"});
@@ -183,7 +183,8 @@ class BenchCommand : public Command {
     }
     row("all", total);
     table.print(stdout);
-    std::printf("(all: sums of units, calls, tokens and sgemm GFLOP/s; the slowest rank's times)\n");
+    std::printf("(all: sums of units, calls, tokens%s; the slowest rank's times)\n",
+                settings_.baseline ? " and sgemm GFLOP/s" : "");
     std::printf("load imbalance (max/mean of s/call): %.3f\n", load_imbalance(seconds));
   }
 

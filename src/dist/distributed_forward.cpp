@@ -82,8 +82,8 @@ class RankForward {
     });
     run_collectively(comm_, [&] {
       for (const std::string& name : names) file.read_runs(slabs_[name].runs, bytes_[name].data());
-      file.close();
     });
+    run_collectively(comm_, [&] { file.close(); });
     // g and h0 are used in the accumulation type, whatever float type the file holds them in.
     run_collectively(comm_, [&] {
       for (const char* name : {"g", "h0"}) {
