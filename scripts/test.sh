@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: install the dependencies, build everything, and run the default test
-# suite (every test not labelled `long`) through CTest. Exits non-zero on any failure.
+# suite (every test not labelled `long`) through CTest, then the packaging check (an
+# installed gdp and gdp as a subdirectory, each used by a small downstream program).
+# Exits non-zero on any failure.
 #
 # Usage: scripts/test.sh [extra ctest arguments]   e.g. scripts/test.sh -L long  (the long cases)
 set -euo pipefail
@@ -17,4 +19,6 @@ if (($#)); then
   ctest --output-on-failure "$@"
 else
   ctest --output-on-failure -LE long
+  # Both ways a downstream project consumes gdp: the installed package and the source tree.
+  "$repo_root/scripts/check_packaging.sh"
 fi
