@@ -19,20 +19,23 @@
 /// With ForwardOptions::use_qk_l2norm, dq and dk are the gradients with respect to the raw
 /// (unnormalised) q and k, i.e. the backward of the normalisation is included.
 ///
-/// Algorithm (design/ALGORITHM.md sections 4 and 5). Nothing is kept from the forward call:
-/// the backward recomputes the per-chunk quantities (W, U, G, the intra-chunk read-out weights
-/// and A) and reruns the state pass, which this time stores the state entering every chunk,
-/// then runs the state pass in reverse over each sequence's chunks carrying dS, and finally
-/// turns the per-chunk adjoints into dq, dk, dbeta and dg, all chunks in parallel.
+/// Algorithm (design/ALGORITHM.md sections 4 and 5, docs/BACKWARD.md). Nothing is kept from
+/// the forward call: the backward recomputes the per-chunk quantities (W, U, G, the
+/// intra-chunk read-out weights and Tm = (I + A)^{-1}) and reruns the state pass, which this
+/// time stores the state entering every chunk; then it runs the state pass in reverse over
+/// each sequence's chunks carrying dS, and finally turns the per-chunk adjoints into dq, dk,
+/// dbeta and dg, all chunks in parallel. ForwardOptions::algorithm and chunks_per_segment do
+/// not change it.
 ///
-/// Memory, in the accumulator type, beyond the inputs and gradients: one K x V state per chunk
-/// per head (the stored chunk-entry states, K*V/chunk_size values per expanded position and
-/// head), the forward's per-chunk workspace (W, Vnew, G, the intra weights and A: K + V + 1 +
-/// 2*chunk_size values per position and head), and the per-chunk adjoints handed from the
-/// reverse pass to the last stage (2K + chunk_size + 1 values per position and head plus
-/// K + chunk_size per token and head), the latter once per value block that the reverse pass
-/// splits V into (one block whenever there are at least twice as many (sequence, head) pairs
-/// as the execution space has threads). docs/BACKWARD.md has the derivation and the figures.
+/// Memory, in the accumulator type, beyond the inputs and the gradients, per head with
+/// P = T*n expanded positions and C = chunk_size:
+///   - the stored chunk-entry states: one K x V state per chunk, K*V/C values per position;
+///   - the recomputed per-chunk quantities: (K + V + 1 + C) per position and C per token;
+///   - the per-chunk adjoints from the reverse pass to the last stage: (2K + C + 1) per
+///     position and (K + C) per token, once per block of value columns the reverse pass
+///     splits V into (one block whenever there are at least twice as many (sequence, head)
+///     pairs as the execution space runs threads at once).
+/// At B=1, T=4096, H=4, K=V=128, n=2, C=64 in float that is 32 MiB per head.
 ///
 /// Every argument is checked before any kernel runs; a violation throws gdp::InvalidArgument
 /// naming the argument ("do", "dht", or a forward argument), the expected and the actual value.

@@ -127,18 +127,24 @@ struct ChunkPrepare {
             i <= r ? operands.scale * compat::exp(G(r) - G(i)) * query_products(j, i) : Real(0);
       });
     });
-    // Right-hand sides beta o V and beta o exp(G) o K, solved in place below.
+    // Right-hand sides beta o V and beta o exp(G) o K, solved in place below; when the
+    // backward keeps Tm, also the identity, whose solution is Tm.
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
       team::scaled_row(member, &workspace.u(p0 + r, h, 0), &operands.v(p0 + r, h, 0), value_dim,
                        beta(r));
       team::scaled_row(member, &workspace.w(p0 + r, h, 0), &keys(r, 0), key_dim,
                        beta(r) * compat::exp(G(r)));
+      if (workspace.tm.data())
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L),
+                             [&](const int i) { workspace.tm(p0 + r, h, i) = Real(i == r); });
     });
     member.team_barrier();
 
     const auto positions = Kokkos::make_pair(p0, p0 + L);
     team::solve_unit_lower<ExecSpace>(member, A, Kokkos::subview(workspace.u, positions, h, Kokkos::ALL()));
     team::solve_unit_lower<ExecSpace>(member, A, Kokkos::subview(workspace.w, positions, h, Kokkos::ALL()));
+    if (workspace.tm.data())
+      team::solve_unit_lower<ExecSpace>(member, A, Kokkos::subview(workspace.tm, positions, h, rows));
   }
 };
 

@@ -8,6 +8,9 @@
 //
 // Every product acts on the value columns independently, so one team owns one
 // (sequence, head, block of value columns) and keeps that block of the state in scratch.
+//
+// The backward reruns this pass without the read-out, keeping what its reverse pass needs:
+// the state entering every chunk and Vnew.
 #pragma once
 
 #include "chunk_layout.hpp"
@@ -39,8 +42,12 @@ struct StatePass {
   DeviceChunkLayout<memory_space> layout;
   ChunkWorkspace<Real, memory_space> workspace;
   unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
-  unmanaged_view<Scalar***> output;              ///< o [total_tokens, H, V]
+  unmanaged_view<Scalar***> output;              ///< o [total_tokens, H, V]; null: no read-out
   unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
+  /// For the backward, null in the forward: S_0^T of every chunk, and Vnew. new_values may be
+  /// workspace.u, since each team reads a chunk's U before it writes Vnew over it.
+  unmanaged_view<Real****> entry_states_transposed;  ///< [num_chunks, H, V, K]
+  unmanaged_view<Real***> new_values;                ///< [total_positions, H, V]
   int heads, key_dim, value_dim, value_block, value_blocks, scratch_level = 0;
 
   StatePass(const ChunkOperands<Scalar, memory_space>& ops,
@@ -96,9 +103,16 @@ struct StatePass {
     for (std::int64_t c = layout.sequence_first_chunk(sequence);
          c < layout.sequence_first_chunk(sequence + 1); ++c) {
       const ChunkDescriptor chunk = layout.chunks(c);
-      const int L = chunk.length, num_queries = chunk.num_queries;
+      const int L = chunk.length, num_queries = output.data() ? chunk.num_queries : 0;
       const std::int64_t p0 = chunk.first_position;
       const Real chunk_decay = workspace.log_decay(p0 + L - 1, h);
+
+      if (entry_states_transposed.data())
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, width), [&](const int e) {
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
+            entry_states_transposed(c, h, e0 + e, d) = S(d, e);
+          });
+        });
 
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
         const Real G = workspace.log_decay(p0 + r, h);
@@ -136,6 +150,11 @@ struct StatePass {
           });
         });
       }
+      if (new_values.data())
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
+                               [&](const int e) { new_values(p0 + r, h, e0 + e) = vnew(r, e); });
+        });
       team::gemm<ExecSpace, team::Transpose>(
           member, Real(1), Kokkos::subview(decayed_keys, rows, Kokkos::ALL()), vnew,
           compat::exp(chunk_decay), S);

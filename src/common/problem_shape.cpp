@@ -79,6 +79,18 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
   return shape;
 }
 
+void check_output_gradients(const ProblemShape& shape, const TensorExtents& output_gradient,
+                            const TensorExtents& final_state_gradient) {
+  GDP_EXPECT(output_gradient.present, output_gradient.name,
+             "required tensor is missing (null view)");
+  expect_shape(output_gradient,
+               {shape.batch, shape.tokens_per_row, shape.heads, shape.value_dim}, "[B, T, H, V]");
+  if (final_state_gradient.present)
+    expect_shape(final_state_gradient,
+                 {shape.num_sequences(), shape.heads, shape.key_dim, shape.value_dim},
+                 "[N, H, K, V]");
+}
+
 double resolved_scale(const ForwardOptions& options, std::int64_t key_dim) {
   return options.scale > 0 ? options.scale : 1.0 / std::sqrt(double(key_dim));
 }

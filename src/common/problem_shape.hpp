@@ -55,6 +55,12 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
                                      const std::vector<std::int64_t>& cu_seqlens,
                                      const ForwardOptions& options);
 
+/// Checks the backward's extra arguments against the problem's shape: the gradient of o
+/// (required, [B, T, H, V]) and of the final state (optional, [N, H, K, V]).
+/// \throws gdp::InvalidArgument naming the offending tensor, its expected and actual shape.
+void check_output_gradients(const ProblemShape& shape, const TensorExtents& output_gradient,
+                            const TensorExtents& final_state_gradient);
+
 /// The read-out scale the options select for key size K (1/sqrt(K) when not set).
 double resolved_scale(const ForwardOptions& options, std::int64_t key_dim);
 

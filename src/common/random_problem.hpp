@@ -146,7 +146,8 @@ OwnedOutputGradients<Scalar, MemorySpace> make_random_output_gradients(
   out.o = detail::make_filled<decltype(out.o)>(
       "gdp::do", [&](std::size_t) { return narrow<Scalar>(normal(engine)); }, spec.batch,
       spec.tokens, spec.heads, spec.value_dim);
-  const std::int64_t N = spec.cu_seqlens.empty() ? spec.batch : std::int64_t(spec.cu_seqlens.size()) - 1;
+  const std::int64_t N =
+      spec.cu_seqlens.empty() ? spec.batch : std::int64_t(spec.cu_seqlens.size()) - 1;
   if (final_state_gradient)
     out.final_state = detail::make_filled<decltype(out.final_state)>(
         "gdp::dht", [&](std::size_t) { return typename Owned::Real(normal(engine)); }, N,

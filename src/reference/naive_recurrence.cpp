@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "naive_recurrence.hpp"
 
-#include <cmath>
+#include "recurrence_step.hpp"
+
 #include <vector>
 
 namespace gdp::reference {
@@ -9,7 +10,7 @@ namespace gdp::reference {
 template <class Real>
 ReferenceResult<Real> naive_recurrence(const ReferenceProblem<Real>& p) {
   const auto& s = p.shape;
-  const std::int64_t H = s.heads, K = s.key_dim, V = s.value_dim, n = s.num_householder;
+  const std::int64_t H = s.heads, K = s.key_dim, V = s.value_dim;
   ReferenceResult<Real> result;
   result.o = decltype(result.o)("reference::o", s.total_tokens(), H, V);
   result.final_state = decltype(result.final_state)("reference::ht", s.num_sequences(), H, K, V);
@@ -22,23 +23,8 @@ ReferenceResult<Real> naive_recurrence(const ReferenceProblem<Real>& p) {
         std::vector<Real> S(K * V, Real(0));  // S[d*V + e]
         if (p.h0.data())
           for (std::int64_t i = 0; i < K * V; ++i) S[i] = p.h0(seq, h, i / V, i % V);
-        std::vector<Real> projection(V);
         for (std::int64_t t = s.token_offsets[seq]; t < s.token_offsets[seq + 1]; ++t) {
-          if (p.g.data()) {
-            const Real decay = std::exp(p.g(t, h));
-            for (Real& x : S) x *= decay;
-          }
-          for (std::int64_t j = 0; j < n; ++j) {
-            const std::int64_t pos = t * n + j;
-            const std::vector<Real> key = row<Real>(p.k, pos, h, p.use_qk_l2norm);
-            // S <- S + beta k (v - S^T k)^T
-            for (std::int64_t e = 0; e < V; ++e) projection[e] = p.v(pos, h, e);
-            for (std::int64_t d = 0; d < K; ++d)
-              for (std::int64_t e = 0; e < V; ++e) projection[e] -= S[d * V + e] * key[d];
-            const Real step = p.beta(pos, h);
-            for (std::int64_t d = 0; d < K; ++d)
-              for (std::int64_t e = 0; e < V; ++e) S[d * V + e] += step * key[d] * projection[e];
-          }
+          advance_token(p, t, h, S, [](std::int64_t, const std::vector<Real>&) {});
           const std::vector<Real> query = row<Real>(p.q, t, h, p.use_qk_l2norm);
           for (std::int64_t e = 0; e < V; ++e) {
             Real sum = 0;

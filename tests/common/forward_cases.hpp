@@ -116,19 +116,25 @@ inline std::vector<ForwardCase> edge_cases() {
   return cases;
 }
 
-/// The float64 naive-recurrence result of a case, computed once per process.
-inline const reference::ReferenceResult<double>& naive_reference(const ForwardCase& c) {
-  static std::map<std::string, std::unique_ptr<reference::ReferenceResult<double>>> cache;
+/// What make() returns for the case called `name`, computed once per process.
+template <class Result, class Make>
+const Result& computed_once(const std::string& name, Make&& make) {
+  static std::map<std::string, std::unique_ptr<Result>> cache;
   // The cached views must go before Kokkos does.
   static const bool registered = (Kokkos::push_finalize_hook([] { cache.clear(); }), true);
   (void)registered;
-  auto& slot = cache[c.name];
-  if (!slot) {
-    const auto inputs = make_random_problem<double, Kokkos::HostSpace>(c.spec);
-    slot = std::make_unique<reference::ReferenceResult<double>>(reference::naive_recurrence(
-        reference::make_reference_problem<double>(inputs.inputs(), c.options)));
-  }
+  auto& slot = cache[name];
+  if (!slot) slot = std::make_unique<Result>(make());
   return *slot;
+}
+
+/// The float64 naive-recurrence result of a case, computed once per process.
+inline const reference::ReferenceResult<double>& naive_reference(const ForwardCase& c) {
+  return computed_once<reference::ReferenceResult<double>>(c.name, [&] {
+    const auto inputs = make_random_problem<double, Kokkos::HostSpace>(c.spec);
+    return reference::naive_recurrence(
+        reference::make_reference_problem<double>(inputs.inputs(), c.options));
+  });
 }
 
 }  // namespace gdp::test

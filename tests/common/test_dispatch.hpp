@@ -48,27 +48,34 @@ void for_each_space(Body&& body) {
 #endif
 }
 
-/// Calls body(Scalar{}, tolerance) for every storage type with the relative Frobenius error
-/// allowed against the float64 reference on the same inputs: 1e-10 in double, 1e-4 in float,
-/// 1e-2 with 16-bit storage (its inputs are rounded to 16 bits, so this bound covers the
-/// input rounding as well as the float accumulation).
+/// The relative Frobenius error a result may have against its float64 reference, per storage.
+struct StorageTolerances {
+  double float64, float32, bits16;
+};
+
+/// The forward's: 1e-10 in double, 1e-4 in float, 1e-2 with 16-bit storage (its inputs are
+/// rounded to 16 bits, so this bound covers the input rounding as well as the float
+/// accumulation).
+inline constexpr StorageTolerances forward_tolerances{1e-10, 1e-4, 1e-2};
+
+/// Calls body(Scalar{}, tolerance) for every storage type with its tolerance.
 template <class Body>
-void for_each_storage(Body&& body) {
+void for_each_storage(Body&& body, const StorageTolerances& tolerances = forward_tolerances) {
   {
     SCOPED_TRACE("storage float64");
-    body(double(), 1e-10);
+    body(double(), tolerances.float64);
   }
   {
     SCOPED_TRACE("storage float32");
-    body(float(), 1e-4);
+    body(float(), tolerances.float32);
   }
   {
     SCOPED_TRACE("storage bfloat16");
-    body(bfloat16(), 1e-2);
+    body(bfloat16(), tolerances.bits16);
   }
   {
     SCOPED_TRACE("storage float16");
-    body(float16(), 1e-2);
+    body(float16(), tolerances.bits16);
   }
 }
 

@@ -3,6 +3,7 @@
 // entry point: the error names the argument, the expected and the actual value.
 #include <gdp/forward.hpp>
 
+#include "common/expect_rejected.hpp"
 #include "common/random_problem.hpp"
 
 #include <gtest/gtest.h>
@@ -40,16 +41,8 @@ ForwardOptions valid_options() {
 /// message.
 void expect_rejected(const ForwardInputs<double, Memory>& in, const ForwardOptions& options,
                      const std::string& argument, std::initializer_list<std::string> fragments) {
-  try {
-    chunk_gated_delta_product<Space, double>(in, options);
-    ADD_FAILURE() << "no exception for " << argument;
-  } catch (const InvalidArgument& e) {
-    EXPECT_EQ(e.argument(), argument) << e.what();
-    const std::string message = e.what();
-    EXPECT_EQ(message.rfind("gdp: " + argument + ": ", 0), 0u) << message;
-    for (const auto& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos) << "'" << fragment << "' in " << message;
-  }
+  test::expect_rejected([&] { chunk_gated_delta_product<Space, double>(in, options); }, argument,
+                        fragments);
 }
 
 
