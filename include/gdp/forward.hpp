@@ -41,6 +41,20 @@
 
 namespace gdp {
 
+/// How the forward walks each sequence's chunks. Both give the same function.
+enum class ForwardAlgorithm {
+  /// Chunk-parallel when the (sequence, head) pairs are too few to keep the execution space
+  /// busy, else sequential (docs/PERFORMANCE.md has the rule).
+  automatic,
+  /// One walk over each sequence's chunks per (sequence, head, block of value columns),
+  /// carrying the state.
+  sequential,
+  /// Each sequence cut into segments of chunks: every segment's affine state map
+  /// S_out = M S_in + R in parallel, a scan of the maps over each sequence's segments, then
+  /// every segment's outputs in parallel from its true entering state.
+  chunk_parallel,
+};
+
 /// Options of the forward operator.
 struct ForwardOptions {
   /// n: Householder sub-steps per token (>= 1).
@@ -53,6 +67,10 @@ struct ForwardOptions {
   bool use_qk_l2norm = false;
   /// Expanded positions per chunk (>= 1; 64 is customary).
   int chunk_size = 64;
+  /// Sequential or chunk-parallel walk over the chunks.
+  ForwardAlgorithm algorithm = ForwardAlgorithm::automatic;
+  /// Chunk-parallel only: chunks per segment (>= 0; 0 chooses it from the parallel work).
+  int chunks_per_segment = 0;
 };
 
 /// The inputs, as views in the memory space `MemorySpace`. A default-constructed (null) view

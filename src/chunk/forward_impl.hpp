@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// The forward driver: check, lay out the chunks, run the two stages.
+// The forward driver: check, lay out the chunks, then either the fused kernel (where the
+// space and storage type have one) or the two stages, walking the chunks sequentially or
+// chunk-parallel (forward_plan.hpp).
 #pragma once
 
 #include <gdp/forward.hpp>
 
 #include "chunk_layout.hpp"
 #include "chunk_operands.hpp"
+#include "chunk_parallel.hpp"
 #include "chunk_prepare.hpp"
 #include "chunk_workspace.hpp"
 #include "common/problem_shape.hpp"
+#include "forward_plan.hpp"
+#include "fused_forward.hpp"
 #include "l2_normalize.hpp"
 #include "state_pass.hpp"
 
@@ -62,41 +67,70 @@ ChunkOperands<Scalar, typename ExecSpace::memory_space> make_operands(
   return operands;
 }
 
-template <class ExecSpace, class Scalar>
-ForwardResult<Scalar, typename ExecSpace::memory_space> chunked_forward(
-    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-    const ForwardOptions& options) {
-  using memory_space = typename ExecSpace::memory_space;
-  using Real = accumulator_t<Scalar>;
-  const ProblemShape shape = check_forward_inputs(in, options);
-
-  const auto operands = make_operands<ExecSpace>(in, shape, options);
-  const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
-  const DeviceChunkLayout<memory_space> device_layout(layout);
-  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
-  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
-
-  ForwardResult<Scalar, memory_space> result;
-  // The state pass writes every element of o and ht (the tests poison every allocation to
-  // check that), so neither is zeroed first.
+/// The outputs of a forward of `shape`, allocated uninitialised: the state passes write every
+/// element of o and ht (the tests poison every allocation to check that).
+template <class Scalar, class MemorySpace>
+ForwardResult<Scalar, MemorySpace> allocate_forward_result(const ProblemShape& shape,
+                                                           const ForwardOptions& options) {
+  ForwardResult<Scalar, MemorySpace> result;
   result.o = decltype(result.o)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::o"),
                                 shape.batch, shape.tokens_per_row, shape.heads, shape.value_dim);
   if (options.output_final_state)
     result.final_state = decltype(result.final_state)(
         Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::ht"), shape.num_sequences(),
         shape.heads, shape.key_dim, shape.value_dim);
+  return result;
+}
+
+/// The forward into outputs from allocate_forward_result(shape, options), `shape` being what
+/// check_forward_inputs(in, options) returned; the benchmarks time this part alone.
+template <class ExecSpace, class Scalar>
+void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                          const ForwardOptions& options, const ProblemShape& shape,
+                          const ForwardResult<Scalar, typename ExecSpace::memory_space>& result) {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  const auto operands = make_operands<ExecSpace>(in, shape, options);
+  const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
+  const DeviceChunkLayout<memory_space> device_layout(layout);
+
   using Pass = StatePass<ExecSpace, Scalar>;
-  Pass(operands, device_layout, workspace,
-       typename Pass::template unmanaged_view<const Real****>(in.initial_state.data(),
-                                                                in.initial_state.layout()),
-       typename Pass::template unmanaged_view<Scalar***>(result.o.data(), shape.total_tokens(),
-                                                         shape.heads, shape.value_dim),
-       typename Pass::template unmanaged_view<Real****>(result.final_state.data(),
-                                                        result.final_state.layout()),
-       state_pass_value_block<ExecSpace>(shape))
-      .run();
+  const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
+                                                                  in.initial_state.layout());
+  const typename Pass::template unmanaged_view<Scalar***> o(result.o.data(), shape.total_tokens(),
+                                                            shape.heads, shape.value_dim);
+  const typename Pass::template unmanaged_view<Real****> ht(result.final_state.data(),
+                                                            result.final_state.layout());
+  const int value_block = state_pass_value_block<ExecSpace>(shape);
+  using Fused = FusedForward<ExecSpace, Scalar>;
+  if constexpr (Fused::available) {
+    if (Fused::supports(shape, options)) {
+      Fused::run(operands, layout, device_layout, options, h0, o, ht, value_block);
+      ExecSpace().fence();
+      return;
+    }
+  }
+  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
+  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
+  const ForwardPlan plan = plan_forward(layout, options, shape.num_sequences() * shape.heads, 1,
+                                        concurrent_walks<ExecSpace>());
+  if (plan.chunk_parallel)
+    chunk_parallel_state_passes<ExecSpace, Scalar>(operands, layout, device_layout, workspace, h0,
+                                                   o, ht, plan.chunks_per_segment, value_block);
+  else
+    Pass(operands, device_layout, workspace, h0, o, ht, value_block).run();
   // Callers may drop their inputs as soon as this returns; the kernels read them directly.
   ExecSpace().fence();
+}
+
+template <class ExecSpace, class Scalar>
+ForwardResult<Scalar, typename ExecSpace::memory_space> chunked_forward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+    const ForwardOptions& options) {
+  const ProblemShape shape = check_forward_inputs(in, options);
+  const auto result =
+      allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
+  chunked_forward_into<ExecSpace>(in, options, shape, result);
   return result;
 }
 

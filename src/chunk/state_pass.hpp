@@ -8,6 +8,8 @@
 //
 // Every product acts on the value columns independently, so one team owns one
 // (sequence, head, block of value columns) and keeps that block of the state in scratch.
+// The chunk-parallel forward runs the same pass over segments of sequences instead, once for
+// the segments' affine state maps and once for the outputs (segment_map.hpp).
 //
 // The backward reruns this pass without the read-out, keeping what its reverse pass needs:
 // the state entering every chunk and Vnew.
@@ -16,6 +18,7 @@
 #include "chunk_layout.hpp"
 #include "chunk_operands.hpp"
 #include "chunk_workspace.hpp"
+#include "segment_map.hpp"
 #include "common/kokkos_compat.hpp"
 #include "common/launch.hpp"
 #include "common/team_dense.hpp"
@@ -48,6 +51,12 @@ struct StatePass {
   /// workspace.u, since each team reads a chunk's U before it writes Vnew over it.
   unmanaged_view<Real****> entry_states_transposed;  ///< [num_chunks, H, V, K]
   unmanaged_view<Real***> new_values;                ///< [total_positions, H, V]
+  /// For the chunk-parallel forward (segment_map.hpp): the teams walk these segments instead
+  /// of whole sequences, and initial_state / final_state are indexed by segment.
+  DeviceSegmentLayout<memory_space> segments;
+  /// Walk each segment with the augmented state [M | R] from [I | 0] (initial_state unused)
+  /// and write it to final_state [segments, H, K, K + V]: the segment maps.
+  bool segment_maps = false;
   int heads, key_dim, value_dim, value_block, value_blocks, scratch_level = 0;
 
   StatePass(const ChunkOperands<Scalar, memory_space>& ops,
@@ -68,22 +77,33 @@ struct StatePass {
            + scratch_bytes<ExecSpace, Real>(Q, value_block);     // outputs
   }
 
+  KOKKOS_INLINE_FUNCTION ColumnBlocking column_blocking() const {
+    return ColumnBlocking(key_dim, value_dim, value_block, segment_maps);
+  }
+
   void run() {
-    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
+    const std::int64_t walks = segments.segments.data()
+                                   ? segments.count()
+                                   : std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
     const std::size_t bytes = scratch_bytes_per_team();
     scratch_level = scratch_level_for<policy_type>(bytes);
-    policy_type policy(sequences * heads * value_blocks, Kokkos::AUTO);
+    policy_type policy(walks * heads * column_blocking().count(), Kokkos::AUTO);
     launch("gdp::state_pass", policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
            *this);
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
+    const ColumnBlocking blocking = column_blocking();
     const std::int64_t unit = member.league_rank();
-    const int block = int(unit % value_blocks);
-    const int h = int((unit / value_blocks) % heads);
-    const std::int64_t sequence = unit / (std::int64_t(value_blocks) * heads);
-    const int e0 = block * value_block;
-    const int width = value_dim - e0 < value_block ? value_dim - e0 : value_block;
+    const ColumnBlock owned = blocking(int(unit % blocking.count()));
+    const int h = int((unit / blocking.count()) % heads);
+    const std::int64_t walk = unit / (std::int64_t(blocking.count()) * heads);
+    const SegmentDescriptor range =
+        segments.segments.data()
+            ? segments.segments(walk)
+            : SegmentDescriptor{walk, layout.sequence_first_chunk(walk),
+                                layout.sequence_first_chunk(walk + 1)};
+    const int e0 = owned.value_first, width = owned.width;
     const int C = layout.chunk_size, n = operands.num_householder;
 
     const auto& scratch = member.team_scratch(scratch_level);
@@ -95,13 +115,14 @@ struct StatePass {
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-        S(d, e) = initial_state.data() ? initial_state(sequence, h, d, e0 + e) : Real(0);
+        S(d, e) = owned.carries_map        ? Real(owned.identity(d, e))
+                  : initial_state.data() ? initial_state(walk, h, d, owned.state_first + e)
+                                         : Real(0);
       });
     });
     member.team_barrier();
 
-    for (std::int64_t c = layout.sequence_first_chunk(sequence);
-         c < layout.sequence_first_chunk(sequence + 1); ++c) {
+    for (std::int64_t c = range.first_chunk; c < range.end_chunk; ++c) {
       const ChunkDescriptor chunk = layout.chunks(c);
       const int L = chunk.length, num_queries = output.data() ? chunk.num_queries : 0;
       const std::int64_t p0 = chunk.first_position;
@@ -118,7 +139,11 @@ struct StatePass {
         const Real G = workspace.log_decay(p0 + r, h);
         team::scaled_row(member, &decayed_keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
                          compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h));
-        team::scaled_row(member, &vnew_tile(r, 0), &workspace.u(p0 + r, h, e0), width, Real(1));
+        if (owned.carries_map)  // the M columns' values are zero: Vnew = -W S
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
+                               [&](const int e) { vnew_tile(r, e) = Real(0); });
+        else
+          team::scaled_row(member, &vnew_tile(r, 0), &workspace.u(p0 + r, h, e0), width, Real(1));
       });
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
         const std::int64_t t = chunk.first_query_token + j;
@@ -163,7 +188,7 @@ struct StatePass {
     if (final_state.data()) {
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
         Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-          final_state(sequence, h, d, e0 + e) = S(d, e);
+          final_state(walk, h, d, owned.state_first + e) = S(d, e);
         });
       });
     }

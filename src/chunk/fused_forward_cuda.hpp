@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: Apache-2.0
+// The fused forward on Kokkos::Cuda for 16-bit storage (bfloat16, float16), K <= 128 and
+// chunks of at most 64 positions.
+//
+// One block of 512 threads walks the chunks of one (segment, head, block of state columns),
+// a segment being a whole sequence in the sequential walk. Per chunk, all in shared memory and
+// registers (ALGORITHM.md section 4; `o` the elementwise product, D_ri = exp(G_r - G_i)):
+//
+//   G, beta        cumulative log gates (a warp prefix sum) and steps
+//   A              strictly_lower(diag(beta) (K K^T) o D), masked as it leaves the accumulators
+//   QKm            scale (Q K^T) o D for i <= r, likewise
+//   Tm             (I + A)^{-1} in float, by 16 x 16 blocks
+//   -W, U          -(Tm diag(beta exp(G))) K,  (Tm diag(beta)) V
+//   Vnew           U - W S
+//   O              diag(scale exp(G)) (Q S) + QKm Vnew          (forward walks only)
+//   S              exp(G_L) S + K^T (exp(G_L - G) o Vnew)
+//
+// The products run on the tensor cores (mma.sync with 16-bit operands in the storage type,
+// float accumulation); G, beta, the gates, the masks and Tm's solve stay in float, and the
+// gates are applied to float accumulators or folded into Tm's columns rather than to 16-bit
+// copies of K, Q and V. The state lives in float accumulators for the whole walk, each warp
+// owning a fixed 32-row block of it; a 16-bit copy in shared memory feeds the products that
+// read it. exp(G_r - G_i) is evaluated only where r >= i.
+//
+// This is a plain CUDA kernel launched on the stream of Kokkos::Cuda's default instance
+// rather than a Kokkos team functor: Kokkos 3.4 caps a team's shared memory at 48 KB (it never
+// raises cudaFuncAttributeMaxDynamicSharedMemorySize), and one chunk's tiles take 185 KB.
+#pragma once
+
+#include <gdp/forward.hpp>
+
+#include "chunk_layout.hpp"
+#include "chunk_operands.hpp"
+#include "common/problem_shape.hpp"
+#include "common/team_dense_cuda.hpp"
+#include "forward_plan.hpp"
+#include "segment_map.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+namespace gdp::detail {
+
+namespace fused {
+
+inline constexpr int chunk_capacity = 64;  ///< positions per chunk (chunk_size <= 64)
+inline constexpr int key_capacity = 128;   ///< K <= 128, zero-padded to a multiple of 16
+inline constexpr int warps = 16, threads = 32 * warps;
+
+/// Byte offsets of the tiles in shared memory, for blocks of 16 * ValueTiles state columns.
+/// Leading dimensions: 16-bit tiles of K columns ldk, of value columns ldv, of chunk
+/// positions ldc; float tiles of chunk positions ldf (all padded against bank conflicts).
+template <int ValueTiles>
+struct SharedLayout {
+  static constexpr int value_capacity = 16 * ValueTiles;
+  static constexpr int ldk = key_capacity + 8, ldv = value_capacity + 8;
+  static constexpr int ldc = chunk_capacity + 8, ldf = chunk_capacity + 4;
+  static constexpr std::size_t key_tile = std::size_t(chunk_capacity) * ldk * 2;
+  static constexpr std::size_t value_tile = std::size_t(chunk_capacity) * ldv * 2;
+  static constexpr std::size_t position_tile = std::size_t(chunk_capacity) * ldc * 2;
+  static constexpr std::size_t float_tile = std::size_t(chunk_capacity) * ldf * 4;
+  static constexpr std::size_t keys = 0;                           ///< K
+  static constexpr std::size_t queries = keys + key_tile;          ///< Q
+  static constexpr std::size_t negated_w = queries + key_tile;     ///< -W
+  static constexpr std::size_t values = negated_w + key_tile;      ///< V, then Vnew
+  static constexpr std::size_t decayed = values + value_tile;      ///< exp(G_L - G) o Vnew
+  static constexpr std::size_t state = decayed + value_tile;       ///< S, 16 bits
+  static constexpr std::size_t products = state + std::size_t(key_capacity) * ldv * 2;  ///< A
+  static constexpr std::size_t tm = products + float_tile;         ///< Tm in float
+  static constexpr std::size_t tm_keys = tm + float_tile;          ///< Tm diag(beta exp(G))
+  static constexpr std::size_t tm_values = tm_keys + position_tile;  ///< Tm diag(beta)
+  static constexpr std::size_t masked_query_products = tm_values + position_tile;  ///< QKm
+  static constexpr std::size_t partial = masked_query_products + position_tile;
+  static constexpr std::size_t gates =
+      partial + std::size_t(16) * tensor_core::inverse_partial_ld * 4;  ///< G
+  static constexpr std::size_t steps = gates + chunk_capacity * 4;        ///< beta
+  static constexpr std::size_t key_weights = steps + chunk_capacity * 4;  ///< beta exp(G)
+  static constexpr std::size_t tail_decays = key_weights + chunk_capacity * 4;  ///< exp(G_L - G)
+  static constexpr std::size_t query_gates = tail_decays + chunk_capacity * 4;  ///< scale exp(G_r)
+  static constexpr std::size_t bytes = query_gates + chunk_capacity * 4;
+};
+
+/// What one launch walks. T is the CUDA 16-bit type; every tensor is row-major.
+template <class T>
+struct Params {
+  const T *q, *k, *v, *beta;                ///< [tokens, H, K], [positions, H, K|V], [positions, H]
+  const float *g, *query_norm, *key_norm;   ///< [tokens, H]; [tokens, H]; [positions, H]; or null
+  bool vector_keys, vector_queries, vector_values;  ///< rows start on 16-byte boundaries
+  const ChunkDescriptor* chunks;
+  const SegmentDescriptor* segments;
+  const float* initial_state;  ///< [walks, H, K, initial_columns] or null (zero)
+  int initial_columns;
+  float* final_state;  ///< [walks, H, K, final_columns] or null
+  int final_columns;
+  T* output;  ///< o [tokens, H, V] or null (no read-out)
+  ColumnBlocking blocking;
+  int heads, key_dim, value_dim, num_householder;
+  float scale;
+};
+
+/// Asks L2 for the rows of K, V (this block's columns) and Q that `chunk` will load: one
+/// 128-byte line a thread, at most 2 lines a row for K <= 128 and 128 value columns.
+template <class T>
+__device__ __forceinline__ void prefetch_chunk_rows(const Params<T>& p, const ChunkDescriptor& chunk,
+                                                    int h, const ColumnBlock& owned) {
+  constexpr int line = 128 / sizeof(T);
+  const int H = p.heads, K = p.key_dim, V = p.value_dim;
+  const int key_lines = (K + line - 1) / line, value_lines = (owned.width + line - 1) / line;
+  const int value_rows = owned.carries_map ? 0 : chunk.length;
+  const T* address = nullptr;
+  int index = threadIdx.x;
+  if (index < chunk.length * key_lines) {
+    address = p.k + ((chunk.first_position + index / key_lines) * H + h) * K + (index % key_lines) * line;
+  } else if ((index -= chunk.length * key_lines) < value_rows * value_lines) {
+    address = p.v + ((chunk.first_position + index / value_lines) * H + h) * V + owned.value_first +
+              (index % value_lines) * line;
+  } else if ((index -= value_rows * value_lines) < (p.output ? chunk.num_queries : 0) * key_lines) {
+    address = p.q + ((chunk.first_query_token + index / key_lines) * H + h) * K +
+              (index % key_lines) * line;
+  }
+  if (address) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
+}
+
+/// Warp w owns band w / 4 (16 positions or queries; 32 rows of the state) and quarter w % 4 of
+/// the columns of every product.
+template <int ValueTiles, class T>
+__global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) {
+  namespace tc = tensor_core;
+  using Layout = SharedLayout<ValueTiles>;
+  constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc,
+                ldf = Layout::ldf;
+  constexpr int value_tiles = ValueTiles / 2;  ///< 8-column tiles of a warp's value columns
+  constexpr int quarter_columns = Layout::value_capacity / 4;
+  extern __shared__ __align__(128) unsigned char shared[];
+  T* const keys = reinterpret_cast<T*>(shared + Layout::keys);
+  T* const queries = reinterpret_cast<T*>(shared + Layout::queries);
+  T* const negated_w = reinterpret_cast<T*>(shared + Layout::negated_w);
+  T* const values = reinterpret_cast<T*>(shared + Layout::values);
+  T* const decayed = reinterpret_cast<T*>(shared + Layout::decayed);
+  T* const state16 = reinterpret_cast<T*>(shared + Layout::state);
+  float* const products = reinterpret_cast<float*>(shared + Layout::products);
+  float* const tm = reinterpret_cast<float*>(shared + Layout::tm);
+  T* const tm_keys = reinterpret_cast<T*>(shared + Layout::tm_keys);
+  T* const tm_values = reinterpret_cast<T*>(shared + Layout::tm_values);
+  T* const masked_query_products = reinterpret_cast<T*>(shared + Layout::masked_query_products);
+  float* const partial = reinterpret_cast<float*>(shared + Layout::partial);
+  float* const gates = reinterpret_cast<float*>(shared + Layout::gates);
+  float* const steps = reinterpret_cast<float*>(shared + Layout::steps);
+  float* const key_weights = reinterpret_cast<float*>(shared + Layout::key_weights);
+  float* const tail_decays = reinterpret_cast<float*>(shared + Layout::tail_decays);
+  float* const query_gates = reinterpret_cast<float*>(shared + Layout::query_gates);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int band = warp / 4, quarter = warp % 4;
+
+  const int blocks = p.blocking.count(), H = p.heads, K = p.key_dim, V = p.value_dim,
+            n = p.num_householder;
+  const std::int64_t unit = blockIdx.x;
+  const ColumnBlock owned = p.blocking(int(unit % blocks));
+  const int h = int((unit / blocks) % H);
+  const std::int64_t walk = unit / (std::int64_t(blocks) * H);
+  const SegmentDescriptor segment = p.segments[walk];
+  const int key_extent = 16 * ((K + 15) / 16), width = owned.width;
+
+  // The state: this warp's 32 x quarter_columns block in float accumulators, all of it in 16
+  // bits in shared memory.
+  const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
+  tc::Block<2, value_tiles> state;
+  tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
+    x = d >= K || e >= width ? 0.0f
+        : owned.carries_map  ? owned.identity(d, e)
+        : p.initial_state
+            ? p.initial_state[((walk * H + h) * K + d) * p.initial_columns + owned.state_first + e]
+            : 0.0f;
+  });
+  const auto as_is = [](int, int, float x) { return x; };
+  tc::warp_store(state, state16, ldv, state_row0, state_column0, as_is);
+  __syncthreads();
+
+  const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
+  for (std::int64_t c = segment.first_chunk; c < segment.end_chunk; ++c) {
+    const ChunkDescriptor chunk = p.chunks[c];
+    const int L = chunk.length, num_queries = p.output ? chunk.num_queries : 0;
+    const int query_tiles = (num_queries + 15) / 16, first_query = chunk.first_query_local;
+    const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+
+    if (warp == 0) {  // G (a prefix sum over the lanes, two positions each) and what it gives
+      float gate[2], pair_sum = 0.0f;
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int r = 2 * lane + u;
+        const std::int64_t position = p0 + r;
+        gate[u] = r < L && p.g && position % n == 0 ? p.g[(position / n) * H + h] : 0.0f;
+        steps[r] = r < L ? tc::to_float(p.beta[position * H + h]) : 0.0f;
+        pair_sum += gate[u];
+      }
+      float inclusive = pair_sum;
+#pragma unroll
+      for (int offset = 1; offset < 32; offset *= 2) {
+        const float before = __shfl_up_sync(0xffffffffu, inclusive, offset);
+        if (lane >= offset) inclusive += before;
+      }
+      gates[2 * lane] = inclusive - pair_sum + gate[0];
+      gates[2 * lane + 1] = inclusive;
+      __syncwarp();
+      const float last = gates[L - 1];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int r = 2 * lane + u;
+        key_weights[r] = steps[r] * expf(gates[r]);
+        tail_decays[r] = expf(last - gates[r]);
+        query_gates[r] =
+            r < num_queries ? p.scale * expf(gates[first_query + r * n]) : 0.0f;
+      }
+    }
+    tc::block_load_rows(keys, ldk, C, key_capacity, p.k + (p0 * H + h) * K, std::int64_t(H) * K,
+                        L, K, p.vector_keys, p.key_norm ? p.key_norm + p0 * H + h : nullptr, H);
+    if (num_queries > 0)
+      tc::block_load_rows(queries, ldk, C, key_capacity, p.q + (t0 * H + h) * K,
+                          std::int64_t(H) * K, num_queries, K, p.vector_queries,
+                          p.query_norm ? p.query_norm + t0 * H + h : nullptr, H);
+    tc::block_load_rows(values, ldv, C, Layout::value_capacity,
+                        p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
+                        owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
+    tc::block_wait_copies();
+    __syncthreads();
+    if (c + 1 < segment.end_chunk)  // the next chunk's rows, into L2 while this one computes
+      prefetch_chunk_rows(p, p.chunks[c + 1], h, owned);
+
+    {  // A (blocks on and below the diagonal) and QKm (bands holding queries), masked
+      const int column0 = 16 * quarter;
+      if (quarter <= band) {
+        tc::Block<1, 2> acc;
+        tc::warp_fill(acc, 0.0f);
+        tc::warp_mma<1, 2, false, true>(acc, keys, ldk, band_row, keys, ldk, column0, 0, key_extent);
+        tc::warp_for_each(acc, band_row, column0, [&](int r, int i, float& x) {
+          products[r * ldf + i] = i < r ? steps[r] * expf(gates[r] - gates[i]) * x : 0.0f;
+        });
+      }
+      if (band < query_tiles) {
+        tc::Block<1, 2> acc;
+        tc::warp_fill(acc, 0.0f);
+        tc::warp_mma<1, 2, false, true>(acc, queries, ldk, band_row, keys, ldk, column0, 0,
+                                        key_extent);
+        tc::warp_store(acc, masked_query_products, ldc, band_row, column0,
+                       [&](int j, int i, float x) {
+                         const int r = first_query + j * n;
+                         return j < num_queries && i <= r ? p.scale * expf(gates[r] - gates[i]) * x
+                                                          : 0.0f;
+                       });
+      }
+    }
+    __syncthreads();
+
+    tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial);
+    for (int index = threadIdx.x; index < C * C; index += threads) {
+      const int r = index / C, i = index % C;
+      const float t = tm[r * ldf + i];
+      tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
+      tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
+    }
+    __syncthreads();
+
+    {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
+      tc::Block<1, 4> w;
+      tc::warp_fill(w, 0.0f);
+      tc::warp_mma<1, 4, false, false>(w, tm_keys, ldc, band_row, keys, ldk, 32 * quarter, 0,
+                                       band_row + 16);
+      tc::warp_store(w, negated_w, ldk, band_row, 32 * quarter, [](int, int, float x) { return -x; });
+    }
+    tc::Block<1, value_tiles> fresh;  // U, then Vnew
+    tc::warp_fill(fresh, 0.0f);
+    if (!owned.carries_map)
+      tc::warp_mma<1, value_tiles, false, false>(fresh, tm_values, ldc, band_row, values, ldv,
+                                                 value_column0, 0, band_row + 16);
+    __syncthreads();
+
+    // Vnew = U - W S, over the V it replaces (read by every warp before the barrier).
+    tc::warp_mma<1, value_tiles, false, false>(fresh, negated_w, ldk, band_row, state16, ldv,
+                                               value_column0, 0, key_extent);
+    tc::warp_store(fresh, values, ldv, band_row, value_column0, as_is);
+    tc::warp_store(fresh, decayed, ldv, band_row, value_column0,
+                   [&](int i, int, float x) { return tail_decays[i] * x; });
+    __syncthreads();
+
+    if (band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
+      tc::Block<1, value_tiles> out;
+      tc::warp_fill(out, 0.0f);
+      tc::warp_mma<1, value_tiles, false, false>(out, queries, ldk, band_row, state16, ldv,
+                                                 value_column0, 0, key_extent);
+      tc::warp_for_each(out, band_row, value_column0,
+                        [&](int j, int, float& x) { x *= query_gates[j]; });
+      const int last_position = first_query + min(band_row + 15, num_queries - 1) * n;
+      tc::warp_mma<1, value_tiles, false, false>(out, masked_query_products, ldc, band_row, values,
+                                                 ldv, value_column0, 0,
+                                                 16 * (last_position / 16 + 1));
+      tc::warp_for_each(out, band_row, value_column0, [&](int j, int e, float& x) {
+        if (j < num_queries && e < width)
+          p.output[((t0 + j) * H + h) * V + owned.value_first + e] = tc::from_float<T>(x);
+      });
+    }
+    __syncthreads();
+
+    // S = exp(G_L) S + K^T (exp(G_L - G) o Vnew), then its 16-bit copy.
+    const float decay = expf(gates[L - 1]);
+    tc::warp_for_each(state, 0, 0, [&](int, int, float& x) { x *= decay; });
+    tc::warp_mma<2, value_tiles, true, false>(state, keys, ldk, state_row0, decayed, ldv,
+                                              state_column0, 0, 16 * ((L + 15) / 16));
+    tc::warp_store(state, state16, ldv, state_row0, state_column0, as_is);
+    __syncthreads();
+  }
+
+  if (p.final_state)
+    tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
+      if (d < K && e < width)
+        p.final_state[((walk * H + h) * K + d) * p.final_columns + owned.state_first + e] = x;
+    });
+}
+
+inline void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess)
+    throw std::runtime_error(std::string("gdp: ") + what + ": " + cudaGetErrorName(status) +
+                             ": " + cudaGetErrorString(status));
+}
+
+/// Starts one walk per (segment, head, column block) on Kokkos::Cuda's default stream.
+template <int ValueTiles, class T>
+void launch(const Params<T>& params, std::int64_t walks) {
+  const std::int64_t units = walks * params.heads * params.blocking.count();
+  if (units == 0) return;
+  constexpr std::size_t bytes = SharedLayout<ValueTiles>::bytes;
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      forward_kernel<ValueTiles, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  check_cuda(configured, "cannot give the fused forward kernel its shared memory");
+  forward_kernel<ValueTiles, T>
+      <<<dim3(unsigned(units)), dim3(threads), bytes, Kokkos::Cuda().cuda_stream()>>>(params);
+  check_cuda(cudaGetLastError(), "the fused forward kernel did not start");
+}
+
+template <class T>
+void launch(int value_tiles, const Params<T>& params, std::int64_t walks) {
+  if (value_tiles == 8)
+    launch<8>(params, walks);
+  else
+    launch<4>(params, walks);
+}
+
+inline bool aligned16(const void* pointer) {
+  return reinterpret_cast<std::uintptr_t>(pointer) % 16 == 0;
+}
+
+}  // namespace fused
+
+template <class Scalar>
+struct FusedForward<Kokkos::Cuda, Scalar,
+                    std::enable_if_t<std::is_same<Scalar, bfloat16>::value ||
+                                     std::is_same<Scalar, float16>::value>> {
+  static constexpr bool available = true;
+  using memory_space = Kokkos::CudaSpace;
+  template <class T>
+  using unmanaged_view =
+      Kokkos::View<T, Kokkos::LayoutRight, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using T = tensor_core::device_type_t<Scalar>;
+
+  static bool supports(const ProblemShape& shape, const ForwardOptions& options) {
+    return shape.key_dim <= fused::key_capacity && options.chunk_size <= fused::chunk_capacity;
+  }
+
+  /// Blocks of 128 state columns where the walks then fill three quarters of the
+  /// multiprocessors (one block each), else of 64: more walks, each redoing its chunks'
+  /// stage-1 work.
+  static int value_tiles(std::int64_t walks, int V, std::int64_t multiprocessors) {
+    return V > 64 && 4 * walks * ((V + 127) / 128) >= 3 * multiprocessors ? 8 : 4;
+  }
+
+  static void run(const ChunkOperands<Scalar, memory_space>& operands, const ChunkLayout& layout,
+                  const DeviceChunkLayout<memory_space>& device_layout,
+                  const ForwardOptions& options, const unmanaged_view<const float****>& h0,
+                  const unmanaged_view<Scalar***>& o, const unmanaged_view<float****>& ht,
+                  int scan_value_block) {
+    const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
+    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.size()) - 1;
+    const std::int64_t multiprocessors = concurrent_walks<Kokkos::Cuda>();
+    const ForwardPlan plan =
+        plan_forward(layout, options, sequences * H, (V + 63) / 64, multiprocessors);
+    const DeviceSegmentLayout<memory_space> segments(make_segment_layout(
+        layout, plan.chunk_parallel ? plan.chunks_per_segment
+                                    : std::int64_t(layout.chunks.size()) + 1));
+    const int tiles = value_tiles(segments.count(), V, multiprocessors);
+
+    fused::Params<T> params{};
+    params.q = reinterpret_cast<const T*>(operands.q.data());
+    params.k = reinterpret_cast<const T*>(operands.k.data());
+    params.v = reinterpret_cast<const T*>(operands.v.data());
+    params.beta = reinterpret_cast<const T*>(operands.beta.data());
+    params.g = operands.g.data();
+    params.query_norm = operands.query_norm.data();
+    params.key_norm = operands.key_norm.data();
+    params.vector_keys = K % 8 == 0 && fused::aligned16(params.k);
+    params.vector_queries = K % 8 == 0 && fused::aligned16(params.q);
+    params.vector_values = V % 8 == 0 && fused::aligned16(params.v);
+    params.chunks = device_layout.chunks.data();
+    params.segments = segments.segments.data();
+    params.heads = H;
+    params.key_dim = K;
+    params.value_dim = V;
+    params.num_householder = operands.num_householder;
+    params.scale = operands.scale;
+    const int block = 16 * tiles;
+
+    fused::Params<T> walk = params;
+    walk.output = reinterpret_cast<T*>(o.data());
+    walk.initial_columns = walk.final_columns = V;
+    walk.blocking = ColumnBlocking(K, V, block, false);
+    if (!plan.chunk_parallel) {
+      walk.initial_state = h0.data();
+      walk.final_state = ht.data();
+      fused::launch(tiles, walk, segments.count());
+      return;
+    }
+    using states = Kokkos::View<float****, Kokkos::LayoutRight, memory_space>;
+    const states maps(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_maps"),
+                      segments.count(), H, K, K + V);
+    const states entering(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_entering"),
+                          segments.count(), H, K, V);
+    fused::Params<T> map_walk = params;
+    map_walk.final_state = maps.data();
+    map_walk.final_columns = K + V;
+    map_walk.blocking = ColumnBlocking(K, V, block, true);
+    fused::launch(tiles, map_walk, segments.count());
+    SegmentScan<Kokkos::Cuda, float>(maps, h0, entering, ht, segments, scan_value_block).run();
+    walk.initial_state = entering.data();
+    fused::launch(tiles, walk, segments.count());
+  }
+};
+
+}  // namespace gdp::detail

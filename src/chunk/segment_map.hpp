@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+// Segments of chunks and their affine state maps (ALGORITHM.md section 6, applied to chunks).
+//
+// The state leaving a segment of a sequence is S_out = M S_in + R, with M (K x K) the gated
+// Householder product over the segment and R (K x V) what the segment adds to a zero entering
+// state. Maps compose associatively, (M2, R2) o (M1, R1) = (M2 M1, M2 R1 + R2), so the state
+// entering every segment follows from a scan over its sequence's segments. The chunk-parallel
+// forward uses this inside one device (segments of one sequence run on different teams); the
+// multi-rank sequence-parallel code uses the same pieces across ranks.
+//
+// A segment's map is computed by the state pass itself, walking the segment's chunks with the
+// augmented state [M | R] (K x (K + V)) started from [I | 0], the values of the M columns
+// taken as zero: every chunk maps S to exp(G_L) S + Kd^T (U - W S), which is linear in S for
+// the M columns and affine for the R columns. ColumnBlocking says which columns a team owns.
+#pragma once
+
+#include "chunk_layout.hpp"
+#include "common/launch.hpp"
+#include "common/team_dense.hpp"
+#include "common/team_scratch.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gdp::detail {
+
+/// A range of one sequence's chunks that one team walks.
+struct SegmentDescriptor {
+  std::int64_t sequence;
+  std::int64_t first_chunk;
+  std::int64_t end_chunk;  ///< one past the last
+};
+
+/// The segments of every sequence, in sequence order.
+struct SegmentLayout {
+  std::vector<SegmentDescriptor> segments;
+  std::vector<std::int64_t> sequence_first_segment;  ///< N+1 entries
+};
+
+/// Cuts every sequence's chunks into segments of `chunks_per_segment` chunks (the last one of
+/// a sequence fewer). A sequence without chunks gets one empty segment, whose map is (I, 0),
+/// so that every sequence's final state flows through the same scan.
+inline SegmentLayout make_segment_layout(const ChunkLayout& layout,
+                                         std::int64_t chunks_per_segment) {
+  SegmentLayout result;
+  const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.size()) - 1;
+  for (std::int64_t s = 0; s < sequences; ++s) {
+    result.sequence_first_segment.push_back(std::int64_t(result.segments.size()));
+    const std::int64_t first = layout.sequence_first_chunk[s],
+                       end = layout.sequence_first_chunk[s + 1];
+    std::int64_t c = first;
+    do {
+      const std::int64_t stop = std::min(end, c + chunks_per_segment);
+      result.segments.push_back({s, c, stop});
+      c = stop;
+    } while (c < end);
+  }
+  result.sequence_first_segment.push_back(std::int64_t(result.segments.size()));
+  return result;
+}
+
+/// A segment layout copied into memory space `MemorySpace`; default-constructed: none (the
+/// walks are whole sequences).
+template <class MemorySpace>
+struct DeviceSegmentLayout {
+  Kokkos::View<const SegmentDescriptor*, MemorySpace> segments;
+  Kokkos::View<const std::int64_t*, MemorySpace> sequence_first_segment;
+
+  DeviceSegmentLayout() = default;
+  explicit DeviceSegmentLayout(const SegmentLayout& host)
+      : segments(copy_to_device("gdp::segments", host.segments)),
+        sequence_first_segment(
+            copy_to_device("gdp::sequence_first_segment", host.sequence_first_segment)) {}
+
+  std::int64_t count() const { return std::int64_t(segments.extent(0)); }
+
+ private:
+  template <class T>
+  static Kokkos::View<const T*, MemorySpace> copy_to_device(const char* label,
+                                                           const std::vector<T>& values) {
+    Kokkos::View<T*, MemorySpace> device(
+        Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), values.size());
+    Kokkos::deep_copy(device, Kokkos::View<const T*, Kokkos::HostSpace,
+                                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+                                  values.data(), values.size()));
+    return device;
+  }
+};
+
+/// The state columns one team of a walk owns.
+struct ColumnBlock {
+  int value_first;   ///< first value column it reads values of and writes outputs to
+  int state_first;   ///< first column of its block in the initial / final state arrays
+  int width;         ///< columns owned
+  bool carries_map;  ///< M columns of a segment-map walk: start from I, values zero
+
+  /// Entry (d, e) of the block's starting state when it carries part of M.
+  KOKKOS_INLINE_FUNCTION float identity(int d, int e) const {
+    return d == state_first + e ? 1.0f : 0.0f;
+  }
+};
+
+/// How the state columns of a walk are split among teams. A forward walk owns the V value
+/// columns; a segment-map walk owns the K + V columns of [M | R]: the first key_blocks blocks
+/// cover M, the others R, so that no block straddles the two.
+struct ColumnBlocking {
+  int key_dim = 0, value_dim = 0, block = 1;
+  int key_blocks = 0;  ///< 0 in a forward walk
+  int value_blocks = 0;
+
+  ColumnBlocking() = default;
+  KOKKOS_INLINE_FUNCTION ColumnBlocking(int K, int V, int block_width, bool segment_maps)
+      : key_dim(K), value_dim(V), block(block_width),
+        key_blocks(segment_maps ? (K + block_width - 1) / block_width : 0),
+        value_blocks((V + block_width - 1) / block_width) {}
+
+  KOKKOS_INLINE_FUNCTION int count() const { return key_blocks + value_blocks; }
+  /// Columns of the state arrays: V, or K + V for [M | R].
+  KOKKOS_INLINE_FUNCTION int state_columns() const {
+    return key_blocks > 0 ? key_dim + value_dim : value_dim;
+  }
+  KOKKOS_INLINE_FUNCTION ColumnBlock operator()(int b) const {
+    if (b < key_blocks) {
+      const int first = b * block;
+      return {0, first, key_dim - first < block ? key_dim - first : block, true};
+    }
+    const int first = (b - key_blocks) * block;
+    return {first, (key_blocks > 0 ? key_dim : 0) + first,
+            value_dim - first < block ? value_dim - first : block, false};
+  }
+};
+
+namespace team {
+
+/// S_out <- M S_in + R: one segment's map applied to a block of state columns (S_out must
+/// not alias S_in).
+template <class ExecSpace, class Member, class MView, class RView, class InView, class OutView>
+KOKKOS_INLINE_FUNCTION void apply_segment_map(const Member& member, const MView& M,
+                                              const RView& R, const InView& s_in,
+                                              const OutView& s_out) {
+  using Real = typename OutView::non_const_value_type;
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, int(s_out.extent(0))), [&](const int d) {
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, int(s_out.extent(1))),
+                         [&](const int e) { s_out(d, e) = R(d, e); });
+  });
+  member.team_barrier();
+  gemm<ExecSpace, NoTranspose>(member, Real(1), M, s_in, Real(1), s_out);
+}
+
+/// (M, R) <- (M2, R2) o (M1, R1) = (M2 M1, M2 R1 + R2): the map of segment 1 followed by
+/// segment 2 (M and R must not alias the operands).
+template <class ExecSpace, class Member, class M2View, class R2View, class M1View, class R1View,
+          class MView, class RView>
+KOKKOS_INLINE_FUNCTION void compose_segment_maps(const Member& member, const M2View& M2,
+                                                 const R2View& R2, const M1View& M1,
+                                                 const R1View& R1, const MView& M,
+                                                 const RView& R) {
+  using Real = typename MView::non_const_value_type;
+  gemm<ExecSpace, NoTranspose>(member, Real(1), M2, M1, Real(0), M);
+  apply_segment_map<ExecSpace>(member, M2, R2, R1, R);
+}
+
+}  // namespace team
+
+/// The scan over each sequence's segments: entering(first) = h0 (or 0), entering(s + 1) =
+/// M_s entering(s) + R_s, and the final state after the last segment. One team per
+/// (sequence, head, block of value columns); the block of the state stays in scratch.
+template <class ExecSpace, class Real>
+struct SegmentScan {
+  using policy_type = Kokkos::TeamPolicy<ExecSpace>;
+  using member_type = typename policy_type::member_type;
+  using memory_space = typename ExecSpace::memory_space;
+  using Tile = ScratchTile<ExecSpace, Real>;
+  template <class T>
+  using unmanaged_view =
+      Kokkos::View<T, Kokkos::LayoutRight, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+  unmanaged_view<const Real****> maps;           ///< [segments, H, K, K + V]: [M | R]
+  unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
+  unmanaged_view<Real****> entering;             ///< [segments, H, K, V]
+  unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
+  Kokkos::View<const std::int64_t*, memory_space> sequence_first_segment;
+  int heads, key_dim, value_dim, value_block, value_blocks, scratch_level = 0;
+
+  SegmentScan(unmanaged_view<const Real****> segment_maps, unmanaged_view<const Real****> h0,
+              unmanaged_view<Real****> entering_states, unmanaged_view<Real****> ht,
+              const DeviceSegmentLayout<memory_space>& segments, int value_block_size)
+      : maps(segment_maps), initial_state(h0), entering(entering_states), final_state(ht),
+        sequence_first_segment(segments.sequence_first_segment),
+        heads(int(entering_states.extent(1))), key_dim(int(entering_states.extent(2))),
+        value_dim(int(entering_states.extent(3))), value_block(value_block_size),
+        value_blocks((value_dim + value_block_size - 1) / value_block_size) {}
+
+  void run() {
+    const std::int64_t sequences = std::int64_t(sequence_first_segment.extent(0)) - 1;
+    const std::size_t bytes = 2 * scratch_bytes<ExecSpace, Real>(key_dim, value_block);
+    scratch_level = scratch_level_for<policy_type>(bytes);
+    policy_type policy(sequences * heads * value_blocks, Kokkos::AUTO);
+    launch("gdp::segment_scan", policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
+           *this);
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
+    const std::int64_t unit = member.league_rank();
+    const int e0 = int(unit % value_blocks) * value_block;
+    const int h = int((unit / value_blocks) % heads);
+    const std::int64_t sequence = unit / (std::int64_t(value_blocks) * heads);
+    const int width = value_dim - e0 < value_block ? value_dim - e0 : value_block;
+    const auto& scratch = member.team_scratch(scratch_level);
+    Tile first_tile(scratch, key_dim, value_block), second_tile(scratch, key_dim, value_block);
+    const auto columns = Kokkos::make_pair(0, width);
+    auto state = Kokkos::subview(first_tile, Kokkos::ALL(), columns);
+    auto next = Kokkos::subview(second_tile, Kokkos::ALL(), columns);
+
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+        state(d, e) = initial_state.data() ? initial_state(sequence, h, d, e0 + e) : Real(0);
+      });
+    });
+    member.team_barrier();
+    for (std::int64_t s = sequence_first_segment(sequence);
+         s < sequence_first_segment(sequence + 1); ++s) {
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
+                             [&](const int e) { entering(s, h, d, e0 + e) = state(d, e); });
+      });
+      const auto M = Kokkos::subview(maps, s, h, Kokkos::ALL(), Kokkos::make_pair(0, key_dim));
+      const auto R = Kokkos::subview(maps, s, h, Kokkos::ALL(),
+                                     Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
+      team::apply_segment_map<ExecSpace>(member, M, R, state, next);
+      const auto previous = state;
+      state = next;
+      next = previous;
+    }
+    if (final_state.data())
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+          final_state(sequence, h, d, e0 + e) = state(d, e);
+        });
+      });
+  }
+};
+
+}  // namespace gdp::detail

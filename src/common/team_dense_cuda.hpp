@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+// Dense building blocks on the tensor cores, for kernels on Kokkos::Cuda (compiled by nvcc for
+// sm_80 or newer): products of 16-bit matrices held in shared memory with float accumulation in
+// registers, through mma.sync (m16n8k16) fed by ldmatrix, and asynchronous row copies from
+// global to shared memory. Kokkos 3.4 exposes no tensor-core operation; the portable team
+// routines are in team_dense.hpp.
+//
+// Conventions. A matrix in shared memory is row-major with a leading dimension (elements per
+// row) that is a multiple of 8, so that every 8-element row segment is 16-byte aligned as
+// ldmatrix needs, and that is an odd multiple of 8 modulo 64 (columns + 8, say), so that the 8
+// rows an ldmatrix reads fall into distinct banks. An operand op(X) of a product is X, or X^T
+// read through ldmatrix's transposition. The accumulator of a 16 x 8 output tile is float[4]
+// per lane: with g = lane / 4 and t = lane % 4, elements 0 and 1 sit at (g, 2t) and (g, 2t+1),
+// elements 2 and 3 at (g + 8, 2t) and (g + 8, 2t+1) (the PTX ISA's mma.m16n8k16 layout).
+// Functions named warp_* are called by all 32 lanes of a warp; block_* by the whole block.
+#pragma once
+
+#include <gdp/storage_types.hpp>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace gdp::detail::tensor_core {
+
+/// The CUDA type whose bits a 16-bit storage type of gdp holds.
+template <class Storage>
+struct device_type;
+template <>
+struct device_type<bfloat16> {
+  using type = __nv_bfloat16;
+};
+template <>
+struct device_type<float16> {
+  using type = __half;
+};
+template <class Storage>
+using device_type_t = typename device_type<Storage>::type;
+
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+template <class T>
+__device__ T from_float(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) {
+  return __float2half_rn(x);
+}
+
+/// Two floats rounded to 16 bits and packed, the first in the low half.
+template <class T>
+__device__ __forceinline__ std::uint32_t pack(float low, float high) {
+  const T values[2] = {from_float<T>(low), from_float<T>(high)};
+  std::uint32_t packed;
+  memcpy(&packed, values, sizeof packed);
+  return packed;
+}
+
+__device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+/// Four 8 x 8 16-bit matrices: lane l gives the address of row l % 8 of matrix l / 8 and
+/// receives two elements of each, transposed on the way when Transpose.
+template <bool Transpose>
+__device__ __forceinline__ void load_matrices(std::uint32_t (&r)[4], const void* row) {
+  if constexpr (Transpose)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(row)));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(row)));
+}
+
+/// ldmatrix of the 16 x 16 tile of X (row-major, leading dimension ld) at (row0, column0), as
+/// four 8 x 8 matrices: matrix j covers the rows half (j % 2) and the columns half (j / 2) when
+/// RowsFirst, else the rows half (j / 2) and the columns half (j % 2).
+template <bool Transpose, bool RowsFirst, class T>
+__device__ __forceinline__ void load_tile(std::uint32_t (&r)[4], const T* X, int ld, int row0,
+                                          int column0) {
+  const int lane = threadIdx.x % 32, matrix = lane / 8, row = lane % 8;
+  const int row_half = RowsFirst ? matrix % 2 : matrix / 2;
+  const int column_half = RowsFirst ? matrix / 2 : matrix % 2;
+  load_matrices<Transpose>(r, X + (row0 + 8 * row_half + row) * ld + column0 + 8 * column_half);
+}
+
+/// The A operand of one mma: the 16 x 16 tile of op(A) at (m0, k0), A row-major with leading
+/// dimension ld (op(A) = A^T when Transposed, A then holding [k][m]).
+template <bool Transposed, class T>
+__device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const T* A, int ld, int m0, int k0) {
+  if constexpr (Transposed)
+    load_tile<true, false>(a, A, ld, k0, m0);
+  else
+    load_tile<false, true>(a, A, ld, m0, k0);
+}
+
+/// The B operands of two mmas: the 16 x 16 tile of op(B) at (k0, n0), B row-major with leading
+/// dimension ld (op(B) = B^T when Transposed, B then holding [n][k]). b[0], b[1] feed columns
+/// n0..n0+7, b[2], b[3] columns n0+8..n0+15.
+template <bool Transposed, class T>
+__device__ __forceinline__ void load_b(std::uint32_t (&b)[4], const T* B, int ld, int k0, int n0) {
+  if constexpr (Transposed)
+    load_tile<false, false>(b, B, ld, n0, k0);
+  else
+    load_tile<true, true>(b, B, ld, k0, n0);
+}
+
+// c += a b for one 16 x 8 x 16 tile of 16-bit inputs of the PTX type `type` (bf16 or f16).
+#define GDP_MMA_M16N8K16(type, c, a, b0, b1)                                                      \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." type "." type                            \
+               ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"          \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                 \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+
+/// c += a b for one 16 x 8 x 16 tile.
+template <class T>
+__device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                    std::uint32_t b1) {
+  if constexpr (std::is_same<T, __nv_bfloat16>::value)
+    GDP_MMA_M16N8K16("bf16", c, a, b0, b1);
+  else
+    GDP_MMA_M16N8K16("f16", c, a, b0, b1);
+}
+
+/// The accumulators of a warp's Rows x Columns block of 16 x 8 output tiles.
+template <int Rows, int Columns>
+using Block = float[Rows][Columns][4];
+
+template <int Rows, int Columns>
+__device__ __forceinline__ void warp_fill(Block<Rows, Columns>& acc, float value) {
+#pragma unroll
+  for (int i = 0; i < Rows; ++i)
+#pragma unroll
+    for (int j = 0; j < Columns; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = value;
+}
+
+/// acc += op(A)[m0 .. m0 + 16 Rows, k] op(B)[k, n0 .. n0 + 8 Columns] over k in [k_begin, k_end)
+/// (multiples of 16; Columns even). Each step loads Rows A tiles and Columns / 2 B tiles for
+/// Rows * Columns mmas.
+template <int Rows, int Columns, bool TransposeA, bool TransposeB, class T>
+__device__ __forceinline__ void warp_mma(Block<Rows, Columns>& acc, const T* A, int lda, int m0,
+                                         const T* B, int ldb, int n0, int k_begin, int k_end) {
+  static_assert(Columns % 2 == 0, "B tiles come in pairs of 8 columns");
+  for (int k = k_begin; k < k_end; k += 16) {
+    std::uint32_t a[Rows][4], b[Columns / 2][4];
+#pragma unroll
+    for (int i = 0; i < Rows; ++i) load_a<TransposeA>(a[i], A, lda, m0 + 16 * i, k);
+#pragma unroll
+    for (int j = 0; j < Columns / 2; ++j) load_b<TransposeB>(b[j], B, ldb, k, n0 + 16 * j);
+#pragma unroll
+    for (int i = 0; i < Rows; ++i)
+#pragma unroll
+      for (int j = 0; j < Columns; ++j)
+        mma<T>(acc[i][j], a[i], b[j / 2][(j % 2) * 2], b[j / 2][(j % 2) * 2 + 1]);
+  }
+}
+
+/// Calls f(row, column, acc_element&) for every element of the block, rows from m0 and
+/// columns from n0.
+template <int Rows, int Columns, class F>
+__device__ __forceinline__ void warp_for_each(Block<Rows, Columns>& acc, int m0, int n0, F&& f) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < Rows; ++i)
+#pragma unroll
+    for (int j = 0; j < Columns; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        f(m0 + 16 * i + g + 8 * (e / 2), n0 + 8 * j + 2 * t + e % 2, acc[i][j][e]);
+}
+
+/// dst(row, column) = 16-bit value(row, column, acc element) for the whole block, two columns
+/// per 32-bit store (dst row-major, leading dimension ld, even).
+template <int Rows, int Columns, class T, class F>
+__device__ __forceinline__ void warp_store(const Block<Rows, Columns>& acc, T* dst, int ld, int m0,
+                                           int n0, F&& value) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < Rows; ++i)
+#pragma unroll
+    for (int j = 0; j < Columns; ++j)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = m0 + 16 * i + g + 8 * half, column = n0 + 8 * j + 2 * t;
+        *reinterpret_cast<std::uint32_t*>(dst + row * ld + column) =
+            pack<T>(value(row, column, acc[i][j][2 * half]),
+                    value(row, column + 1, acc[i][j][2 * half + 1]));
+      }
+}
+
+/// The rows_total x columns_total tile at dst (columns_total a multiple of 8) receives rows
+/// [0, rows) and columns [0, columns) of a global matrix (row r at src + r * stride), each row
+/// times factors[r * factor_stride] when factors is not null, and zeros elsewhere. With
+/// `vectors` (every row start 16-byte aligned, columns a multiple of 8) and no factors, the
+/// copies are asynchronous (cp.async, zero-filling the padding): block_wait_copies() before
+/// the barrier that publishes them.
+template <class T>
+__device__ __forceinline__ void block_load_rows(T* dst, int ld, int rows_total, int columns_total,
+                                                const T* src, std::int64_t stride, int rows,
+                                                int columns, bool vectors, const float* factors,
+                                                std::int64_t factor_stride) {
+  const int per_row = columns_total / 8;
+  if (vectors && !factors) {
+    for (int index = threadIdx.x; index < rows_total * per_row; index += blockDim.x) {
+      const int r = index / per_row, c0 = (index % per_row) * 8;
+      const bool inside = r < rows && c0 < columns;
+      const T* from = inside ? src + r * stride + c0 : src;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                       shared_address(dst + r * ld + c0)),
+                   "l"(from), "r"(inside ? 16 : 0));
+    }
+    return;
+  }
+  for (int index = threadIdx.x; index < rows_total * per_row; index += blockDim.x) {
+    const int r = index / per_row, c0 = (index % per_row) * 8;
+    const float factor = r < rows && factors ? factors[r * factor_stride] : 1.0f;
+    alignas(16) T chunk[8];
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+      chunk[c] = r < rows && c0 + c < columns
+                     ? from_float<T>(factor * to_float(src[r * stride + c0 + c]))
+                     : from_float<T>(0.0f);
+    *reinterpret_cast<uint4*>(dst + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
+  }
+}
+
+/// Waits for this thread's asynchronous copies (a barrier must follow to publish them).
+__device__ __forceinline__ void block_wait_copies() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+
+/// tm = (I + A)^{-1} in float (leading dimension ldt) for the 64 x 64 strictly lower
+/// triangular float A (leading dimension lda; its diagonal and upper part are not read). By
+/// 16 x 16 blocks: the diagonal blocks by forward substitution (a thread per column), then
+/// block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial` (16 x 48 floats,
+/// leading dimension inverse_partial_ld) holding the sums. Ends with a barrier.
+inline constexpr int inverse_partial_ld = 52;
+__device__ inline void block_invert_unit_lower_64(const float* a, int lda, float* tm, int ldt,
+                                                  float* partial) {
+  constexpr int n = 64, block = 16;
+  const int thread = threadIdx.x;
+  if (thread < n) {
+    const int base = (thread / block) * block, j = thread % block;
+    float x[block];
+#pragma unroll
+    for (int r = 0; r < block; ++r) {
+      float value = r == j ? 1.0f : 0.0f;
+#pragma unroll
+      for (int i = 0; i < r; ++i) value -= a[(base + r) * lda + base + i] * x[i];
+      x[r] = r < j ? 0.0f : value;
+      tm[(base + r) * ldt + base + j] = x[r];
+    }
+  } else {
+    // The six blocks above the diagonal, in the order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
+    for (int index = thread - n; index < 6 * block * block; index += blockDim.x - n) {
+      const int pair = index / (block * block), e = index % (block * block);
+      const int row_block = pair < 3 ? 0 : pair < 5 ? 1 : 2;
+      const int column_block = pair < 3 ? pair + 1 : pair < 5 ? pair - 1 : 3;
+      tm[(row_block * block + e / block) * ldt + column_block * block + e % block] = 0.0f;
+    }
+  }
+  __syncthreads();
+  for (int b = 1; b < n / block; ++b) {
+    const int columns = block * b;
+    for (int index = thread; index < block * columns; index += blockDim.x) {
+      const int r = index / columns, column = index % columns;
+      const float* a_row = a + (columns + r) * lda;
+      float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int k = column / block; k < b; ++k)
+#pragma unroll
+        for (int i = 0; i < block; ++i)
+          sums[i % 4] += a_row[k * block + i] * tm[(k * block + i) * ldt + column];
+      partial[r * inverse_partial_ld + column] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    }
+    __syncthreads();
+    for (int index = thread; index < block * columns; index += blockDim.x) {
+      const int r = index / columns, column = index % columns;
+      const float* diagonal_row = tm + (columns + r) * ldt + columns;
+      float sums[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int i = 0; i < block; ++i)
+        if (i <= r) sums[i % 2] += diagonal_row[i] * partial[i * inverse_partial_ld + column];
+      tm[(columns + r) * ldt + column] = -(sums[0] + sums[1]);
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace gdp::detail::tensor_core

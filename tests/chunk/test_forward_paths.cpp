@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: Apache-2.0
+// Both walks over the chunks, forced, against the float64 naive recurrence on every execution
+// space and storage type (on Kokkos::Cuda with 16-bit storage: the fused kernel's two walks);
+// and the algebra of segment maps that the chunk-parallel walk and the multi-rank code share.
+#include <gdp/forward.hpp>
+
+#include "chunk/segment_map.hpp"
+#include "common/forward_cases.hpp"
+#include "common/test_dispatch.hpp"
+#include "reference/error_norms.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace gdp::test {
+namespace {
+
+struct PathCase {
+  ForwardCase base;  ///< its name keys the cached reference
+  ForwardAlgorithm algorithm;
+  int chunks_per_segment;
+  std::string name;
+};
+
+std::ostream& operator<<(std::ostream& out, const PathCase& c) { return out << c.name; }
+
+std::vector<PathCase> path_cases() {
+  std::vector<ForwardCase> bases = edge_cases();
+  for (bool gated : {true, false}) {
+    bases.push_back(fla_case(2, 200, 3, 60, 0.1, 1, false, gated));
+    bases.push_back(fla_case(2, 1024, 4, 64, 1, 2, true, gated));
+    bases.push_back(fla_case(1, 2000, 2, 128, 0, 2, false, gated, {0, 100, 300, 800, 1500, 2000}));
+  }
+  bases.push_back(fla_case(1, 1000, 2, 100, 0, 2, false, true, {0, 63, 100, 500, 1000}));
+  bases.push_back(fla_case(1, 700, 2, 128, 0, 3, false, true));
+  std::vector<PathCase> cases;
+  for (const ForwardCase& base : bases) {
+    cases.push_back({base, ForwardAlgorithm::sequential, 0, base.name + "_sequential"});
+    cases.push_back({base, ForwardAlgorithm::chunk_parallel, 0, base.name + "_chunk_parallel"});
+    cases.push_back({base, ForwardAlgorithm::chunk_parallel, 1, base.name + "_one_chunk_segments"});
+  }
+  return cases;
+}
+
+class ForcedWalk : public ::testing::TestWithParam<PathCase> {};
+
+TEST_P(ForcedWalk, MatchesNaiveRecurrence) {
+  const PathCase& c = GetParam();
+  const auto& expected = naive_reference(c.base);
+  ForwardOptions options = c.base.options;
+  options.algorithm = c.algorithm;
+  options.chunks_per_segment = c.chunks_per_segment;
+  for_each_space([&](auto space) {
+    using ExecSpace = decltype(space);
+    for_each_storage([&](auto storage, double tolerance) {
+      using Scalar = decltype(storage);
+      const auto owned = make_random_problem<Scalar, typename ExecSpace::memory_space>(c.base.spec);
+      const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
+      EXPECT_LE(reference::relative_error(result.o, expected.o), tolerance) << "o";
+      if (options.output_final_state)
+        EXPECT_LE(reference::relative_error(result.final_state, expected.final_state), tolerance)
+            << "final state";
+    });
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Walks, ForcedWalk, ::testing::ValuesIn(path_cases()),
+                         [](const ::testing::TestParamInfo<PathCase>& info) { return info.param.name; });
+
+/// Composing two segment maps and applying the result equals applying them one after the
+/// other.
+template <class ExecSpace>
+struct ComposeThenApply {
+  using Matrix = Kokkos::View<double**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
+  using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  Matrix M1, R1, M2, R2, S, M, R, once, twice, composed;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
+    detail::team::apply_segment_map<ExecSpace>(member, M1, R1, S, once);
+    detail::team::apply_segment_map<ExecSpace>(member, M2, R2, once, twice);
+    detail::team::compose_segment_maps<ExecSpace>(member, M2, R2, M1, R1, M, R);
+    detail::team::apply_segment_map<ExecSpace>(member, M, R, S, composed);
+  }
+};
+
+TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
+  constexpr int K = 12, V = 7;
+  for_each_space([&](auto space) {
+    using ExecSpace = decltype(space);
+    using Work = ComposeThenApply<ExecSpace>;
+    using Matrix = typename Work::Matrix;
+    std::mt19937_64 engine(5);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const auto random_matrix = [&](const char* label, int rows, int columns) {
+      Matrix m(std::string(label), rows, columns);
+      const auto host = Kokkos::create_mirror_view(m);
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < columns; ++j) host(i, j) = normal(engine);
+      Kokkos::deep_copy(m, host);
+      return m;
+    };
+    Work work{random_matrix("M1", K, K), random_matrix("R1", K, V), random_matrix("M2", K, K),
+              random_matrix("R2", K, V), random_matrix("S", K, V),  Matrix("M", K, K),
+              Matrix("R", K, V),         Matrix("once", K, V),      Matrix("twice", K, V),
+              Matrix("composed", K, V)};
+    Kokkos::parallel_for(Kokkos::TeamPolicy<ExecSpace>(1, Kokkos::AUTO), work);
+    const auto expected = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), work.twice);
+    const auto actual = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), work.composed);
+    for (int d = 0; d < K; ++d)
+      for (int e = 0; e < V; ++e) EXPECT_NEAR(actual(d, e), expected(d, e), 1e-12);
+  });
+}
+
+}  // namespace
+}  // namespace gdp::test
