@@ -2,8 +2,11 @@
 # Runs on the GPU machine, from the repo root, what scripts/build_cuda.sh packed into .gpu:
 #   1. the machine (nvidia-smi), and whether every program finds its libraries;
 #   2. the whole test suite (.gpu/tests.tsv) once per execution space compiled in, each run
-#      limited to its space by GDP_TEST_SPACES: Cuda with every test, the host spaces without
-#      the tests labelled `long`, all at the same time (the host runs use the CPU cores);
+#      limited to its space by GDP_TEST_SPACES, all at the same time (the host runs on the CPU
+#      cores the Cuda run leaves). Cuda runs every test, those labelled `long` last; the host
+#      spaces skip `long` ones. Tests that run no kernel on a selected space (argument checks,
+#      host references, file formats) run once, in the last host suite; gdp_app's and the MPI
+#      tests, which pick their space themselves (Cuda first), once, in the Cuda suite;
 #   3. compute-sanitizer memcheck and racecheck on the forward's edge cases on Cuda;
 #   4. `gdp_app verify --space cuda` (one rank, then two sharing the GPU);
 #   5. the forward benchmark (tests/perf/perf_forward.cpp: a float64 check first, then the
@@ -16,15 +19,20 @@
 # Environment: OUT (default <repo>/build-cuda/gpu_check), GDP_GPU_DIR (default <repo>/.gpu),
 #   GDP_CHECK_SPACES (default: the packed build's spaces, e.g. "Cuda OpenMP Serial"),
 #   GDP_PERF_ARGS (more arguments of gdp_perf_forward, e.g. --shapes=1-256-2-64-2),
-#   GDP_CHECK_BUDGET_S (default 270; device time is scarce): the script ends within it, each
-#   stage cut at its share (Cuda suite 38%, memcheck 50%, racecheck 58%, host suites 62%,
-#   verify 64%, the benchmark the rest).
+#   GDP_CHECK_STAGES (default "tests sanitizer verify bench"),
+#   GDP_CHECK_HOST_ONLY, GDP_CHECK_ONCE (the two lists of test name patterns above),
+#   GDP_CHECK_BUDGET_S (default 300; device time is scarce): the script ends within it, each
+#   stage cut at its share (Cuda suite 55%, memcheck 60%, racecheck 72%, host suites and
+#   verify 76%, the benchmark the rest).
 set -uo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 gpu=${GDP_GPU_DIR:-$repo_root/.gpu}
 out=${OUT:-$repo_root/build-cuda/gpu_check}
-budget=${GDP_CHECK_BUDGET_S:-270}
+budget=${GDP_CHECK_BUDGET_S:-300}
+stages=" ${GDP_CHECK_STAGES:-tests sanitizer verify bench} "
+host_only=${GDP_CHECK_HOST_ONLY:-common reference chunk.layout io dist.partition backward.arguments packaging.* docs.*}
+once_on_cuda=${GDP_CHECK_ONCE:-app.* dist.mpi.*}
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -58,71 +66,98 @@ ldd "$gpu"/bin/* 2>&1 | grep 'not found' | sort -u | sed 's/^/still missing: /' 
 # MPI refuses root unless told; the machine's commands run as root. No NVLink multicast.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
 export OMP_PROC_BIND=false
+# Half the cores to the Cuda run (its float64 references run on the host), the rest shared
+# by the host runs, which yield to it.
 cores=$(nproc)
-host_threads=$(((cores - 2) / 3 > 1 ? (cores - 2) / 3 : 1))
+cuda_threads=$((cores / 2 > 1 ? cores / 2 : 1))
+host_threads=$((cores / 4 > 1 ? cores / 4 : 1))
 
 # ---- 2. the suite, once per space -------------------------------------------------------------
-# run_suite SPACE DEADLINE_S INCLUDE_LONG: every test of tests.tsv on SPACE, each cut at the
-# deadline, in a scratch folder of its own (the spaces run at the same time); a line per test
-# in $work/results-SPACE: name, exit status ("notrun" when out of time), seconds.
-run_suite() {
-  local space=$1 deadline=$2 include_long=$3 log=$out/tests-$1.log scratch=$work/space-$1
-  : >"$log"
-  : >"$work/results-$space"
-  local name labels env pass_regex will_fail directory args_line
-  while IFS=$'\t' read -r name labels env pass_regex will_fail directory args_line; do
-    [[ $include_long == 1 || ",$labels," != *,long,* ]] || continue
-    local -a command=() environment=()
-    IFS=$'\t' read -r -a command <<<"${args_line//@BIN@/$gpu/bin}"
-    command=("${command[@]//@SRC@/$repo_root}")
-    command=("${command[@]//@WORK@/$scratch}")
-    directory=${directory//@WORK@/$scratch}
-    [[ $env == - ]] || IFS=';' read -r -a environment <<<"$env"
-    environment+=("GDP_TEST_SPACES=$space" "OMP_NUM_THREADS=$host_threads")
-    local left=$((deadline - SECONDS)) status start=$SECONDS
-    if [[ -z $args_line ]]; then
-      echo "=== $name: not built" >>"$log"
-      printf '%s\t%s\t%s\n' "$name" notbuilt 0 >>"$work/results-$space"
-      continue
-    fi
-    if ! command -v "${command[0]}" >/dev/null; then
-      echo "=== $name: not run, no ${command[0]} on this machine" >>"$log"
-      printf '%s\t%s\t%s\n' "$name" "notool:${command[0]}" 0 >>"$work/results-$space"
-      continue
-    fi
-    if ((left < 10)); then
-      echo "=== $name: not run, out of time" >>"$log"
-      printf '%s\t%s\t%s\n' "$name" notrun 0 >>"$work/results-$space"
-      continue
-    fi
-    echo "=== $name: ${command[*]}" >>"$log"
-    mkdir -p "$directory"
-    # The outer subshell keeps bash's own "Aborted" notices out of the terminal, and stdin is
-    # closed so that no test (mpiexec reads it) eats the rest of the list.
-    ( (cd "$directory" && env "${environment[@]}" timeout -k 5 "$left" "${command[@]}") \
-      </dev/null >"$scratch.output" 2>&1) 2>/dev/null
-    status=$?
-    cat "$scratch.output" >>"$log"
-    # CTest's rules: a pass regex, when given, decides instead of the exit status; WILL_FAIL
-    # turns the verdict round.
-    if [[ $pass_regex != - ]] && ((status != 124 && status != 137)); then
-      grep -Eq -e "$pass_regex" "$scratch.output" && status=0 || status=1
-    fi
-    if [[ $will_fail == 1 ]]; then ((status == 0)) && status=1 || status=0; fi
-    echo "=== $name: status $status after $((SECONDS - start)) s" >>"$log"
-    printf '%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - start))" >>"$work/results-$space"
-  done <"$gpu/tests.tsv"
+# matches NAME PATTERNS: whether the test NAME matches one of the glob PATTERNS.
+matches() {
+  local pattern
+  for pattern in $2; do
+    # shellcheck disable=SC2053 # the pattern is a glob
+    [[ $1 == $pattern ]] && return 0
+  done
+  return 1
 }
 
-host_deadline=$((budget * 62 / 100))
+# run_suite SPACE DEADLINE_S ROLE THREADS: the tests of tests.tsv for SPACE, each cut at the
+# deadline, in a scratch folder of its own (the spaces run at the same time). ROLE: "cuda"
+# (every test but the host-only ones, `long` last), "host" (no `long`, no host-only), or
+# "host-last" (also the host-only ones). A line per test in $work/results-SPACE: name, exit
+# status ("notrun" when out of time, "notbuilt", "notool:PROGRAM"), seconds.
+run_suite() {
+  local space=$1 deadline=$2 role=$3 threads=$4 log=$out/tests-$1.log scratch=$work/space-$1
+  : >"$log"
+  : >"$work/results-$space"
+  local pass name labels env pass_regex will_fail directory args_line
+  for pass in short long; do
+    [[ $pass == short || $role == cuda ]] || continue
+    while IFS=$'\t' read -r name labels env pass_regex will_fail directory args_line; do
+      if [[ ",$labels," == *,long,* ]]; then [[ $pass == long ]] || continue
+      else [[ $pass == short ]] || continue; fi
+      if matches "$name" "$host_only"; then [[ $role == host-last ]] || continue; fi
+      if matches "$name" "$once_on_cuda"; then
+        [[ $role == cuda || ($role == host-last && " $spaces " != *" Cuda "*) ]] || continue
+      fi
+      local -a command=() environment=()
+      IFS=$'\t' read -r -a command <<<"${args_line//@BIN@/$gpu/bin}"
+      command=("${command[@]//@SRC@/$repo_root}")
+      command=("${command[@]//@WORK@/$scratch}")
+      directory=${directory//@WORK@/$scratch}
+      [[ $env == - ]] || IFS=';' read -r -a environment <<<"$env"
+      environment+=("GDP_TEST_SPACES=$space" "OMP_NUM_THREADS=$threads")
+      local left=$((deadline - SECONDS)) status start=$SECONDS
+      if [[ -z $args_line ]]; then
+        echo "=== $name: not built" >>"$log"
+        printf '%s\t%s\t%s\n' "$name" notbuilt 0 >>"$work/results-$space"
+        continue
+      fi
+      if ! command -v "${command[0]}" >/dev/null; then
+        echo "=== $name: not run, no ${command[0]} on this machine" >>"$log"
+        printf '%s\t%s\t%s\n' "$name" "notool:${command[0]}" 0 >>"$work/results-$space"
+        continue
+      fi
+      if ((left < 10)); then
+        echo "=== $name: not run, out of time" >>"$log"
+        printf '%s\t%s\t%s\n' "$name" notrun 0 >>"$work/results-$space"
+        continue
+      fi
+      echo "=== $name: ${command[*]}" >>"$log"
+      mkdir -p "$directory"
+      # The outer subshell keeps bash's own "Aborted" notices out of the terminal, and stdin is
+      # closed so that no test (mpiexec reads it) eats the rest of the list.
+      ( (cd "$directory" && env "${environment[@]}" timeout -k 5 "$left" "${command[@]}") \
+        </dev/null >"$scratch.output" 2>&1) 2>/dev/null
+      status=$?
+      cat "$scratch.output" >>"$log"
+      # CTest's rules: a pass regex, when given, decides instead of the exit status; WILL_FAIL
+      # turns the verdict round.
+      if [[ $pass_regex != - ]] && ((status != 124 && status != 137)); then
+        grep -Eq -e "$pass_regex" "$scratch.output" && status=0 || status=1
+      fi
+      if [[ $will_fail == 1 ]]; then ((status == 0)) && status=1 || status=0; fi
+      echo "=== $name: status $status after $((SECONDS - start)) s" >>"$log"
+      printf '%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - start))" >>"$work/results-$space"
+    done <"$gpu/tests.tsv"
+  done
+}
+
 pids=()
-for space in $spaces; do
-  [[ $space == Cuda ]] && continue
-  run_suite "$space" "$host_deadline" 0 &
-  pids+=($!)
-done
-if [[ " $spaces " == *" Cuda "* ]]; then
-  run_suite Cuda $((budget * 38 / 100)) 1
+if [[ $stages == *" tests "* ]]; then
+  read -r -a host_spaces <<<"${spaces//Cuda/}"
+  for space in "${host_spaces[@]}"; do
+    role=host
+    [[ $space == "${host_spaces[-1]}" ]] && role=host-last
+    run_suite "$space" $((budget * 76 / 100)) "$role" "$host_threads" &
+    pids+=($!)
+    renice -n 10 -p "$!" >/dev/null
+  done
+  if [[ " $spaces " == *" Cuda "* ]]; then
+    run_suite Cuda $((budget * 55 / 100)) cuda "$cuda_threads"
+  fi
 fi
 
 # ---- 3. compute-sanitizer on the edge cases ---------------------------------------------------
@@ -131,11 +166,13 @@ for candidate in /usr/local/cuda*/bin/compute-sanitizer; do
   [[ -z $sanitizer && -x $candidate ]] && sanitizer=$candidate
 done
 : >"$work/sanitizer"
-if [[ " $spaces " == *" Cuda "* && -n $sanitizer ]]; then
+if [[ $stages != *" sanitizer "* ]]; then
+  :
+elif [[ " $spaces " == *" Cuda "* && -n $sanitizer ]]; then
   for tool in memcheck racecheck; do
-    case $tool in memcheck) deadline=$((budget * 50 / 100)) ;; *) deadline=$((budget * 58 / 100)) ;; esac
+    case $tool in memcheck) deadline=$((budget * 60 / 100)) ;; *) deadline=$((budget * 72 / 100)) ;; esac
     say "--- compute-sanitizer --tool $tool, the forward's edge cases on Cuda"
-    ( (GDP_TEST_SPACES=Cuda OMP_NUM_THREADS=$host_threads timeout -k 5 "$(until_s "$deadline")" \
+    ( (GDP_TEST_SPACES=Cuda OMP_NUM_THREADS=$cuda_threads timeout -k 5 "$(until_s "$deadline")" \
       "$sanitizer" --tool "$tool" --error-exitcode 99 "$gpu/bin/gdp_test_chunk" \
       --gtest_filter='EdgeCases/*' </dev/null >"$work/$tool.log" 2>&1)) 2>/dev/null
     status=$?
@@ -150,13 +187,13 @@ fi
 
 # ---- 4. gdp_app verify ---------------------------------------------------------------------------
 : >"$work/verify"
-if [[ -x $gpu/bin/gdp_app && " $spaces " == *" Cuda "* ]]; then
+if [[ $stages == *" verify "* && -x $gpu/bin/gdp_app && " $spaces " == *" Cuda "* ]]; then
   for ranks in 1 2; do
     for dtype in bf16 f32; do
       command=("$gpu/bin/gdp_app" verify --space cuda --dtype "$dtype" -n 2 --h0)
       ((ranks == 1)) || command=(mpiexec -n "$ranks" "${command[@]}")
       say "--- ${command[*]}"
-      ( (OMP_NUM_THREADS=$host_threads timeout -k 5 "$(until_s $((budget * 64 / 100)))" \
+      ( (OMP_NUM_THREADS=$cuda_threads timeout -k 5 "$(until_s $((budget * 76 / 100)))" \
         "${command[@]}" </dev/null >"$work/verify.log" 2>&1)) 2>/dev/null
       status=$?
       tee -a "$info" <"$work/verify.log" | tail -n 3
@@ -170,7 +207,7 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 
 # ---- 5. the forward benchmark -----------------------------------------------------------------
 bench_status=skipped
-if [[ -x $gpu/bin/gdp_perf_forward ]]; then
+if [[ $stages == *" bench "* && -x $gpu/bin/gdp_perf_forward ]]; then
   say "--- gdp_perf_forward ${GDP_PERF_ARGS:-}"
   # shellcheck disable=SC2086 # GDP_PERF_ARGS is a list of arguments
   ( (OMP_NUM_THREADS=$cores timeout -k 5 "$(until_s $((budget - 10)))" "$gpu/bin/gdp_perf_forward" \
@@ -226,6 +263,8 @@ if os.path.exists(path):
         fla = run.get("fla_ms", 0)
         ratio = f"{run['vs_fla']:.2f}" if fla else "-"
         print(f"{shape:26} {run['median_ms']:>10.3f} {run['min_ms']:>9.3f} {fla or '-':>8} {ratio:>8}")
+elif bench_status == "skipped":
+    print("\nforward benchmark: not run (GDP_CHECK_STAGES)")
 else:
     print(f"\nforward benchmark: no results (exit {bench_status}); see perf_forward.log")
 PY
