@@ -8,12 +8,13 @@
 #include "report_table.hpp"
 
 #include "common/execution_spaces.hpp"
-#include "common/gdp_asserts.hpp"
 #include "common/useful_work.hpp"
 #include "dist/collective_failure.hpp"
+#include "dist/whole_problem_options.hpp"
 #include "io/forward_file.hpp"
 #include "reference/naive_recurrence.hpp"
 
+#include <gdp/backward.hpp>
 #include <gdp/forward.hpp>
 
 #include <cblas.h>
@@ -28,7 +29,7 @@ namespace {
 
 struct BenchSettings {
   int repeats = 5, warmup = 1, chunk_size = 64, sgemm_size = 2048;
-  bool baseline = false;
+  bool baseline = false, backward = false;
 };
 
 /// Median seconds of `repeats` calls of `work` after `warmup` untimed ones; the ranks start
@@ -47,11 +48,13 @@ double median_seconds(MPI_Comm comm, const BenchSettings& settings, Work&& work)
   return times[times.size() / 2];
 }
 
-/// One rank's results; the baseline fields stay 0 without --baseline.
+/// One rank's results; the backward and baseline fields stay 0 without --backward and
+/// --baseline. `flops` is the forward's useful work.
 struct RankTimes {
   double units = 0, blocks = 0, token_heads = 0, flops = 0;
-  double chunked_seconds = 0, naive_seconds = 0, sgemm_gflops = 0;
+  double chunked_seconds = 0, backward_seconds = 0, naive_seconds = 0, sgemm_gflops = 0;
 };
+constexpr int rank_times_fields = 8;
 
 /// OpenBLAS sgemm GFLOP/s on size^3, on as many threads as the host execution space has.
 double sgemm_gflops(MPI_Comm comm, const BenchSettings& settings) {
@@ -75,8 +78,10 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
   using Real = accumulator_t<Scalar>;
   const auto problems = make_rank_problems<Scalar, typename ExecSpace::memory_space>(
       flags, runtime.rank(), runtime.size());
-  ForwardOptions options = flags.options();
-  options.chunk_size = settings.chunk_size;
+  ForwardOptions chosen = flags.options();
+  chosen.chunk_size = settings.chunk_size;
+  // The options `run` would use, so that the blocks are timed as `run` computes them.
+  const ForwardOptions options = dist::whole_problem_options<ExecSpace>(problems.shape, chosen);
   RankTimes times;
   times.units = double(problems.units.size());
   times.blocks = double(problems.blocks.size());
@@ -87,6 +92,17 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
       chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
   });
   progress("chunked forward timed");
+  if (settings.backward) {
+    std::vector<OwnedOutputGradients<Scalar, typename ExecSpace::memory_space>> upstream;
+    for (const RandomProblemSpec& spec : problems.specs)
+      upstream.push_back(make_random_output_gradients<Scalar, typename ExecSpace::memory_space>(spec, true));
+    times.backward_seconds = median_seconds(runtime.comm(), settings, [&] {
+      for (std::size_t b = 0; b < problems.inputs.size(); ++b)
+        chunk_gated_delta_product_backward<ExecSpace, Scalar>(problems.inputs[b].inputs(),
+                                                              upstream[b].gradients(), options);
+    });
+    progress("chunked backward timed");
+  }
   if (!settings.baseline) return times;
   std::vector<reference::ReferenceProblem<Real>> naive;
   for (const auto& owned : problems.inputs)
@@ -125,15 +141,15 @@ class BenchCommand : public Command {
     subcommand_->add_option("--sgemm-size", settings_.sgemm_size, "sgemm baseline size (M = N = K)")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    subcommand_->add_flag("--backward", backward_, "time the backward pass as well");
+    subcommand_->add_flag("--backward", settings_.backward,
+                          "also time the backward pass (random do and dht; its useful work counted "
+                          "as twice the forward's)");
   }
 
   int run(const dist::Runtime& runtime) override {
     Progress progress(runtime.rank() == 0);
     RankTimes mine;
     dist::run_collectively(runtime.comm(), [&] {
-      GDP_EXPECT(!backward_, "--backward",
-                 "the backward pass is not yet available in this build of gdp_app");
       io::with_storage_type(flags_.storage(), [&](auto storage) {
         with_execution_space(space_, [&](auto space) {
           mine = bench_rank<decltype(space), decltype(storage)>(flags_, settings_, runtime, progress);
@@ -141,7 +157,8 @@ class BenchCommand : public Command {
       });
     });
     std::vector<RankTimes> all(std::size_t(runtime.size()));
-    MPI_Allgather(&mine, 7, MPI_DOUBLE, all.data(), 7, MPI_DOUBLE, runtime.comm());
+    MPI_Allgather(&mine, rank_times_fields, MPI_DOUBLE, all.data(), rank_times_fields, MPI_DOUBLE,
+                  runtime.comm());
     if (runtime.rank() == 0) print(all, runtime);
     return 0;
   }
@@ -152,6 +169,7 @@ class BenchCommand : public Command {
                 flags_.describe().c_str(), placement(runtime, space_).c_str(), settings_.chunk_size,
                 settings_.repeats, settings_.warmup);
     std::vector<std::string> headers{"rank", "units", "calls", "tokens", "s/call", "tokens/s", "GFLOP/s"};
+    if (settings_.backward) headers.insert(headers.end(), {"bwd s/call", "bwd GFLOP/s"});
     if (settings_.baseline)
       headers.insert(headers.end(), {"naive s", "naive GFLOP/s", "speedup", "sgemm GFLOP/s", "of sgemm"});
     Table table(headers);
@@ -162,6 +180,10 @@ class BenchCommand : public Command {
       std::vector<std::string> cells{name, fixed(t.units, 0), fixed(t.blocks, 0), si(t.token_heads / heads),
                                      fixed(t.chunked_seconds, 4), si(t.token_heads / heads / t.chunked_seconds),
                                      fixed(t.flops / t.chunked_seconds / 1e9, 2)};
+      if (settings_.backward)
+        cells.insert(cells.end(), {fixed(t.backward_seconds, 4),
+                                   fixed((detail::forward_and_backward_work - 1) * t.flops /
+                                             t.backward_seconds / 1e9, 2)});
       if (settings_.baseline)
         cells.insert(cells.end(), {fixed(t.naive_seconds, 4), fixed(t.flops / t.naive_seconds / 1e9, 2),
                                    fixed(t.naive_seconds / t.chunked_seconds, 1) + "x",
@@ -178,6 +200,7 @@ class BenchCommand : public Command {
       total.token_heads += t.token_heads;
       total.flops += t.flops;
       total.chunked_seconds = std::max(total.chunked_seconds, t.chunked_seconds);
+      total.backward_seconds = std::max(total.backward_seconds, t.backward_seconds);
       total.naive_seconds = std::max(total.naive_seconds, t.naive_seconds);
       total.sgemm_gflops += t.sgemm_gflops;
     }
@@ -191,7 +214,6 @@ class BenchCommand : public Command {
   ProblemFlags flags_;
   BenchSettings settings_;
   std::string space_;
-  bool backward_ = false;
 };
 
 }  // namespace

@@ -20,7 +20,8 @@ struct RankProblems {
   detail::ProblemShape shape;  ///< the whole problem
   dist::UnitRange units;       ///< this rank's (sequence, head) pairs
   std::vector<dist::WorkBlock> blocks;
-  std::vector<OwnedInputs<Scalar, MemorySpace>> inputs;  ///< one sub-problem per block
+  std::vector<RandomProblemSpec> specs;                   ///< one sub-problem per block
+  std::vector<OwnedInputs<Scalar, MemorySpace>> inputs;  ///< its inputs
 };
 
 template <class Scalar, class MemorySpace>
@@ -36,8 +37,8 @@ RankProblems<Scalar, MemorySpace> make_rank_problems(const ProblemFlags& flags, 
     // A seed per block, from the first unit it holds: the same block draws the same inputs.
     const std::uint64_t first_unit = std::uint64_t(block.sequence_begin * p.shape.heads + block.head_begin);
     const std::uint64_t seed = flags.seed + 0x9e3779b97f4a7c15ull * (first_unit + 1);
-    p.inputs.push_back(make_random_problem<Scalar, MemorySpace>(
-        block_spec(spec, dist::block_shape(p.shape, block), seed)));
+    p.specs.push_back(block_spec(spec, dist::block_shape(p.shape, block), seed));
+    p.inputs.push_back(make_random_problem<Scalar, MemorySpace>(p.specs.back()));
   }
   return p;
 }

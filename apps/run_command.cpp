@@ -3,8 +3,6 @@
 #include "command.hpp"
 #include "report_table.hpp"
 
-#include "common/gdp_asserts.hpp"
-#include "dist/collective_failure.hpp"
 #include "dist/distributed_forward.hpp"
 
 #include <algorithm>
@@ -63,34 +61,33 @@ class RunCommand : public Command {
         "Compute the forward of an input file into an output file, each rank reading, computing "
         "and writing only its share of the (sequence, head) pairs. The input holds q, k, v, beta "
         "(one dtype: F64, F32, BF16 or F16) and optionally g, h0, cu_seqlens; __metadata__ may set "
-        "num_householder, scale and l2norm. The output holds o and ht (the final states), and "
-        "appears only when every rank succeeded.");
+        "num_householder, scale and l2norm. The output holds o and ht (the final states), with "
+        "--backward also the gradients, and appears only when every rank succeeded.");
     subcommand_->add_option("-i,--input", config_.input, "input safetensors file")->required();
     subcommand_->add_option("-o,--output", config_.output, "output safetensors file")->required();
     add_space_option(*subcommand_, config_.space);
     subcommand_->add_option("--chunk-size", config_.chunk_size, "expanded positions per chunk")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    subcommand_->add_flag("--backward", backward_,
-                          "also compute the gradients (needs do and dht in the input)");
+    subcommand_->add_flag("--backward", config_.backward,
+                          "also compute the gradients dq, dk, dv, dbeta, dg, dh0 into the output: "
+                          "the input must then hold do, and may hold dht (the loss's gradients "
+                          "with respect to o and ht; `make-input --backward` writes them)");
   }
 
   int run(const dist::Runtime& runtime) override {
-    dist::run_collectively(runtime.comm(), [&] {
-      GDP_EXPECT(!backward_, "--backward",
-                 "the backward pass is not yet available in this build of gdp_app");
-    });
     Progress progress(runtime.rank() == 0);
     config_.progress = [&](const std::string& message) { progress(message); };
     const dist::RunResult result = dist::run_forward_file(runtime.comm(), config_);
     if (runtime.rank() == 0) {
       const auto& s = result.input.shape;
       std::printf("gdp_app run: %s -> %s\n", config_.input.c_str(), config_.output.c_str());
-      std::printf("problem: B=%lld T=%lld H=%lld K=%lld V=%lld n=%d, %lld sequences, %s%s, %s; %s\n",
+      std::printf("problem: B=%lld T=%lld H=%lld K=%lld V=%lld n=%d, %lld sequences, %s%s, %s, %s; %s\n",
                   (long long)s.batch, (long long)s.tokens_per_row, (long long)s.heads,
                   (long long)s.key_dim, (long long)s.value_dim, s.num_householder,
                   (long long)s.num_sequences(), s.gated ? "gated" : "ungated",
                   s.has_initial_state ? ", h0" : "", io::dtype_name(result.input.storage),
+                  config_.backward ? "forward and backward" : "forward",
                   placement(runtime, config_.space).c_str());
       print_closing_table(result);
     }
@@ -99,7 +96,6 @@ class RunCommand : public Command {
 
  private:
   dist::RunConfig config_;
-  bool backward_ = false;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "common/execution_spaces.hpp"
 #include "dist/collective_failure.hpp"
+#include "dist/whole_problem_options.hpp"
 #include "io/forward_file.hpp"
 #include "reference/error_norms.hpp"
 #include "reference/naive_recurrence.hpp"
@@ -36,10 +37,12 @@ struct RankErrors {
 };
 
 template <class ExecSpace, class Scalar>
-RankErrors check_rank(const ProblemFlags& flags, ForwardOptions options, const dist::Runtime& runtime) {
+RankErrors check_rank(const ProblemFlags& flags, const ForwardOptions& chosen, const dist::Runtime& runtime) {
   const auto start = std::chrono::steady_clock::now();
   const auto problems = make_rank_problems<Scalar, typename ExecSpace::memory_space>(
       flags, runtime.rank(), runtime.size());
+  // The options `run` would use, so that the blocks are checked as `run` computes them.
+  const ForwardOptions options = dist::whole_problem_options<ExecSpace>(problems.shape, chosen);
   RankErrors errors;
   errors.units = double(problems.units.size());
   errors.blocks = double(problems.blocks.size());

@@ -71,6 +71,12 @@ struct ForwardOptions {
   ForwardAlgorithm algorithm = ForwardAlgorithm::automatic;
   /// Chunk-parallel only: chunks per segment (>= 0; 0 chooses it from the parallel work).
   int chunks_per_segment = 0;
+  /// State columns one team of the state passes carries (>= 0; 0 chooses from the problem's
+  /// size and the execution space). The backward sums one partial of the gradients of q, k,
+  /// beta and g per block of columns, so their last bits depend on this width: fix it to get
+  /// the same bits for a (sequence, head) pair in problems of different sizes (gdp_app does,
+  /// so that its results do not depend on the number of ranks).
+  int value_block = 0;
 };
 
 /// The inputs, as views in the memory space `MemorySpace`. A default-constructed (null) view

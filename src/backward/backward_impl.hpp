@@ -33,7 +33,7 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   const ChunkWorkspace<Real, memory_space> workspace(shape, layout, /*keep_tm=*/true);
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
 
-  const int value_block = state_pass_value_block<ExecSpace>(shape);
+  const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   const int value_blocks = int((shape.value_dim + value_block - 1) / value_block);
   const BackwardWorkspace<Real, memory_space> saved(shape, layout, value_blocks);
   {

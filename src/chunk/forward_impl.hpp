@@ -19,6 +19,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace gdp::detail {
@@ -41,10 +42,13 @@ ProblemShape check_forward_inputs(const ForwardInputs<Scalar, MemorySpace>& in,
       extents_of("cu_seqlens", in.cu_seqlens), host_offsets(in.cu_seqlens), options);
 }
 
-/// Columns of the state one state-pass team owns: the whole row when there are enough
-/// (sequence, head) pairs to fill the space, else halved until there are (16 at least).
+/// Columns of the state one state-pass team owns: ForwardOptions::value_block when set (at
+/// most V), else the whole row when there are enough (sequence, head) pairs to fill the space,
+/// else halved until there are (16 at least).
 template <class ExecSpace>
-int state_pass_value_block(const ProblemShape& shape) {
+int state_pass_value_block(const ProblemShape& shape, const ForwardOptions& options) {
+  if (options.value_block > 0)
+    return int(std::min<std::int64_t>(options.value_block, shape.value_dim));
   const std::int64_t pairs = shape.num_sequences() * shape.heads;
   const std::int64_t wanted = 2 * std::int64_t(ExecSpace().concurrency());
   int block = int(shape.value_dim);
@@ -101,7 +105,7 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
                                                             shape.heads, shape.value_dim);
   const typename Pass::template unmanaged_view<Real****> ht(result.final_state.data(),
                                                             result.final_state.layout());
-  const int value_block = state_pass_value_block<ExecSpace>(shape);
+  const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   using Fused = FusedForward<ExecSpace, Scalar>;
   if constexpr (Fused::available) {
     if (Fused::supports(shape, options)) {

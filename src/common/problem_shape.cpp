@@ -28,6 +28,7 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
   GDP_EXPECT(options.chunk_size >= 1, "chunk_size", "expected >= 1, got ", options.chunk_size);
   GDP_EXPECT(options.chunks_per_segment >= 0, "chunks_per_segment", "expected >= 0, got ",
              options.chunks_per_segment);
+  GDP_EXPECT(options.value_block >= 0, "value_block", "expected >= 0, got ", options.value_block);
   GDP_EXPECT(std::isfinite(options.scale), "scale", "expected a finite value, got ",
              options.scale);
   for (const TensorExtents* required : {&q, &k, &v, &beta})

@@ -11,6 +11,11 @@
 //   - the gate S <- exp(g) S, when gated: KV.
 // The chunked algorithm performs more arithmetic than this (the intra-chunk terms); that
 // extra is overhead of the method, not useful work.
+//
+// The backward's useful work is counted as twice the forward's, the usual convention for a
+// reverse pass (each product of the recurrence has two adjoint products: one for the state's
+// gradient, one for the gradients of its operands), so a forward and a backward together are
+// three times the forward.
 #pragma once
 
 #include "problem_shape.hpp"
@@ -31,6 +36,9 @@ inline double useful_flops(const ProblemShape& shape, double token_heads) {
   return token_heads * useful_flops_per_token(shape.num_householder, shape.key_dim,
                                               shape.value_dim, shape.gated);
 }
+
+/// Useful work of a forward and a backward together, in units of the forward's.
+inline constexpr double forward_and_backward_work = 3.0;
 
 /// Useful flops of the whole problem.
 inline double useful_flops(const ProblemShape& shape) {

@@ -9,10 +9,10 @@ io::Slab block_slab(const std::string& tensor_name, const WorkBlock& block, int 
   io::Slab slab;
   slab.head_begin = block.head_begin;
   slab.head_end = block.head_end;
-  if (tensor_name == "h0" || tensor_name == "ht") {
+  if (io::is_state_tensor(tensor_name)) {
     slab.row_begin = block.sequence_begin;
     slab.row_end = block.sequence_end;
-  } else if (tensor_name == "k" || tensor_name == "v" || tensor_name == "beta") {
+  } else if (io::is_substep_tensor(tensor_name)) {
     slab.row_begin = block.token_begin * num_householder;
     slab.row_end = block.token_end * num_householder;
   } else {

@@ -2,8 +2,9 @@
 // Which part of each forward tensor a rank's work blocks read or write, and where those parts
 // sit in the file and in the rank's packed buffer. A block of sequences [s0, s1), heads
 // [h0, h1) and tokens [t0, t1) owns rows [t0, t1) of q, g and o, rows [n t0, n t1) of k, v and
-// beta, and rows [s0, s1) of h0 and ht, each for heads [h0, h1). Packed one block after the
-// other, each part is exactly the block's tensor as a compact sub-problem expects it.
+// beta, and rows [s0, s1) of h0 and ht (and the same rows of their gradients), each for heads
+// [h0, h1). Packed one block after the other, each part is exactly the block's tensor as a
+// compact sub-problem expects it.
 #pragma once
 
 #include "io/tensor_slab.hpp"

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "distributed_forward.hpp"
 
-#include "block_forward.hpp"
+#include "block_call.hpp"
 #include "block_slabs.hpp"
 #include "collective_failure.hpp"
 #include "common/execution_spaces.hpp"
@@ -9,6 +9,7 @@
 #include "io/exact_conversion.hpp"
 #include "mpi_file.hpp"
 #include "output_commit.hpp"
+#include "whole_problem_options.hpp"
 #include "work_partition.hpp"
 
 #include <array>
@@ -47,8 +48,8 @@ io::ForwardInputFile describe_input(MpiFile& file) {
   return io::describe_forward_input(header, cu_seqlens);
 }
 
-/// A rank's part of the forward for storage type Scalar: read its slabs, run its blocks,
-/// write its slabs of the output.
+/// A rank's part of the run for storage type Scalar: read its slabs, run its blocks, write
+/// its slabs of the output.
 template <class Scalar>
 class RankForward {
  public:
@@ -65,7 +66,8 @@ class RankForward {
     report_.units = double(range.size());
     report_.blocks = double(blocks_.size());
     report_.token_heads = double(token_heads(input.shape, range));
-    report_.flops = detail::useful_flops(input.shape, report_.token_heads);
+    report_.flops = detail::useful_flops(input.shape, report_.token_heads) *
+                    (config.backward ? detail::forward_and_backward_work : 1.0);
   }
 
   void read(MpiFile& file) {
@@ -74,6 +76,9 @@ class RankForward {
     std::vector<std::string> names;
     for (const char* name : {"q", "k", "v", "beta", "g", "h0"})
       if (input_.header.find(name)) names.push_back(name);
+    if (config_.backward)
+      for (const char* name : {"do", "dht"})
+        if (input_.header.find(name)) names.push_back(name);
     run_collectively(comm_, [&] {
       for (const std::string& name : names) {
         slabs_[name] = pack_slabs(*input_.header.find(name), blocks_, n);
@@ -84,11 +89,11 @@ class RankForward {
       for (const std::string& name : names) file.read_runs(slabs_[name].runs, bytes_[name].data());
     });
     run_collectively(comm_, [&] { file.close(); });
-    // g and h0 are used in the accumulation type, whatever float type the file holds them in.
+    // g, h0 and dht are used in the accumulation type, whatever float type the file holds.
     run_collectively(comm_, [&] {
-      for (const char* name : {"g", "h0"}) {
+      for (const char* name : {"g", "h0", "dht"}) {
+        if (!bytes_.count(name)) continue;
         const io::TensorEntry* entry = input_.header.find(name);
-        if (!entry) continue;
         const std::size_t count = bytes_[name].size() / io::dtype_size(entry->dtype);
         real_[name].resize(count);
         io::convert_exactly(input_.header.path, name, entry->dtype, bytes_[name].data(), count,
@@ -105,20 +110,23 @@ class RankForward {
 
   void compute() {
     const auto start = Clock::now();
-    output_layout_ = io::plan_safetensors(
-        io::forward_output_specs(input_), io::options_metadata(input_.options, input_.shape.key_dim));
-    const int n = input_.shape.num_householder;
-    output_o_ = pack_slabs(output_layout_.at("o"), blocks_, n);
-    output_ht_ = pack_slabs(output_layout_.at("ht"), blocks_, n);
-    o_.resize(output_o_.bytes() / sizeof(Scalar));
-    ht_.resize(output_ht_.bytes() / sizeof(Real));
-    ForwardOptions options = input_.options;
-    options.chunk_size = config_.chunk_size;
+    output_layout_ = io::plan_safetensors(io::forward_output_specs(input_, config_.backward),
+                                          io::options_metadata(input_.options, input_.shape.key_dim));
+    for (const io::TensorEntry& tensor : output_layout_.tensors) {
+      output_slabs_[tensor.name] = pack_slabs(tensor, blocks_, input_.shape.num_householder);
+      outputs_[tensor.name].resize(output_slabs_[tensor.name].bytes());
+    }
+    ForwardOptions chosen = input_.options;
+    chosen.chunk_size = config_.chunk_size;
     run_collectively(comm_, [&] {
       with_execution_space(config_.space, [&](auto space) {
         using ExecSpace = decltype(space);
-        for (std::size_t b = 0; b < blocks_.size(); ++b)
-          forward_block<ExecSpace, Scalar>(block_inputs(b), options, block_outputs(b));
+        const ForwardOptions options = whole_problem_options<ExecSpace>(input_.shape, chosen);
+        for (std::size_t b = 0; b < blocks_.size(); ++b) {
+          const BlockCall<ExecSpace, Scalar> call(block_inputs(b));
+          call.forward(options, block_outputs(b));
+          if (config_.backward) call.backward(options, block_outputs(b));
+        }
       });
     });
     report_.compute_seconds = seconds_since(start);
@@ -128,22 +136,31 @@ class RankForward {
 
   void write() {
     const auto start = Clock::now();
-    write_output_file(comm_, config_.output, output_layout_,
-                      {{&output_o_, o_.data()}, {&output_ht_, ht_.data()}});
+    std::vector<OutputPart> parts;
+    for (const io::TensorEntry& tensor : output_layout_.tensors)
+      parts.push_back({&output_slabs_.at(tensor.name), outputs_.at(tensor.name).data()});
+    write_output_file(comm_, config_.output, output_layout_, parts);
     report_.write_seconds = seconds_since(start);
   }
 
  private:
-  /// Pointer to block b's part of a packed input of the storage type.
+  /// Block b's part of a packed input of the storage type, or nullptr when absent.
   Scalar* stored(const char* name, std::size_t b) {
+    if (!bytes_.count(name)) return nullptr;
     return reinterpret_cast<Scalar*>(bytes_[name].data() + slabs_[name].block_begin[b]);
   }
 
-  /// Pointer to block b's part of a packed input converted to the accumulation type.
+  /// Block b's part of a packed input converted to the accumulation type, or nullptr.
   Real* converted(const char* name, std::size_t b) {
-    const io::TensorEntry* entry = input_.header.find(name);
-    if (!entry) return nullptr;
-    return real_[name].data() + slabs_[name].block_begin[b] / io::dtype_size(entry->dtype);
+    if (!real_.count(name)) return nullptr;
+    return real_[name].data() + slabs_[name].block_begin[b] / io::dtype_size(input_.header.find(name)->dtype);
+  }
+
+  /// Block b's part of an output buffer, or nullptr when the output has no such tensor.
+  template <class T>
+  T* output(const char* name, std::size_t b) {
+    if (!outputs_.count(name)) return nullptr;
+    return reinterpret_cast<T*>(outputs_[name].data() + output_slabs_[name].block_begin[b]);
   }
 
   BlockHostInputs<Scalar> block_inputs(std::size_t b) {
@@ -155,12 +172,22 @@ class RankForward {
     in.beta = stored("beta", b);
     in.g = converted("g", b);
     in.h0 = converted("h0", b);
+    in.d_o = stored("do", b);
+    in.dht = converted("dht", b);
     return in;
   }
 
   BlockHostOutputs<Scalar> block_outputs(std::size_t b) {
-    return {o_.data() + output_o_.block_begin[b] / sizeof(Scalar),
-            ht_.data() + output_ht_.block_begin[b] / sizeof(Real)};
+    BlockHostOutputs<Scalar> out;
+    out.o = output<Scalar>("o", b);
+    out.ht = output<Real>("ht", b);
+    out.dq = output<Scalar>("dq", b);
+    out.dk = output<Scalar>("dk", b);
+    out.dv = output<Scalar>("dv", b);
+    out.dbeta = output<Scalar>("dbeta", b);
+    out.dg = output<Real>("dg", b);
+    out.dh0 = output<Real>("dh0", b);
+    return out;
   }
 
   void progress(const std::string& message) const {
@@ -175,11 +202,10 @@ class RankForward {
   std::vector<WorkBlock> blocks_;
   std::map<std::string, PackedSlabs> slabs_;
   std::map<std::string, std::vector<std::byte>> bytes_;  // inputs as stored in the file
-  std::map<std::string, std::vector<Real>> real_;        // g and h0 in the accumulation type
+  std::map<std::string, std::vector<Real>> real_;        // g, h0, dht in the accumulation type
   io::SafetensorsLayout output_layout_;
-  PackedSlabs output_o_, output_ht_;
-  std::vector<Scalar> o_;
-  std::vector<Real> ht_;
+  std::map<std::string, PackedSlabs> output_slabs_;
+  std::map<std::string, std::vector<std::byte>> outputs_;  // packed, as the file stores them
 };
 
 }  // namespace
@@ -210,6 +236,7 @@ RunResult run_forward_file(MPI_Comm comm, const RunConfig& config) {
   run_collectively(comm, [&] {
     input.emplace(comm, config.input, MpiFile::Mode::read);
     result.input = describe_input(*input);
+    if (config.backward) io::check_backward_input(result.input);
   });
   io::with_storage_type(result.input.storage, [&](auto storage) {
     RankForward<decltype(storage)> forward(comm, config, result.input, mine);

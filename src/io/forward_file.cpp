@@ -73,6 +73,13 @@ ForwardOptions options_from_metadata(const SafetensorsHeader& header) {
   return options;
 }
 
+/// The library's argument error again, naming the file, with the library's own message
+/// (argument, expected and actual value).
+[[noreturn]] void rethrow_naming_file(const std::string& path, const InvalidArgument& error) {
+  const std::string message = error.what();
+  GDP_EXPECT(false, path, message.substr(message.rfind("gdp: ", 0) == 0 ? 5 : 0));
+}
+
 }  // namespace
 
 const TensorEntry* find_cu_seqlens(const SafetensorsHeader& header) {
@@ -125,11 +132,32 @@ ForwardInputFile describe_forward_input(const SafetensorsHeader& header,
         extents["q"], extents["k"], extents["v"], extents["beta"], extents["g"], extents["h0"],
         extents["cu_seqlens"], cu_seqlens, file.options);
   } catch (const InvalidArgument& e) {
-    // Name the file, keeping the library's own message (argument, expected, actual).
-    const std::string message = e.what();
-    GDP_EXPECT(false, path, message.substr(message.rfind("gdp: ", 0) == 0 ? 5 : 0));
+    rethrow_naming_file(path, e);
   }
   return file;
+}
+
+void check_backward_input(const ForwardInputFile& input) {
+  const SafetensorsHeader& header = input.header;
+  const auto& path = header.path;
+  const TensorEntry* gradient = header.find("do");
+  GDP_EXPECT(gradient, path, "missing required tensor \"do\" [B, T, H, V]: the gradient of o, "
+             "which the backward needs");
+  GDP_EXPECT(gradient->dtype == input.storage, path, "tensor \"do\" is ", dtype_name(gradient->dtype),
+             " but q is ", dtype_name(input.storage), ": do must have the dtype of q, k, v and beta");
+  const TensorEntry* state_gradient = header.find("dht");
+  if (state_gradient)
+    GDP_EXPECT(is_float(state_gradient->dtype), path,
+               "tensor \"dht\": expected a float dtype (F64, F32, BF16, F16), got ",
+               dtype_name(state_gradient->dtype));
+  const auto extents = [](const char* name, const TensorEntry* entry) {
+    return detail::TensorExtents{name, entry != nullptr, entry ? entry->shape : std::vector<std::int64_t>{}};
+  };
+  try {
+    detail::check_output_gradients(input.shape, extents("do", gradient), extents("dht", state_gradient));
+  } catch (const InvalidArgument& e) {
+    rethrow_naming_file(path, e);
+  }
 }
 
 std::map<std::string, std::string> options_metadata(const ForwardOptions& options,
@@ -144,15 +172,32 @@ std::map<std::string, std::string> options_metadata(const ForwardOptions& option
 
 DType accumulation_dtype(DType storage) { return storage == DType::F64 ? DType::F64 : DType::F32; }
 
-std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input) {
+std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input, bool backward) {
   const auto& s = input.shape;
-  return {{"o", input.storage, {s.batch, s.tokens_per_row, s.heads, s.value_dim}},
-          {"ht", accumulation_dtype(input.storage),
-           {s.num_sequences(), s.heads, s.key_dim, s.value_dim}}};
+  const DType stored = input.storage, accumulated = accumulation_dtype(stored);
+  const std::int64_t B = s.batch, T = s.tokens_per_row, P = T * s.num_householder, H = s.heads,
+                     K = s.key_dim, V = s.value_dim, N = s.num_sequences();
+  std::vector<TensorSpec> specs{{"o", stored, {B, T, H, V}}, {"ht", accumulated, {N, H, K, V}}};
+  if (!backward) return specs;
+  specs.insert(specs.end(), {{"dq", stored, {B, T, H, K}},
+                             {"dk", stored, {B, P, H, K}},
+                             {"dv", stored, {B, P, H, V}},
+                             {"dbeta", stored, {B, P, H}}});
+  if (s.gated) specs.push_back({"dg", accumulated, {B, T, H}});
+  if (s.has_initial_state) specs.push_back({"dh0", accumulated, {N, H, K, V}});
+  return specs;
 }
 
-int head_axis(const std::string& tensor_name) {
-  return tensor_name == "h0" || tensor_name == "ht" ? 1 : 2;
+bool is_state_tensor(const std::string& tensor_name) {
+  return tensor_name == "h0" || tensor_name == "ht" || tensor_name == "dh0" || tensor_name == "dht";
 }
+
+bool is_substep_tensor(const std::string& tensor_name) {
+  for (const char* name : {"k", "v", "beta", "dk", "dv", "dbeta"})
+    if (tensor_name == name) return true;
+  return false;
+}
+
+int head_axis(const std::string& tensor_name) { return is_state_tensor(tensor_name) ? 1 : 2; }
 
 }  // namespace gdp::io

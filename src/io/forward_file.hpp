@@ -7,6 +7,10 @@
 //           __metadata__: num_householder, scale, l2norm (strings; defaults 1, 1/sqrt(K), false)
 //   output: o [B,T,H,V] in the storage dtype, ht [N,H,K,V] in the accumulation dtype, and the
 //           options used in __metadata__.
+// For the backward (`gdp_app run --backward`) the input also holds the gradients of the loss
+// with respect to the outputs, do [B,T,H,V] (storage dtype, required) and dht [N,H,K,V] (any
+// float dtype, optional), and the output also holds the gradients with respect to the inputs:
+// dq, dk, dv, dbeta (storage dtype) and dg, dh0 (accumulation dtype, when g, h0 are given).
 #pragma once
 
 #include <gdp/forward.hpp>
@@ -40,20 +44,34 @@ const TensorEntry* find_cu_seqlens(const SafetensorsHeader& header);
 ForwardInputFile describe_forward_input(const SafetensorsHeader& header,
                                         const std::vector<std::int64_t>& cu_seqlens);
 
+/// Checks the backward's part of `input`'s file: do present with o's shape in the storage
+/// dtype, dht (when present) with ht's shape in a float dtype.
+/// \throws gdp::InvalidArgument naming the file.
+void check_backward_input(const ForwardInputFile& input);
+
 /// The options as file metadata (num_householder, scale, l2norm), scale resolved for K.
 std::map<std::string, std::string> options_metadata(const ForwardOptions& options,
                                                     std::int64_t key_dim);
 
-/// The tensors of the output file of `input`: o, then ht.
-std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input);
+/// The tensors of the output file of `input`: o, ht, and with `backward` the gradients dq,
+/// dk, dv, dbeta, then dg and dh0 when the input has g and h0.
+std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input, bool backward = false);
 
 /// The dtype holding a storage type's accumulation type: F64 for F64, F32 otherwise.
 DType accumulation_dtype(DType storage);
 
 /// The axis of a forward tensor that indexes heads: the tensor is read as
 /// [rows, heads, inner] with rows the product of the extents before it (tokens or expanded
-/// positions for q, k, v, beta, g, o; sequences for h0, ht) and inner the product after it.
+/// positions for q, k, v, beta, g, o and their gradients; sequences for h0, ht, dh0, dht) and
+/// inner the product after it.
 int head_axis(const std::string& tensor_name);
+
+/// Whether a forward tensor has one row per sequence (h0, ht and their gradients), rather than
+/// one per token or expanded position.
+bool is_state_tensor(const std::string& tensor_name);
+
+/// Whether a forward tensor has one row per expanded position (k, v, beta and their gradients).
+bool is_substep_tensor(const std::string& tensor_name);
 
 /// Calls body(Scalar()) with the gdp storage type of a storage dtype.
 template <class Body>

@@ -65,6 +65,12 @@ TEST(ForwardArguments, ChunkSizeAtLeastOne) {
   expect_rejected(valid_problem().inputs(), options, "chunk_size", {"expected >= 1", "got -3"});
 }
 
+TEST(ForwardArguments, ValueBlockNotNegative) {
+  auto options = valid_options();
+  options.value_block = -16;
+  expect_rejected(valid_problem().inputs(), options, "value_block", {"expected >= 0", "got -16"});
+}
+
 TEST(ForwardArguments, ScaleFinite) {
   auto options = valid_options();
   options.scale = std::numeric_limits<double>::infinity();

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // The property behind "the same output for any number of ranks": a (sequence, head) pair gives
-// bitwise the same o and ht whether the library computes it in the whole problem or in any
-// block of a rank's share. In particular the state pass's value-block width, chosen from the
-// problem's size, must change no bit (blocking over value columns leaves each column's
-// arithmetic alone); the test checks that the widths really differ here.
+// bitwise the same o and ht, and the same gradients, whether the library computes it in the
+// whole problem or in any block of a rank's share, with the options gdp_app gives every block
+// (dist/whole_problem_options.hpp). The forward's bits must not even depend on the state
+// pass's value-block width, chosen from the problem's size (blocking over value columns leaves
+// each column's arithmetic alone); the backward's do, which is why gdp_app fixes the width.
 #include "chunk/forward_impl.hpp"
 #include "common/random_problem.hpp"
 #include "common/test_dispatch.hpp"
-#include "dist/block_forward.hpp"
+#include "dist/block_call.hpp"
 #include "dist/block_slabs.hpp"
+#include "dist/whole_problem_options.hpp"
 #include "io/forward_file.hpp"
 
 #include <gtest/gtest.h>
@@ -44,17 +46,48 @@ struct HostTensor {
   }
 };
 
+/// The bytes of a packed part as the elements they hold.
+template <class T>
+T* as(std::vector<std::byte>& bytes) {
+  return reinterpret_cast<T*>(bytes.data());
+}
+
+/// Checks that every block of partitions among 2, 3 and one rank a unit computes what the
+/// whole problem does. Every block runs with the options the whole problem gets
+/// (whole_problem_options), except that with `free_value_block` each call chooses its own
+/// value block: then only the forward is compared (its bits must not depend on the width),
+/// and the widths must really differ somewhere. Without, the backward is compared as well.
 template <class ExecSpace, class Scalar>
-void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& options) {
+void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& chosen, bool free_value_block) {
   using Real = accumulator_t<Scalar>;
+  using memory_space = typename ExecSpace::memory_space;
   const io::DType stored = io::dtype_of<Scalar>(), accumulated = io::accumulation_dtype(stored);
-  const auto owned = make_random_problem<Scalar, typename ExecSpace::memory_space>(spec);
-  const auto whole = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
-  const detail::ProblemShape shape = detail::check_forward_inputs(owned.inputs(), options);
-  std::map<std::string, HostTensor> in{{"q", {"q", stored, owned.q}},       {"k", {"k", stored, owned.k}},
-                                       {"v", {"v", stored, owned.v}},       {"beta", {"beta", stored, owned.beta}},
-                                       {"g", {"g", accumulated, owned.g}}, {"h0", {"h0", accumulated, owned.initial_state}}};
-  const HostTensor o("o", stored, whole.o), ht("ht", accumulated, whole.final_state);
+  const auto owned = make_random_problem<Scalar, memory_space>(spec);
+  const auto upstream = make_random_output_gradients<Scalar, memory_space>(spec, true);
+  const detail::ProblemShape shape = detail::check_forward_inputs(owned.inputs(), chosen);
+  ForwardOptions options = dist::whole_problem_options<ExecSpace>(shape, chosen);
+  if (free_value_block) options.value_block = 0;
+  std::map<std::string, HostTensor> in{
+      {"q", {"q", stored, owned.q}},         {"k", {"k", stored, owned.k}},
+      {"v", {"v", stored, owned.v}},         {"beta", {"beta", stored, owned.beta}},
+      {"g", {"g", accumulated, owned.g}},    {"h0", {"h0", accumulated, owned.initial_state}},
+      {"do", {"do", stored, upstream.o}},    {"dht", {"dht", accumulated, upstream.final_state}}};
+  // Every result of the whole problem, by name.
+  std::map<std::string, HostTensor> whole;
+  const auto forward = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
+  whole.emplace("o", HostTensor("o", stored, forward.o));
+  whole.emplace("ht", HostTensor("ht", accumulated, forward.final_state));
+  const bool backward = !free_value_block;
+  if (backward) {
+    const auto gradients =
+        chunk_gated_delta_product_backward<ExecSpace, Scalar>(owned.inputs(), upstream.gradients(), options);
+    whole.emplace("dq", HostTensor("dq", stored, gradients.dq));
+    whole.emplace("dk", HostTensor("dk", stored, gradients.dk));
+    whole.emplace("dv", HostTensor("dv", stored, gradients.dv));
+    whole.emplace("dbeta", HostTensor("dbeta", stored, gradients.dbeta));
+    whole.emplace("dg", HostTensor("dg", accumulated, gradients.dg));
+    whole.emplace("dh0", HostTensor("dh0", accumulated, gradients.dh0));
+  }
   const int n = options.num_householder;
 
   const std::int64_t units = shape.num_sequences() * shape.heads;
@@ -65,28 +98,42 @@ void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& options) 
         SCOPED_TRACE(::testing::Message() << ranks << " ranks, sequences [" << block.sequence_begin << ", "
                                           << block.sequence_end << "), heads [" << block.head_begin << ", "
                                           << block.head_end << ")");
-        std::map<std::string, std::vector<std::byte>> parts;
+        std::map<std::string, std::vector<std::byte>> parts, results;
         for (const auto& [name, tensor] : in) parts[name] = tensor.slab(block, n);
+        for (const auto& [name, tensor] : whole) results[name].resize(tensor.slab(block, n).size());
         dist::BlockHostInputs<Scalar> inputs;
         inputs.shape = dist::block_shape(shape, block);
-        inputs.q = reinterpret_cast<Scalar*>(parts["q"].data());
-        inputs.k = reinterpret_cast<Scalar*>(parts["k"].data());
-        inputs.v = reinterpret_cast<Scalar*>(parts["v"].data());
-        inputs.beta = reinterpret_cast<Scalar*>(parts["beta"].data());
-        inputs.g = reinterpret_cast<Real*>(parts["g"].data());
-        inputs.h0 = reinterpret_cast<Real*>(parts["h0"].data());
-        const std::vector<std::byte> expected_o = o.slab(block, n), expected_ht = ht.slab(block, n);
-        std::vector<std::byte> block_o(expected_o.size()), block_ht(expected_ht.size());
-        dist::forward_block<ExecSpace, Scalar>(
-            inputs, options, {reinterpret_cast<Scalar*>(block_o.data()), reinterpret_cast<Real*>(block_ht.data())});
-        EXPECT_TRUE(block_o == expected_o) << "o differs";
-        EXPECT_TRUE(block_ht == expected_ht) << "ht differs";
-        widths_differ |= detail::state_pass_value_block<ExecSpace>(inputs.shape) !=
-                         detail::state_pass_value_block<ExecSpace>(shape);
+        inputs.q = as<Scalar>(parts["q"]);
+        inputs.k = as<Scalar>(parts["k"]);
+        inputs.v = as<Scalar>(parts["v"]);
+        inputs.beta = as<Scalar>(parts["beta"]);
+        inputs.g = as<Real>(parts["g"]);
+        inputs.h0 = as<Real>(parts["h0"]);
+        inputs.d_o = as<Scalar>(parts["do"]);
+        inputs.dht = as<Real>(parts["dht"]);
+        dist::BlockHostOutputs<Scalar> outputs;
+        outputs.o = as<Scalar>(results["o"]);
+        outputs.ht = as<Real>(results["ht"]);
+        const dist::BlockCall<ExecSpace, Scalar> call(inputs);
+        call.forward(options, outputs);
+        if (backward) {
+          outputs.dq = as<Scalar>(results["dq"]);
+          outputs.dk = as<Scalar>(results["dk"]);
+          outputs.dv = as<Scalar>(results["dv"]);
+          outputs.dbeta = as<Scalar>(results["dbeta"]);
+          outputs.dg = as<Real>(results["dg"]);
+          outputs.dh0 = as<Real>(results["dh0"]);
+          call.backward(options, outputs);
+        }
+        for (const auto& [name, tensor] : whole)
+          EXPECT_TRUE(results[name] == tensor.slab(block, n)) << name << " differs";
+        widths_differ |= detail::state_pass_value_block<ExecSpace>(inputs.shape, options) !=
+                         detail::state_pass_value_block<ExecSpace>(shape, options);
       }
     }
   }
-  EXPECT_TRUE(widths_differ) << "no block ran with another value-block width than the whole problem";
+  if (free_value_block)
+    EXPECT_TRUE(widths_differ) << "no block ran with another value-block width than the whole problem";
 }
 
 RandomProblemSpec small_spec() {
@@ -109,26 +156,40 @@ ForwardOptions options_for(const RandomProblemSpec& spec) {
   return options;
 }
 
-TEST(BlockIndependence, EqualLengths) {
-  const RandomProblemSpec spec = small_spec();
+/// Runs check_blocks on every space and storage type.
+void check_everywhere(const RandomProblemSpec& spec, const ForwardOptions& options, bool free_value_block) {
   for_each_space([&](auto space) {
     for_each_storage([&](auto storage, double) {
-      check_blocks<decltype(space), decltype(storage)>(spec, options_for(spec));
+      check_blocks<decltype(space), decltype(storage)>(spec, options, free_value_block);
     });
   });
 }
 
-TEST(BlockIndependence, VariableLengths) {
+RandomProblemSpec variable_lengths() {
   RandomProblemSpec spec = small_spec();
   spec.batch = 1;
   spec.tokens = 150;
   spec.num_householder = 3;
   spec.cu_seqlens = {0, 40, 41, 41, 150};
-  for_each_space([&](auto space) {
-    for_each_storage([&](auto storage, double) {
-      check_blocks<decltype(space), decltype(storage)>(spec, options_for(spec));
-    });
-  });
+  return spec;
+}
+
+TEST(BlockIndependence, ForwardBitsDoNotDependOnTheValueBlock) {
+  check_everywhere(small_spec(), options_for(small_spec()), true);
+  check_everywhere(variable_lengths(), options_for(variable_lengths()), true);
+}
+
+TEST(BlockIndependence, EqualLengths) { check_everywhere(small_spec(), options_for(small_spec()), false); }
+
+TEST(BlockIndependence, VariableLengths) {
+  check_everywhere(variable_lengths(), options_for(variable_lengths()), false);
+}
+
+TEST(BlockIndependence, ChunkParallelWalk) {
+  ForwardOptions options = options_for(variable_lengths());
+  options.algorithm = ForwardAlgorithm::chunk_parallel;
+  options.chunks_per_segment = 2;
+  check_everywhere(variable_lengths(), options, false);
 }
 
 }  // namespace

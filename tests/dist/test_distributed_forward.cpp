@@ -10,6 +10,7 @@
 #include "dist/distributed_forward.hpp"
 #include "dist/mpi_file.hpp"
 #include "dist/output_commit.hpp"
+#include "dist/whole_problem_options.hpp"
 #include "dist/work_partition.hpp"
 #include "io/forward_input_tensors.hpp"
 #include "io/tensor_slab.hpp"
@@ -129,42 +130,94 @@ struct Problem {
   ForwardOptions options;
 };
 
-/// Writes the problem as `make-input` does, runs it on every rank into out.safetensors, and
-/// compares o and ht with one library call on the whole problem, bitwise.
+/// The inputs of `owned` (host views) copied into the memory space of `ExecSpace`.
+template <class ExecSpace, class Scalar>
+ForwardInputs<Scalar, typename ExecSpace::memory_space> on_space(
+    const OwnedInputs<Scalar, Kokkos::HostSpace>& owned) {
+  using memory_space = typename ExecSpace::memory_space;
+  const auto copy = [](const auto& view) {
+    return Kokkos::create_mirror_view_and_copy(memory_space(), view);
+  };
+  ForwardInputs<Scalar, memory_space> in;
+  in.q = copy(owned.q);
+  in.k = copy(owned.k);
+  in.v = copy(owned.v);
+  in.beta = copy(owned.beta);
+  if (owned.g.data()) in.g = copy(owned.g);
+  if (owned.initial_state.data()) in.initial_state = copy(owned.initial_state);
+  if (owned.cu_seqlens.data()) in.cu_seqlens = copy(owned.cu_seqlens);
+  return in;
+}
+
+/// Writes the problem as `make-input` does (with do and dht for the backward), runs it on
+/// every rank on each execution space into an output file, and compares the outputs with one
+/// library call on the whole problem on that space, with the options gdp_app runs every block
+/// with, bitwise.
 template <class Scalar>
-void check_against_one_call(const Problem& problem) {
+void check_against_one_call(const Problem& problem, bool backward = false) {
   SharedDirectory dir;
   const auto owned = make_random_problem<Scalar, Kokkos::HostSpace>(problem.spec);
-  write_on_rank0(dir.file("in.safetensors"), io::forward_input_tensors(owned.inputs()),
+  const auto upstream = make_random_output_gradients<Scalar, Kokkos::HostSpace>(problem.spec, true);
+  io::TensorsToWrite tensors = io::forward_input_tensors(owned.inputs());
+  if (backward) {
+    tensors.add("do", io::dtype_of<Scalar>(), upstream.o);
+    tensors.add("dht", io::accumulation_dtype(io::dtype_of<Scalar>()), upstream.final_state);
+  }
+  write_on_rank0(dir.file("in.safetensors"), tensors,
                  io::options_metadata(problem.options, problem.spec.key_dim));
-  dist::RunConfig config;
-  config.input = dir.file("in.safetensors");
-  config.output = dir.file("out.safetensors");
-  config.space = default_execution_space_name() == "cuda" ? "openmp" : default_execution_space_name();
-  const dist::RunResult result = dist::run_forward_file(MPI_COMM_WORLD, config);
-  ASSERT_EQ(int(result.ranks.size()), ranks());
-  double token_heads = 0;
-  for (const auto& report : result.ranks) token_heads += report.token_heads;
-  EXPECT_EQ(token_heads, double(problem.spec.tokens * problem.spec.batch * problem.spec.heads));
-  EXPECT_EQ(dir.files(), (std::vector<std::string>{"in.safetensors", "out.safetensors"}));
-  if (rank() != 0) return;
-  ForwardOptions options = problem.options;
-  options.output_final_state = true;
-  with_execution_space(config.space, [&](auto space) {
-    const auto whole = chunk_gated_delta_product<decltype(space), Scalar>(owned.inputs(), options);
-    const io::SafetensorsHeader header = io::read_safetensors_header(config.output);
-    const auto expect_bytes = [&](const char* name, const auto& view) {
-      SCOPED_TRACE(name);
-      const io::TensorEntry* entry = header.find(name);
-      ASSERT_NE(entry, nullptr);
-      const std::vector<std::byte> bytes = io::read_tensor_bytes(header, *entry);
-      ASSERT_EQ(bytes.size(), view.span() * sizeof(*view.data()));
-      EXPECT_EQ(std::memcmp(bytes.data(), view.data(), bytes.size()), 0) << "not bitwise identical";
-    };
-    expect_bytes("o", whole.o);
-    expect_bytes("ht", whole.final_state);
-    EXPECT_EQ(header.metadata.at("num_householder"), std::to_string(problem.options.num_householder));
-  });
+  std::size_t outputs = 0;
+  for (const std::string& space_name : execution_space_names()) {
+    SCOPED_TRACE("space " + space_name);
+    dist::RunConfig config;
+    config.input = dir.file("in.safetensors");
+    config.output = dir.file(space_name + ".safetensors");
+    config.space = space_name;
+    config.backward = backward;
+    const dist::RunResult result = dist::run_forward_file(MPI_COMM_WORLD, config);
+    ++outputs;
+    ASSERT_EQ(int(result.ranks.size()), ranks());
+    double token_heads = 0;
+    for (const auto& report : result.ranks) token_heads += report.token_heads;
+    EXPECT_EQ(token_heads, double(problem.spec.tokens * problem.spec.batch * problem.spec.heads));
+    if (rank() != 0) continue;
+    ForwardOptions options = problem.options;
+    options.output_final_state = true;
+    with_execution_space(space_name, [&](auto space) {
+      using Space = decltype(space);
+      const auto inputs = on_space<Space>(owned);
+      const detail::ProblemShape shape = detail::check_forward_inputs(inputs, options);
+      options = dist::whole_problem_options<Space>(shape, options);
+      const io::SafetensorsHeader header = io::read_safetensors_header(config.output);
+      const auto expect_bytes = [&](const char* name, const auto& view) {
+        SCOPED_TRACE(name);
+        const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), view);
+        const io::TensorEntry* entry = header.find(name);
+        ASSERT_NE(entry, nullptr);
+        const std::vector<std::byte> bytes = io::read_tensor_bytes(header, *entry);
+        ASSERT_EQ(bytes.size(), host.span() * sizeof(*host.data()));
+        EXPECT_EQ(std::memcmp(bytes.data(), host.data(), bytes.size()), 0) << "not bitwise identical";
+      };
+      const auto whole = chunk_gated_delta_product<Space, Scalar>(inputs, options);
+      expect_bytes("o", whole.o);
+      expect_bytes("ht", whole.final_state);
+      EXPECT_EQ(header.metadata.at("num_householder"), std::to_string(problem.options.num_householder));
+      if (backward) {
+        OutputGradients<Scalar, typename Space::memory_space> gradients;
+        gradients.o = Kokkos::create_mirror_view_and_copy(typename Space::memory_space(), upstream.o);
+        gradients.final_state =
+            Kokkos::create_mirror_view_and_copy(typename Space::memory_space(), upstream.final_state);
+        const auto grads = chunk_gated_delta_product_backward<Space, Scalar>(inputs, gradients, options);
+        expect_bytes("dq", grads.dq);
+        expect_bytes("dk", grads.dk);
+        expect_bytes("dv", grads.dv);
+        expect_bytes("dbeta", grads.dbeta);
+        if (problem.spec.gated) expect_bytes("dg", grads.dg);
+        if (problem.spec.initial_state) expect_bytes("dh0", grads.dh0);
+        EXPECT_EQ(header.tensors.size(), 6u + problem.spec.gated + problem.spec.initial_state);
+      }
+    });
+  }
+  EXPECT_EQ(dir.files().size(), 1 + outputs) << "an input and one output a space";
 }
 
 Problem equal_lengths() {
@@ -190,6 +243,17 @@ TEST(DistributedForward, VariableLengthsBfloat16) {
   p.spec.num_householder = p.options.num_householder = 3;
   p.spec.cu_seqlens = {0, 120, 120, 150, 200};
   check_against_one_call<bfloat16>(p);
+}
+
+TEST(DistributedForward, BackwardEqualLengthsFloat32) { check_against_one_call<float>(equal_lengths(), true); }
+
+TEST(DistributedForward, BackwardVariableLengthsFloat64) {
+  Problem p = equal_lengths();
+  p.spec.batch = 1;
+  p.spec.tokens = 160;
+  p.spec.heads = 3;
+  p.spec.cu_seqlens = {0, 10, 10, 100, 160};
+  check_against_one_call<double>(p, true);
 }
 
 TEST(DistributedForward, Float64WithL2NormUngated) {

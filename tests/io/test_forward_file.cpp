@@ -164,6 +164,38 @@ TEST(ForwardFile, Metadata) {
             std::string::npos);
 }
 
+/// The message of checking the backward's tensors of `specs`, or "" when they are valid.
+std::string backward_error(const std::vector<io::TensorSpec>& specs) {
+  try {
+    io::check_backward_input(io::describe_forward_input(header_of(specs, two_substeps), {}));
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(e.argument(), "in.safetensors") << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ForwardFile, BackwardInputs) {
+  auto specs = valid_specs();
+  EXPECT_NE(backward_error(specs).find("missing required tensor \"do\" [B, T, H, V]"), std::string::npos);
+  specs.push_back({"do", DType::BF16, {2, 10, 3, 5}});
+  EXPECT_NE(backward_error(specs).find("tensor \"do\" is BF16 but q is F32"), std::string::npos);
+  specs.back() = {"do", DType::F32, {2, 10, 3, 4}};
+  EXPECT_NE(backward_error(specs).find("do: expected shape [B, T, H, V] = [2, 10, 3, 5], got [2, 10, 3, 4]"),
+            std::string::npos)
+      << backward_error(specs);
+  specs.back().shape = {2, 10, 3, 5};
+  specs.push_back({"dht", DType::I32, {2, 3, 4, 5}});
+  EXPECT_NE(backward_error(specs).find("tensor \"dht\": expected a float dtype"), std::string::npos);
+  specs.back().dtype = DType::F64;
+  EXPECT_EQ(backward_error(specs), "");
+  const auto file = io::describe_forward_input(header_of(specs, two_substeps), {});
+  std::vector<std::string> names;
+  for (const auto& spec : io::forward_output_specs(file, true)) names.push_back(spec.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"o", "ht", "dq", "dk", "dv", "dbeta", "dg"}))
+      << "dg since g is given, no dh0 without h0";
+}
+
 template <class T>
 std::vector<std::byte> bytes_of(const std::vector<T>& values) {
   std::vector<std::byte> bytes(values.size() * sizeof(T));
