@@ -102,6 +102,20 @@ struct ChunkGradients {
     return sum;
   }
 
+  /// dst[j] = weight * (sum over the value-block slices of slices(b, row, h, j)) for j < n,
+  /// a slice at a time so that the host compiler vectorises each pass over the row.
+  template <class Slices>
+  KOKKOS_INLINE_FUNCTION void load_summed_row(const member_type& member, Real* destination,
+                                              const Slices& slices, std::int64_t row, int h,
+                                              int n, Real weight) const {
+    team::scaled_row(member, destination, &slices(0, row, h, 0), n, weight);
+    for (int b = 1; b < saved.value_blocks; ++b) {
+      const Real* source = &slices(b, row, h, 0);
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, n),
+                           [&](const int j) { destination[j] += weight * source[j]; });
+    }
+  }
+
   /// a . b over the first key_dim entries of two tile rows, by the calling thread's vector lanes.
   template <class ATile, class BTile>
   KOKKOS_INLINE_FUNCTION Real row_dot(const member_type& member, const ATile& a, int i,
@@ -171,10 +185,8 @@ struct ChunkGradients {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
       const std::int64_t p = p0 + r;
       const Real gate = compat::exp(G(r)), decay = compat::exp(chunk_decay - G(r));
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-        products(r, d) = summed(saved.solve_key_grad, p, h, d);
-        key_adjoint(r, d) = decay * summed(saved.decayed_key_grad, p, h, d);
-      });
+      load_summed_row(member, &products(r, 0), saved.solve_key_grad, p, h, key_dim, Real(1));
+      load_summed_row(member, &key_adjoint(r, 0), saved.decayed_key_grad, p, h, key_dim, decay);
       const Real along_solve = row_dot(member, keys, r, products, r);
       const Real along_decayed = row_dot(member, keys, r, key_adjoint, r);
       const Real solve_weight = beta(r) * gate;
@@ -197,22 +209,20 @@ struct ChunkGradients {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
       const int r = query_position(j);
       const Real weight = scale * compat::exp(G(r));
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-        query_adjoint(j, d) = weight * summed(saved.gated_query_grad, t0 + j, h, d);
-      });
+      load_summed_row(member, &query_adjoint(j, 0), saved.gated_query_grad, t0 + j, h, key_dim,
+                      weight);
       const Real along = row_dot(member, queries, j, query_adjoint, j);
       Kokkos::single(Kokkos::PerThread(member), [&]() { from_start(r) += along; });
       // exp(G_r - G_i) only where i <= r: above, the exponent is positive and may overflow.
+      load_summed_row(member, &intra(j, 0), saved.intra_grad, t0 + j, h, L, scale);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L), [&](const int i) {
-        intra(j, i) =
-            i <= r ? scale * compat::exp(G(r) - G(i)) * summed(saved.intra_grad, t0 + j, h, i)
-                   : Real(0);
+        intra(j, i) = i <= r ? compat::exp(G(r) - G(i)) * intra(j, i) : Real(0);
       });
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
+      load_summed_row(member, &coupling(r, 0), saved.coupling_grad, p0 + r, h, L, Real(1));
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L), [&](const int i) {
-        coupling(r, i) =
-            i < r ? compat::exp(G(r) - G(i)) * summed(saved.coupling_grad, p0 + r, h, i) : Real(0);
+        coupling(r, i) = i < r ? compat::exp(G(r) - G(i)) * coupling(r, i) : Real(0);
       });
     });
     member.team_barrier();
@@ -277,10 +287,9 @@ struct ChunkGradients {
       });
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
         const int r = query_position(j);
+        load_summed_row(member, &intra(j, 0), saved.intra_grad, t0 + j, h, L, Real(1));
         Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L), [&](const int i) {
-          intra(j, i) = i <= r
-                            ? summed(saved.intra_grad, t0 + j, h, i) * workspace.intra(t0 + j, h, i)
-                            : Real(0);
+          intra(j, i) = i <= r ? intra(j, i) * workspace.intra(t0 + j, h, i) : Real(0);
         });
       });
       member.team_barrier();

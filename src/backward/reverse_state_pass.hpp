@@ -133,9 +133,14 @@ struct ReverseStatePass {
         const Real G = workspace.log_decay(p0 + r, h);
         team::scaled_row(member, &decayed_keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
                          compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h));
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
+      });
+      // The transposed copies store contiguously and gather their reads.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, width), [&](const int e) {
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L), [&](const int r) {
           new_values_transposed_tile(e, r) = workspace.u(p0 + r, h, e0 + e);
         });
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim),
+                             [&](const int d) { dS_transposed(e, d) = dS(d, e); });
       });
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
         const std::int64_t t = t0 + j;
@@ -143,10 +148,6 @@ struct ReverseStatePass {
         team::scaled_row(member, &gated_queries(j, 0), &operands.q(t, h, 0), key_dim,
                          operands.scale * compat::exp(G) * operands.query_factor(t, h));
         team::scaled_row(member, &output_grad_tile(j, 0), &output_grad(t, h, e0), width, Real(1));
-      });
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
-                             [&](const int e) { dS_transposed(e, d) = dS(d, e); });
       });
       member.team_barrier();
 

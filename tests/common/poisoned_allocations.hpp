@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace gdp::test {
 
@@ -19,10 +20,16 @@ namespace detail {
 template <class MemorySpace>
 bool poison_if_in(const char* space_name, const void* ptr, std::uint64_t size) {
   if (std::strcmp(space_name, MemorySpace::name()) != 0) return false;
-  Kokkos::View<unsigned char*, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> bytes(
-      static_cast<unsigned char*>(const_cast<void*>(ptr)), size);
-  Kokkos::deep_copy(bytes, static_cast<unsigned char>(0xFF));
-  Kokkos::fence();
+  if constexpr (std::is_same<MemorySpace, Kokkos::HostSpace>::value) {
+    // No Kokkos call here: the callback also runs inside Kokkos::OpenMP's own thread-data
+    // allocation, under the lock a fence takes, and Kokkos 4.6 deadlocks on it.
+    std::memset(const_cast<void*>(ptr), 0xFF, size);
+  } else {
+    Kokkos::View<unsigned char*, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> bytes(
+        static_cast<unsigned char*>(const_cast<void*>(ptr)), size);
+    Kokkos::deep_copy(bytes, static_cast<unsigned char>(0xFF));
+    Kokkos::fence();
+  }
   return true;
 }
 
