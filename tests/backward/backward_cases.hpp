@@ -24,13 +24,16 @@ inline std::vector<ForwardCase> backward_cases() {
   add(fla_case(2, 37, 2, 16, 0, 1, false, true), "gated_n1", [](ForwardCase&) {});
   add(fla_case(2, 37, 2, 16, 0, 3, true, false), "ungated_n3_l2norm_no_dht",
       [](ForwardCase& c) { c.options.output_final_state = false; });
-  // One (sequence, head) pair: every execution space splits V = 64 into value blocks, so the
-  // reverse pass writes several slices that the last stage must add.
-  add(fla_case(1, 100, 1, 64, 0, 2, true, true), "value_blocks_l2norm_varlen", [](ForwardCase& c) {
-    c.spec.key_dim = 40;
-    c.spec.cu_seqlens = {0, 100};
-    c.spec.beta_max = 2.0;
-  });
+  // Value blocks of 16 columns, the last one narrower (V = 56): the reverse pass writes four
+  // slices of every adjoint that the last stage must add.
+  add(fla_case(1, 100, 1, 64, 0, 2, true, true), "value_blocks_l2norm_varlen",
+      [](ForwardCase& c) {
+        c.spec.key_dim = 40;
+        c.spec.value_dim = 56;
+        c.spec.cu_seqlens = {0, 100};
+        c.spec.beta_max = 2.0;
+        c.options.value_block = 16;
+      });
   add(fla_case(1, 63, 1, 64, 0.1, 1, false, true), "fla_B1_T63_H1_D64_n1_gated",
       [](ForwardCase&) {});
   add(fla_case(2, 150, 3, 48, 0.1, 2, false, true), "B2_T150_H3_D48_n2_chunk32",
