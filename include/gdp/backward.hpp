@@ -24,8 +24,9 @@
 /// intra-chunk read-out weights and Tm = (I + A)^{-1}) and reruns the state pass, which this
 /// time stores the state entering every chunk; then it runs the state pass in reverse over
 /// each sequence's chunks carrying dS, and finally turns the per-chunk adjoints into dq, dk,
-/// dbeta and dg, all chunks in parallel. ForwardOptions::algorithm and chunks_per_segment do
-/// not change it.
+/// dbeta and dg, all chunks in parallel. ForwardOptions::value_block sets the width of the
+/// blocks of value columns both state passes split V into; algorithm and chunks_per_segment
+/// do not change the backward.
 ///
 /// Memory, in the accumulator type, beyond the inputs and the gradients, per head with
 /// P = T*n expanded positions and C = chunk_size:
