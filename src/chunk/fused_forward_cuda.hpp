@@ -92,6 +92,7 @@ struct Params {
   const T *q, *k, *v, *beta;                ///< [tokens, H, K], [positions, H, K|V], [positions, H]
   const float *g, *query_norm, *key_norm;   ///< [tokens, H]; [tokens, H]; [positions, H]; or null
   bool vector_keys, vector_queries, vector_values;  ///< rows start on 16-byte boundaries
+  bool vector_output;  ///< o's rows and value blocks start on 4-byte boundaries
   const ChunkDescriptor* chunks;
   const SegmentDescriptor* segments;
   const float* initial_state;  ///< [walks, H, K, initial_columns] or null (zero)
@@ -104,25 +105,32 @@ struct Params {
   float scale;
 };
 
-/// Asks L2 for the rows of K, V (this block's columns) and Q that `chunk` will load: one
-/// 128-byte line a thread, at most 2 lines a row for K <= 128 and 128 value columns.
+/// Asks L2 for what `chunk` will load: the rows of K, V (this block's columns) and Q, one
+/// 128-byte line a thread (at most 2 lines a row for K <= 128 and 128 value columns), then
+/// beta and g, a thread a position: at most 3 * 128 + 2 * 64 = 512 threads.
 template <class T>
-__device__ __forceinline__ void prefetch_chunk_rows(const Params<T>& p, const ChunkDescriptor& chunk,
-                                                    int h, const ColumnBlock& owned) {
+__device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDescriptor& chunk,
+                                               int h, const ColumnBlock& owned) {
   constexpr int line = 128 / sizeof(T);
-  const int H = p.heads, K = p.key_dim, V = p.value_dim;
+  const int H = p.heads, K = p.key_dim, V = p.value_dim, L = chunk.length;
   const int key_lines = (K + line - 1) / line, value_lines = (owned.width + line - 1) / line;
-  const int value_rows = owned.carries_map ? 0 : chunk.length;
-  const T* address = nullptr;
+  const int value_rows = owned.carries_map ? 0 : L;
+  const int query_rows = p.output ? chunk.num_queries : 0;
+  const std::int64_t p0 = chunk.first_position;
+  const void* address = nullptr;
   int index = threadIdx.x;
-  if (index < chunk.length * key_lines) {
-    address = p.k + ((chunk.first_position + index / key_lines) * H + h) * K + (index % key_lines) * line;
-  } else if ((index -= chunk.length * key_lines) < value_rows * value_lines) {
-    address = p.v + ((chunk.first_position + index / value_lines) * H + h) * V + owned.value_first +
+  if (index < L * key_lines) {
+    address = p.k + ((p0 + index / key_lines) * H + h) * K + (index % key_lines) * line;
+  } else if ((index -= L * key_lines) < value_rows * value_lines) {
+    address = p.v + ((p0 + index / value_lines) * H + h) * V + owned.value_first +
               (index % value_lines) * line;
-  } else if ((index -= value_rows * value_lines) < (p.output ? chunk.num_queries : 0) * key_lines) {
+  } else if ((index -= value_rows * value_lines) < query_rows * key_lines) {
     address = p.q + ((chunk.first_query_token + index / key_lines) * H + h) * K +
               (index % key_lines) * line;
+  } else if ((index -= query_rows * key_lines) < L) {
+    address = p.beta + (p0 + index) * H + h;
+  } else if ((index -= L) < L && p.g) {
+    address = p.g + ((p0 + index) / p.num_householder) * H + h;
   }
   if (address) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
 }
@@ -218,19 +226,20 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
             r < num_queries ? p.scale * expf(gates[first_query + r * n]) : 0.0f;
       }
     }
-    tc::block_load_rows(keys, ldk, C, key_capacity, p.k + (p0 * H + h) * K, std::int64_t(H) * K,
-                        L, K, p.vector_keys, p.key_norm ? p.key_norm + p0 * H + h : nullptr, H);
+    tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * H + h) * K, std::int64_t(H) * K,
+                                         L, K, p.vector_keys,
+                                         p.key_norm ? p.key_norm + p0 * H + h : nullptr, H);
     if (num_queries > 0)
-      tc::block_load_rows(queries, ldk, C, key_capacity, p.q + (t0 * H + h) * K,
-                          std::int64_t(H) * K, num_queries, K, p.vector_queries,
-                          p.query_norm ? p.query_norm + t0 * H + h : nullptr, H);
-    tc::block_load_rows(values, ldv, C, Layout::value_capacity,
-                        p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
-                        owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
+      tc::block_load_rows<C, key_capacity>(queries, ldk, p.q + (t0 * H + h) * K,
+                                           std::int64_t(H) * K, num_queries, K, p.vector_queries,
+                                           p.query_norm ? p.query_norm + t0 * H + h : nullptr, H);
+    tc::block_load_rows<C, Layout::value_capacity>(
+        values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
+        owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
     tc::block_wait_copies();
     __syncthreads();
-    if (c + 1 < segment.end_chunk)  // the next chunk's rows, into L2 while this one computes
-      prefetch_chunk_rows(p, p.chunks[c + 1], h, owned);
+    if (c + 1 < segment.end_chunk)  // the next chunk's operands, into L2 while this one computes
+      prefetch_chunk(p, p.chunks[c + 1], h, owned);
 
     {  // A (blocks on and below the diagonal) and QKm (bands holding queries), masked
       const int column0 = 16 * quarter;
@@ -257,14 +266,11 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
     }
     __syncthreads();
 
-    tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial);
-    for (int index = threadIdx.x; index < C * C; index += threads) {
-      const int r = index / C, i = index % C;
-      const float t = tm[r * ldf + i];
+    // Tm, and its columns weighted in 16 bits: beta exp(G) for W, beta for U.
+    tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial, [&](int r, int i, float t) {
       tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
       tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
-    }
-    __syncthreads();
+    });
 
     {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
       tc::Block<1, 4> w;
@@ -299,9 +305,15 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
       tc::warp_mma<1, value_tiles, false, false>(out, masked_query_products, ldc, band_row, values,
                                                  ldv, value_column0, 0,
                                                  16 * (last_position / 16 + 1));
-      tc::warp_for_each(out, band_row, value_column0, [&](int j, int e, float& x) {
-        if (j < num_queries && e < width)
-          p.output[((t0 + j) * H + h) * V + owned.value_first + e] = tc::from_float<T>(x);
+      tc::warp_for_each_pair(out, band_row, value_column0, [&](int j, int e, float x0, float x1) {
+        if (j >= num_queries || e >= width) return;
+        T* const o = p.output + ((t0 + j) * H + h) * V + owned.value_first + e;
+        if (p.vector_output && e + 1 < width)
+          *reinterpret_cast<std::uint32_t*>(o) = tc::pack<T>(x0, x1);
+        else {
+          o[0] = tc::from_float<T>(x0);
+          if (e + 1 < width) o[1] = tc::from_float<T>(x1);
+        }
       });
     }
     __syncthreads();
@@ -371,8 +383,8 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     return shape.key_dim <= fused::key_capacity && options.chunk_size <= fused::chunk_capacity;
   }
 
-  /// Blocks of 128 state columns where the walks then fill three quarters of the
-  /// multiprocessors (one block each), else of 64: more walks, each redoing its chunks'
+  /// Blocks of 128 state columns where the (segment, head) walks then fill three quarters of
+  /// the multiprocessors (one block each), else of 64: more walks, each redoing its chunks'
   /// stage-1 work.
   static int value_tiles(std::int64_t walks, int V, std::int64_t multiprocessors) {
     return V > 64 && 4 * walks * ((V + 127) / 128) >= 3 * multiprocessors ? 8 : 4;
@@ -391,7 +403,7 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     const DeviceSegmentLayout<memory_space> segments(make_segment_layout(
         layout, plan.chunk_parallel ? plan.chunks_per_segment
                                     : std::int64_t(layout.chunks.size()) + 1));
-    const int tiles = value_tiles(segments.count(), V, multiprocessors);
+    const int tiles = value_tiles(segments.count() * H, V, multiprocessors);
 
     fused::Params<T> params{};
     params.q = reinterpret_cast<const T*>(operands.q.data());
@@ -404,6 +416,7 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     params.vector_keys = K % 8 == 0 && fused::aligned16(params.k);
     params.vector_queries = K % 8 == 0 && fused::aligned16(params.q);
     params.vector_values = V % 8 == 0 && fused::aligned16(params.v);
+    params.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
     params.chunks = device_layout.chunks.data();
     params.segments = segments.segments.data();
     params.heads = H;

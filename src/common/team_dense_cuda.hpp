@@ -179,37 +179,44 @@ __device__ __forceinline__ void warp_for_each(Block<Rows, Columns>& acc, int m0,
         f(m0 + 16 * i + g + 8 * (e / 2), n0 + 8 * j + 2 * t + e % 2, acc[i][j][e]);
 }
 
-/// dst(row, column) = 16-bit value(row, column, acc element) for the whole block, two columns
-/// per 32-bit store (dst row-major, leading dimension ld, even).
-template <int Rows, int Columns, class T, class F>
-__device__ __forceinline__ void warp_store(const Block<Rows, Columns>& acc, T* dst, int ld, int m0,
-                                           int n0, F&& value) {
+/// Calls f(row, column, acc(row, column), acc(row, column + 1)) for every pair of adjacent
+/// elements a lane holds (column even), rows from m0 and columns from n0.
+template <int Rows, int Columns, class F>
+__device__ __forceinline__ void warp_for_each_pair(const Block<Rows, Columns>& acc, int m0, int n0,
+                                                   F&& f) {
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
   for (int i = 0; i < Rows; ++i)
 #pragma unroll
     for (int j = 0; j < Columns; ++j)
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = m0 + 16 * i + g + 8 * half, column = n0 + 8 * j + 2 * t;
-        *reinterpret_cast<std::uint32_t*>(dst + row * ld + column) =
-            pack<T>(value(row, column, acc[i][j][2 * half]),
-                    value(row, column + 1, acc[i][j][2 * half + 1]));
-      }
+      for (int half = 0; half < 2; ++half)
+        f(m0 + 16 * i + g + 8 * half, n0 + 8 * j + 2 * t, acc[i][j][2 * half],
+          acc[i][j][2 * half + 1]);
 }
 
-/// The rows_total x columns_total tile at dst (columns_total a multiple of 8) receives rows
+/// dst(row, column) = 16-bit value(row, column, acc element) for the whole block, two columns
+/// per 32-bit store (dst row-major, leading dimension ld, even).
+template <int Rows, int Columns, class T, class F>
+__device__ __forceinline__ void warp_store(const Block<Rows, Columns>& acc, T* dst, int ld, int m0,
+                                           int n0, F&& value) {
+  warp_for_each_pair(acc, m0, n0, [&](int row, int column, float x0, float x1) {
+    *reinterpret_cast<std::uint32_t*>(dst + row * ld + column) =
+        pack<T>(value(row, column, x0), value(row, column + 1, x1));
+  });
+}
+
+/// The RowsTotal x ColumnsTotal tile at dst (ColumnsTotal a multiple of 8) receives rows
 /// [0, rows) and columns [0, columns) of a global matrix (row r at src + r * stride), each row
 /// times factors[r * factor_stride] when factors is not null, and zeros elsewhere. With
 /// `vectors` (every row start 16-byte aligned, columns a multiple of 8) and no factors, the
 /// copies are asynchronous (cp.async, zero-filling the padding): block_wait_copies() before
 /// the barrier that publishes them.
-template <class T>
-__device__ __forceinline__ void block_load_rows(T* dst, int ld, int rows_total, int columns_total,
-                                                const T* src, std::int64_t stride, int rows,
-                                                int columns, bool vectors, const float* factors,
-                                                std::int64_t factor_stride) {
-  const int per_row = columns_total / 8;
+template <int RowsTotal, int ColumnsTotal, class T>
+__device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, std::int64_t stride,
+                                                int rows, int columns, bool vectors,
+                                                const float* factors, std::int64_t factor_stride) {
+  constexpr int per_row = ColumnsTotal / 8, rows_total = RowsTotal;
   if (vectors && !factors) {
     for (int index = threadIdx.x; index < rows_total * per_row; index += blockDim.x) {
       const int r = index / per_row, c0 = (index % per_row) * 8;
@@ -240,13 +247,16 @@ __device__ __forceinline__ void block_wait_copies() {
 }
 
 /// tm = (I + A)^{-1} in float (leading dimension ldt) for the 64 x 64 strictly lower
-/// triangular float A (leading dimension lda; its diagonal and upper part are not read). By
-/// 16 x 16 blocks: the diagonal blocks by forward substitution (a thread per column), then
-/// block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial` (16 x 48 floats,
-/// leading dimension inverse_partial_ld) holding the sums. Ends with a barrier.
+/// triangular float A (leading dimension lda; its diagonal and upper part are not read), and
+/// entry(row, column, value) once for every element of the inverse, zeros included (tm itself
+/// is left unwritten above the diagonal blocks). By 16 x 16 blocks: the diagonal blocks by
+/// forward substitution (a thread per column), then block row b from
+/// Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial` (16 x 48 floats, leading dimension
+/// inverse_partial_ld) holding the sums. Ends with a barrier.
 inline constexpr int inverse_partial_ld = 52;
-__device__ inline void block_invert_unit_lower_64(const float* a, int lda, float* tm, int ldt,
-                                                  float* partial) {
+template <class Entry>
+__device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int lda, float* tm,
+                                                           int ldt, float* partial, Entry&& entry) {
   constexpr int n = 64, block = 16;
   const int thread = threadIdx.x;
   if (thread < n) {
@@ -259,6 +269,7 @@ __device__ inline void block_invert_unit_lower_64(const float* a, int lda, float
       for (int i = 0; i < r; ++i) value -= a[(base + r) * lda + base + i] * x[i];
       x[r] = r < j ? 0.0f : value;
       tm[(base + r) * ldt + base + j] = x[r];
+      entry(base + r, base + j, x[r]);
     }
   } else {
     // The six blocks above the diagonal, in the order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
@@ -266,10 +277,11 @@ __device__ inline void block_invert_unit_lower_64(const float* a, int lda, float
       const int pair = index / (block * block), e = index % (block * block);
       const int row_block = pair < 3 ? 0 : pair < 5 ? 1 : 2;
       const int column_block = pair < 3 ? pair + 1 : pair < 5 ? pair - 1 : 3;
-      tm[(row_block * block + e / block) * ldt + column_block * block + e % block] = 0.0f;
+      entry(row_block * block + e / block, column_block * block + e % block, 0.0f);
     }
   }
   __syncthreads();
+#pragma unroll
   for (int b = 1; b < n / block; ++b) {
     const int columns = block * b;
     for (int index = thread; index < block * columns; index += blockDim.x) {
@@ -290,7 +302,9 @@ __device__ inline void block_invert_unit_lower_64(const float* a, int lda, float
 #pragma unroll
       for (int i = 0; i < block; ++i)
         if (i <= r) sums[i % 2] += diagonal_row[i] * partial[i * inverse_partial_ld + column];
-      tm[(columns + r) * ldt + column] = -(sums[0] + sums[1]);
+      const float value = -(sums[0] + sums[1]);
+      tm[(columns + r) * ldt + column] = value;
+      entry(columns + r, column, value);
     }
     __syncthreads();
   }
