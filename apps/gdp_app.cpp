@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     std::ofstream discard;
     return app.exit(e, discard, discard);
   }
+  runtime.start_kokkos();
   for (const auto& command : commands) {
     if (!command->chosen()) continue;
     try {

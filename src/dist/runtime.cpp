@@ -47,7 +47,8 @@ Runtime::Runtime(int& argc, char** argv) {
   MPI_Comm_free(&node);
 
   // Kokkos gets argv[0] and the --kokkos-* arguments; the program keeps the others.
-  std::vector<std::string> kokkos_arguments{argc > 0 ? argv[0] : "gdp"};
+  std::vector<std::string>& kokkos_arguments = kokkos_arguments_;
+  kokkos_arguments.push_back(argc > 0 ? argv[0] : "gdp");
   int kept = std::min(argc, 1);
   for (int i = 1; i < argc; ++i) {
     if (starts_with(argv[i], "--kokkos-"))
@@ -71,11 +72,15 @@ Runtime::Runtime(int& argc, char** argv) {
     host_threads_ = std::max(1, std::min(cores_available(), per_rank));
   }
 #endif
-  compat::initialize(kokkos_arguments, device_id_, host_threads_);
+}
+
+void Runtime::start_kokkos() {
+  compat::initialize(kokkos_arguments_, device_id_, host_threads_);
+  kokkos_started_ = true;
 }
 
 Runtime::~Runtime() {
-  Kokkos::finalize();
+  if (kokkos_started_) Kokkos::finalize();
   MPI_Finalize();
 }
 

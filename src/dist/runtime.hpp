@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// MPI and Kokkos for one process of an MPI program: started together, stopped together, with
-// each rank placed on its own share of the node.
+// MPI and Kokkos for one process of an MPI program: MPI on construction, Kokkos when the
+// program asks (after it has read its arguments), both stopped on destruction, with each rank
+// placed on its own share of the node.
 //
 // Placement: the ranks of a node are found with MPI_Comm_split_type(MPI_COMM_TYPE_SHARED).
 // With Kokkos::Cuda, node-local rank r uses GPU r modulo the GPUs it can see. With
@@ -13,16 +14,21 @@
 #include <mpi.h>
 
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace gdp::dist {
 
 class Runtime {
  public:
-  /// MPI_Init, then Kokkos::initialize with the `--kokkos-*` arguments of argv and this
-  /// rank's placement. Those arguments are removed from argc/argv; the rest are the program's.
+  /// MPI_Init and this rank's placement. The `--kokkos-*` arguments are taken out of
+  /// argc/argv for start_kokkos(); the rest are the program's.
   Runtime(int& argc, char** argv);
-  /// Kokkos::finalize, then MPI_Finalize.
+  /// Kokkos::finalize if Kokkos was started, then MPI_Finalize.
   ~Runtime();
+  /// Kokkos::initialize with the `--kokkos-*` arguments and this rank's placement. Separate
+  /// from the constructor so that a program can answer --help or a usage error first.
+  void start_kokkos();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
@@ -39,6 +45,8 @@ class Runtime {
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::optional<int> device_id_, host_threads_;
+  std::vector<std::string> kokkos_arguments_;
+  bool kokkos_started_ = false;
 };
 
 }  // namespace gdp::dist

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   int status = 0;
   {
     gdp::dist::Runtime runtime(argc, argv);
+    runtime.start_kokkos();
     ::testing::InitGoogleTest(&argc, argv);
     if (runtime.rank() != 0) {
       auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
