@@ -5,6 +5,7 @@
 #   .gpu/bin/      the test programs, the benchmarks and gdp_app, stripped;
 #   .gpu/lib/      the shared libraries they need beyond glibc, libstdc++ and libgcc_s
 #                  (Kokkos, the CUDA runtime, libgomp, Google Benchmark, OpenBLAS, ...);
+#                  files over 4 MB of both xz-compressed;
 #   .gpu/lib-mpi/  OpenMPI's libraries, used there only where the machine has none;
 #   .gpu/tests.tsv the CTest suite as plain commands (scripts/gpu_check.sh runs them);
 #   .gpu/manifest  what was packed, from which commit, for which arch.
@@ -100,9 +101,9 @@ if ldd "$pack_dir"/bin/* | grep -q 'not found'; then
   exit 1
 fi
 
-# Libraries too large to carry as they are (OpenBLAS is 36 MB) travel xz-compressed;
-# gpu_check.sh unpacks them.
-find "$pack_dir/lib" -type f -size +4M -exec xz -9 {} +
+# Files too large to carry as they are (OpenBLAS is 36 MB, gdp_app 13 MB) travel
+# xz-compressed, which keeps .gpu near 25 MB; gpu_check.sh unpacks them.
+find "$pack_dir/lib" "$pack_dir/bin" -type f -size +4M -exec xz -9 -T 0 {} +
 
 # The suite as commands, one a line, tab-separated: name, labels, environment, the regular
 # expression the output must match ("-": the exit status decides), WILL_FAIL (0 or 1), the
@@ -148,7 +149,7 @@ for test in json.load(sys.stdin)["tests"]:
     except NotBuilt:
         command = []
     print("\t".join(fields + command))
-' "$build_dir" "$source_dir" "$(ls "$pack_dir/bin")" >"$pack_dir/tests.tsv"
+ ' "$build_dir" "$source_dir" "$(find "$pack_dir/bin" -type f -printf '%f\n' | sed 's/[.]xz$//')" >"$pack_dir/tests.tsv"
 
 {
   echo "commit $(git -C "$source_dir" rev-parse --short HEAD)$(git -C "$source_dir" diff --quiet HEAD -- src include tests apps CMakeLists.txt cmake || echo ' (with uncommitted changes)') of $source_dir"

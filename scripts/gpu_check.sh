@@ -50,12 +50,18 @@ say "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname); packed: $(head -n 2 "$gpu/ma
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
   >"$work/gpu" 2>/dev/null || echo "no GPU seen by nvidia-smi" >"$work/gpu"
 say "gpu: $(head -n 1 "$work/gpu")"
-# Libraries packed xz-compressed (too large as they are) are unpacked beside the others.
+# Programs and libraries packed xz-compressed (too large as they are) are unpacked: programs
+# in place (this is the machine's own copy of .gpu), libraries beside the others.
 mkdir -p "$work/lib"
+unxz_to() {
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+}
 for packed in "$gpu"/lib/*.xz; do
+  [[ -e $packed ]] && unxz_to "$packed" "$work/lib/$(basename "$packed" .xz)"
+done
+for packed in "$gpu"/bin/*.xz; do
   [[ -e $packed ]] || continue
-  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-    "$packed" "$work/lib/$(basename "$packed" .xz)"
+  unxz_to "$packed" "${packed%.xz}" && chmod +x "${packed%.xz}" && rm "$packed"
 done
 export LD_LIBRARY_PATH=$work/lib:$gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if ldd "$gpu"/bin/* 2>/dev/null | grep -q 'not found'; then
