@@ -5,8 +5,6 @@
 
 #include "dist/collective_failure.hpp"
 
-#include <gdp/errors.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <vector>

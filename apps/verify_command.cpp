@@ -16,7 +16,6 @@
 #include <gdp/forward.hpp>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 
 namespace gdp::app {

@@ -51,11 +51,11 @@ io::ForwardInputFile describe_input(MpiFile& file) {
 /// A rank's part of the run for storage type Scalar: read its slabs, run its blocks, write
 /// its slabs of the output.
 template <class Scalar>
-class RankForward {
+class RankRun {
  public:
   using Real = accumulator_t<Scalar>;
 
-  RankForward(MPI_Comm comm, const RunConfig& config, const io::ForwardInputFile& input,
+  RankRun(MPI_Comm comm, const RunConfig& config, const io::ForwardInputFile& input,
               RankReport& report)
       : comm_(comm), config_(config), input_(input), report_(report) {
     MPI_Comm_rank(comm, &rank_);
@@ -239,10 +239,10 @@ RunResult run_forward_file(MPI_Comm comm, const RunConfig& config) {
     if (config.backward) io::check_backward_input(result.input);
   });
   io::with_storage_type(result.input.storage, [&](auto storage) {
-    RankForward<decltype(storage)> forward(comm, config, result.input, mine);
-    forward.read(*input);
-    forward.compute();
-    forward.write();
+    RankRun<decltype(storage)> run(comm, config, result.input, mine);
+    run.read(*input);
+    run.compute();
+    run.write();
   });
   mine.total_seconds = seconds_since(start);
   result.ranks = gather_reports(comm, mine);
