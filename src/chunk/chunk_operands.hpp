@@ -52,12 +52,6 @@ struct ChunkOperands {
   KOKKOS_INLINE_FUNCTION accumulator_type key_factor(std::int64_t p, int h) const {
     return key_norm.data() ? key_norm(p, h) : accumulator_type(1);
   }
-  KOKKOS_INLINE_FUNCTION accumulator_type query(std::int64_t t, int h, int d) const {
-    return widen(q(t, h, d));
-  }
-  KOKKOS_INLINE_FUNCTION accumulator_type key(std::int64_t p, int h, int d) const {
-    return widen(k(p, h, d));
-  }
   KOKKOS_INLINE_FUNCTION accumulator_type value(std::int64_t p, int h, int e) const {
     return widen(v(p, h, e));
   }
