@@ -2,7 +2,9 @@
 # README command 2: install the dependencies, build everything, and run the default test
 # suite (every test not labelled `long`) through CTest, then the packaging check (an
 # installed gdp and gdp as a subdirectory, each used by a small downstream program).
-# Exits non-zero on any failure.
+# Where a CUDA toolkit is installed it last compiles the CUDA variant too
+# (scripts/ci_cuda_compile.sh: compile only, since CI has no GPU), so that the GPU path cannot
+# break unseen. Exits non-zero on any failure.
 #
 # Usage: scripts/test.sh [extra ctest arguments]   e.g. scripts/test.sh -L long  (the long cases)
 set -euo pipefail
@@ -21,4 +23,5 @@ else
   ctest --output-on-failure -LE long
   # Both ways a downstream project consumes gdp: the installed package and the source tree.
   "$repo_root/scripts/check_packaging.sh"
+  "$repo_root/scripts/ci_cuda_compile.sh"
 fi
