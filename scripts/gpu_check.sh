@@ -50,27 +50,9 @@ say "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname); packed: $(head -n 2 "$gpu/ma
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
   >"$work/gpu" 2>/dev/null || echo "no GPU seen by nvidia-smi" >"$work/gpu"
 say "gpu: $(head -n 1 "$work/gpu")"
-# Programs and libraries packed xz-compressed (too large as they are) are unpacked: programs
-# in place (this is the machine's own copy of .gpu), libraries beside the others.
-mkdir -p "$work/lib"
-unxz_to() {
-  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
-}
-for packed in "$gpu"/lib/*.xz; do
-  [[ -e $packed ]] && unxz_to "$packed" "$work/lib/$(basename "$packed" .xz)"
-done
-for packed in "$gpu"/bin/*.xz; do
-  [[ -e $packed ]] || continue
-  unxz_to "$packed" "${packed%.xz}" && chmod +x "${packed%.xz}" && rm "$packed"
-done
-export LD_LIBRARY_PATH=$work/lib:$gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-if ldd "$gpu"/bin/* 2>/dev/null | grep -q 'not found'; then
-  say "libraries missing here, taking the packed ones from lib-mpi: $(ldd "$gpu"/bin/* | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')"
-  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$gpu/lib-mpi
-fi
-ldd "$gpu"/bin/* 2>&1 | grep 'not found' | sort -u | sed 's/^/still missing: /' | tee -a "$info"
-# MPI refuses root unless told; the machine's commands run as root. No NVLink multicast.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
+# shellcheck source=scripts/gpu_env.sh
+source "$repo_root/scripts/gpu_env.sh"
+say "$gpu_env_report"
 export OMP_PROC_BIND=false
 # Half the cores to the Cuda run (its float64 references run on the host), the rest shared
 # by the host runs, which yield to it.
