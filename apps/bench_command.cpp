@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // `gdp_app bench`: the time of the chunked forward on random inputs, each rank timing its
 // share of the (sequence, head) pairs; with --baseline also the naive recurrence on the same
-// inputs and OpenBLAS sgemm on the same threads, as yardsticks.
+// inputs and OpenBLAS sgemm on the same threads, as yardsticks. With --decode, the decode step
+// (gdp::recurrent_step) instead, for batches of 1 to 256 sequences.
 #include "command.hpp"
 #include "problem_flags.hpp"
 #include "rank_problems.hpp"
@@ -15,6 +16,7 @@
 #include "reference/naive_recurrence.hpp"
 
 #include <gdp/backward.hpp>
+#include <gdp/decode.hpp>
 #include <gdp/forward.hpp>
 
 #include <cblas.h>
@@ -30,6 +32,8 @@ namespace {
 struct BenchSettings {
   int repeats = 5, warmup = 1, chunk_size = 64, sgemm_size = 2048;
   bool baseline = false, backward = false;
+  bool decode = false;
+  int decode_steps = 20, decode_max_batch = 256;
 };
 
 /// Median seconds of `repeats` calls of `work` after `warmup` untimed ones; the ranks start
@@ -115,6 +119,48 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
   return times;
 }
 
+/// --decode: seconds per decode step of each batch size 1, 2, 4, ..., decode_max_batch
+/// (median of `repeats` samples of `decode_steps` steps after `warmup` samples), one token per
+/// sequence per step, the states advanced in place.
+template <class ExecSpace, class Scalar>
+std::vector<double> bench_decode_rank(const ProblemFlags& flags, const BenchSettings& settings,
+                                      const dist::Runtime& runtime, Progress& progress) {
+  using Memory = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  DecodeOptions options;
+  options.num_householder = flags.num_householder;
+  options.scale = flags.scale;
+  options.use_qk_l2norm = flags.l2norm;
+  std::vector<double> seconds;
+  for (std::int64_t batch = 1; batch <= settings.decode_max_batch; batch *= 2) {
+    // A random problem of one token per sequence has the memory of one decode step's inputs.
+    RandomProblemSpec spec = flags.spec();
+    spec.batch = batch;
+    spec.tokens = 1;
+    spec.cu_seqlens.clear();
+    spec.initial_state = true;
+    spec.seed += std::uint64_t(runtime.rank());
+    const auto owned = make_random_problem<Scalar, Memory>(spec);
+    const std::int64_t N = batch, H = flags.heads, K = flags.key_dim, V = flags.value_dim;
+    DecodeInputs<Scalar, Memory> in;
+    in.q = typename decltype(in)::template view<const Scalar***>(owned.q.data(), N, H, K);
+    in.k = owned.k;
+    in.v = owned.v;
+    in.beta = owned.beta;
+    if (owned.g.data()) in.g = typename decltype(in)::template view<const Real**>(owned.g.data(), N, H);
+    const DecodeState<Scalar, Memory> state = owned.initial_state;
+    const DecodeOutput<Scalar, Memory> o("gdp::o", N, H, V);
+    const double sample = median_seconds(runtime.comm(), settings, [&] {
+      for (int step = 0; step < settings.decode_steps; ++step)
+        recurrent_step<ExecSpace, Scalar>(in, state, o, options);
+      ExecSpace().fence();
+    });
+    seconds.push_back(sample / settings.decode_steps);
+    progress("decode batch " + std::to_string(batch) + " timed");
+  }
+  return seconds;
+}
+
 class BenchCommand : public Command {
  public:
   explicit BenchCommand(CLI::App& app) {
@@ -144,9 +190,26 @@ class BenchCommand : public Command {
     subcommand_->add_flag("--backward", settings_.backward,
                           "also time the backward pass (random do and dht; its useful work counted "
                           "as twice the forward's)");
+    subcommand_->add_flag("--decode", settings_.decode,
+                          "time the decode step gdp::recurrent_step instead: one token per sequence "
+                          "per step, the states [N, H, K, V] advanced in place, for batches N = 1, "
+                          "2, 4, ... up to --decode-max-batch (-B, -T and the forward's options are "
+                          "ignored; every rank decodes a batch of its own). Prints the median time "
+                          "per step, tokens/s and the state's traffic (one read and one write of "
+                          "every state per step) in GB/s");
+    subcommand_->add_option("--decode-steps", settings_.decode_steps,
+                            "decode steps per timed sample (the time per step is the sample's / "
+                            "this)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    subcommand_->add_option("--decode-max-batch", settings_.decode_max_batch,
+                            "largest decode batch")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
   }
 
   int run(const dist::Runtime& runtime) override {
+    if (settings_.decode) return run_decode(runtime);
     Progress progress(runtime.rank() == 0);
     RankTimes mine;
     dist::run_collectively(runtime.comm(), [&] {
@@ -164,6 +227,48 @@ class BenchCommand : public Command {
   }
 
  private:
+  int run_decode(const dist::Runtime& runtime) {
+    Progress progress(runtime.rank() == 0);
+    std::vector<double> mine;
+    dist::run_collectively(runtime.comm(), [&] {
+      io::with_storage_type(flags_.storage(), [&](auto storage) {
+        with_execution_space(space_, [&](auto space) {
+          mine = bench_decode_rank<decltype(space), decltype(storage)>(flags_, settings_, runtime,
+                                                                       progress);
+        });
+      });
+    });
+    const int batches = int(mine.size());
+    std::vector<double> all(std::size_t(batches) * std::size_t(runtime.size()));
+    MPI_Allgather(mine.data(), batches, MPI_DOUBLE, all.data(), batches, MPI_DOUBLE, runtime.comm());
+    if (runtime.rank() != 0) return 0;
+    const double state_bytes = double(flags_.heads) * double(flags_.key_dim) * double(flags_.value_dim) *
+                               (flags_.storage() == io::DType::F64 ? 8.0 : 4.0);
+    std::printf("gdp_app bench --decode: H=%lld K=%lld V=%lld n=%d %s%s %s; %s; %d steps a sample, "
+                "median of %d after %d warm-up\n",
+                static_cast<long long>(flags_.heads), static_cast<long long>(flags_.key_dim),
+                static_cast<long long>(flags_.value_dim), flags_.num_householder,
+                flags_.gated ? "gated" : "ungated", flags_.l2norm ? " l2norm" : "", flags_.dtype.c_str(),
+                placement(runtime, space_).c_str(), settings_.decode_steps, settings_.repeats,
+                settings_.warmup);
+    Table table({"batch", "us/step", "tokens/s", "state GB/s"});
+    for (int b = 0; b < batches; ++b) {
+      const double batch = double(std::int64_t(1) << b);
+      double slowest = 0, tokens_per_second = 0;
+      for (int r = 0; r < runtime.size(); ++r) {
+        const double s = all[std::size_t(r) * std::size_t(batches) + std::size_t(b)];
+        slowest = std::max(slowest, s);
+        tokens_per_second += batch / s;
+      }
+      table.add_row({fixed(batch, 0), fixed(slowest * 1e6, 1), si(tokens_per_second),
+                     fixed(2 * state_bytes * tokens_per_second / 1e9, 1)});
+    }
+    table.print(stdout);
+    std::printf("(every rank decodes a batch of its own: us/step is the slowest rank's, tokens/s "
+                "and GB/s the sums over ranks)\n");
+    return 0;
+  }
+
   void print(const std::vector<RankTimes>& all, const dist::Runtime& runtime) const {
     std::printf("gdp_app bench: %s; %s; chunk %d, median of %d after %d warm-up\n",
                 flags_.describe().c_str(), placement(runtime, space_).c_str(), settings_.chunk_size,

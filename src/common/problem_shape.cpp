@@ -7,15 +7,11 @@
 
 namespace gdp::detail {
 
-namespace {
-
 void expect_shape(const TensorExtents& tensor, const std::vector<std::int64_t>& expected,
                   const char* expected_symbolic) {
   GDP_EXPECT(tensor.dims == expected, tensor.name, "expected shape ", expected_symbolic, " = ",
              format_shape(expected), ", got ", format_shape(tensor.dims));
 }
-
-}  // namespace
 
 ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents& k,
                                      const TensorExtents& v, const TensorExtents& beta,

@@ -24,6 +24,11 @@ TensorExtents extents_of(const char* name, const View& view) {
   return e;
 }
 
+/// Throws gdp::InvalidArgument naming `tensor` unless its extents are `expected`:
+/// "expected shape <expected_symbolic> = [...], got [...]".
+void expect_shape(const TensorExtents& tensor, const std::vector<std::int64_t>& expected,
+                  const char* expected_symbolic);
+
 /// Everything the kernels need to know about the problem's shape. Batch rows and
 /// variable-length sequences are unified: tokens live on one flattened axis of
 /// batch * tokens_per_row entries, and sequence s owns tokens
