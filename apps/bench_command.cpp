@@ -143,7 +143,9 @@ std::vector<double> bench_decode_rank(const ProblemFlags& flags, const BenchSett
     const auto owned = make_random_problem<Scalar, Memory>(spec);
     const std::int64_t N = batch, H = flags.heads, K = flags.key_dim, V = flags.value_dim;
     DecodeInputs<Scalar, Memory> in;
-    in.q = typename decltype(in)::template view<const Scalar***>(owned.q.data(), N, H, K);
+    // q [N, 1, Hqk, K] is q [N, Hqk, K]; g [N, 1, H] is g [N, H].
+    in.q = typename decltype(in)::template view<const Scalar***>(owned.q.data(), N,
+                                                                 owned.q.extent(2), K);
     in.k = owned.k;
     in.v = owned.v;
     in.beta = owned.beta;
