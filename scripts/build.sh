@@ -3,7 +3,8 @@
 # and gdp_app against Kokkos 3.4.01 (OpenMP + Serial) in <repo>/build.
 #
 # Usage: scripts/build.sh
-# Environment: GDP_BUILD_DIR overrides <repo>/build; GDP_CMAKE_ARGS adds CMake arguments.
+# Environment: GDP_BUILD_DIR overrides <repo>/build; GDP_CMAKE_ARGS adds CMake arguments;
+#   GDP_BUILD_TARGETS builds only these targets (default: all).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +21,9 @@ cmake -S "$repo_root" -B "$build_dir" -G Ninja \
   exit 1
 }
 echo "[build] building (log: $build_dir.build.log)"
-cmake --build "$build_dir" -j "$(nproc)" >"$build_dir.build.log" 2>&1 || {
+# shellcheck disable=SC2086 # GDP_BUILD_TARGETS is a list of targets
+cmake --build "$build_dir" -j "$(nproc)" ${GDP_BUILD_TARGETS:+--target $GDP_BUILD_TARGETS} \
+  >"$build_dir.build.log" 2>&1 || {
   tail -n 60 "$build_dir.build.log"
   exit 1
 }

@@ -2,7 +2,8 @@
 # Installs everything gdp needs on a fresh Debian 12 machine, offline but for Debian's archive:
 #   - Debian packages: compilers, CMake, OpenMPI, GoogleTest, Google Benchmark, nlohmann-json,
 #     CLI11, OpenBLAS (benchmark baseline), Doxygen (the docs.doxygen test), PyYAML (the
-#     packaging.spack_recipe test reads spack.yaml);
+#     packaging.spack_recipe test reads spack.yaml), clang with its sanitizer and libFuzzer
+#     runtimes, OpenMP runtime and llvm-symbolizer (scripts/fuzz.sh, scripts/sanitize.sh);
 #   - Kokkos 3.4.01 and Kokkos Kernels 3.4.01 with OpenMP and Serial, built from Debian's
 #     trilinos 13.2.0 source package into a git-ignored prefix (Debian's binary Kokkos is
 #     Serial-only). A prefix that is already complete is reused.
@@ -50,6 +51,7 @@ debian_packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libopenblas-dev
   doxygen python3-yaml
+  clang libclang-rt-14-dev libomp-dev llvm
 )
 
 missing=()

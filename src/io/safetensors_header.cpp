@@ -44,11 +44,26 @@ const DTypeInfo& info(DType dtype) {
 // The format's own limit; it also keeps a corrupt length from allocating gigabytes.
 constexpr std::uint64_t max_header_length = 100'000'000;
 
+// A safetensors header nests three levels (root, tensor, shape). Deeper JSON is refused while
+// it is parsed: nesting thousands of levels deep would exhaust the stack of the recursive
+// parts of the JSON library (printing, comparing).
+constexpr int max_json_depth = 16;
+
+/// A JSON value for a message: whole when short, else its beginning (a header may hold
+/// megabytes).
+std::string brief(const nlohmann::json& value) {
+  constexpr std::size_t max_length = 80;
+  std::string text = value.dump();
+  if (text.size() > max_length)
+    text = text.substr(0, max_length) + "... (" + std::to_string(text.size()) + " characters)";
+  return text;
+}
+
 /// A JSON value that must be a non-negative integer (shape extents, byte offsets).
 std::uint64_t unsigned_value(const std::string& path, const std::string& tensor, const char* field,
                              const nlohmann::json& value) {
   GDP_EXPECT(value.is_number_unsigned(), path, "tensor \"", tensor, "\": \"", field,
-             "\" must hold non-negative integers, got ", value.dump());
+             "\" must hold non-negative integers, got ", brief(value));
   return value.get<std::uint64_t>();
 }
 
@@ -56,21 +71,24 @@ TensorEntry parse_entry(const std::string& path, std::uint64_t data_start,
                         std::uint64_t data_size, const std::string& name,
                         const nlohmann::json& entry) {
   GDP_EXPECT(entry.is_object(), path, "tensor \"", name,
-             "\": expected an object with dtype, shape and data_offsets, got ", entry.dump());
+             "\": expected an object with dtype, shape and data_offsets, got ", brief(entry));
   for (const char* field : {"dtype", "shape", "data_offsets"})
     GDP_EXPECT(entry.contains(field), path, "tensor \"", name, "\": missing \"", field, "\"");
   const auto& dtype = entry["dtype"];
   GDP_EXPECT(dtype.is_string(), path, "tensor \"", name, "\": dtype must be a string, got ",
-             dtype.dump());
+             brief(dtype));
   const auto parsed = parse_dtype(dtype.get<std::string>());
-  GDP_EXPECT(parsed.has_value(), path, "tensor \"", name, "\": unknown dtype ", dtype.dump());
+  GDP_EXPECT(parsed.has_value(), path, "tensor \"", name, "\": unknown dtype ", brief(dtype));
 
   TensorEntry tensor;
   tensor.name = name;
   tensor.dtype = *parsed;
   const auto& shape = entry["shape"];
   GDP_EXPECT(shape.is_array(), path, "tensor \"", name, "\": shape must be an array, got ",
-             shape.dump());
+             brief(shape));
+  // The element count must fit TensorEntry::num_elements(), an int64: so must every product
+  // of the leading extents up to a zero extent, which is how num_elements() multiplies.
+  constexpr std::uint64_t max_elements = std::numeric_limits<std::int64_t>::max();
   std::uint64_t elements = 1;
   bool overflow = false;
   for (const auto& extent : shape) {
@@ -78,12 +96,12 @@ TensorEntry parse_entry(const std::string& path, std::uint64_t data_start,
     GDP_EXPECT(e <= std::uint64_t(std::numeric_limits<std::int64_t>::max()), path, "tensor \"",
                name, "\": extent ", e, " is too large");
     tensor.shape.push_back(std::int64_t(e));
-    overflow |= e != 0 && elements > std::numeric_limits<std::uint64_t>::max() / e;
+    overflow |= e != 0 && elements > max_elements / e;
     elements *= e;
   }
   const auto& offsets = entry["data_offsets"];
   GDP_EXPECT(offsets.is_array() && offsets.size() == 2, path, "tensor \"", name,
-             "\": data_offsets must be [begin, end], got ", offsets.dump());
+             "\": data_offsets must be [begin, end], got ", brief(offsets));
   const std::uint64_t begin = unsigned_value(path, name, "data_offsets", offsets[0]);
   const std::uint64_t end = unsigned_value(path, name, "data_offsets", offsets[1]);
   GDP_EXPECT(begin <= end, path, "tensor \"", name, "\": data_offsets [", begin, ", ", end,
@@ -92,7 +110,7 @@ TensorEntry parse_entry(const std::string& path, std::uint64_t data_start,
              ") lies outside the file, whose data section holds ", data_size, " bytes");
   const std::uint64_t size = dtype_size(tensor.dtype);
   overflow |= elements > std::numeric_limits<std::uint64_t>::max() / size;
-  const std::string needed = overflow ? "more than 2^64" : std::to_string(elements * size);
+  const std::string needed = overflow ? "more than 2^63" : std::to_string(elements * size);
   GDP_EXPECT(!overflow && elements * size == end - begin, path, "tensor \"", name, "\": shape ",
              detail::format_shape(tensor.shape), " of ", dtype_name(tensor.dtype), " needs ",
              needed, " bytes, but data_offsets [", begin, ", ", end, "] hold ", end - begin);
@@ -103,11 +121,11 @@ TensorEntry parse_entry(const std::string& path, std::uint64_t data_start,
 
 std::map<std::string, std::string> parse_metadata(const std::string& path,
                                                   const nlohmann::json& metadata) {
-  GDP_EXPECT(metadata.is_object(), path, "__metadata__ must be an object, got ", metadata.dump());
+  GDP_EXPECT(metadata.is_object(), path, "__metadata__ must be an object, got ", brief(metadata));
   std::map<std::string, std::string> result;
   for (const auto& [key, value] : metadata.items()) {
     GDP_EXPECT(value.is_string(), path, "__metadata__ value of \"", key,
-               "\" must be a string (the format allows only strings), got ", value.dump());
+               "\" must be a string (the format allows only strings), got ", brief(value));
     result[key] = value.get<std::string>();
   }
   return result;
@@ -166,9 +184,14 @@ std::uint64_t parse_header_length(const std::string& path, const unsigned char (
 SafetensorsHeader parse_safetensors_header(const std::string& path, std::uint64_t file_size,
                                            const std::string& header_json) {
   nlohmann::json root;
+  const auto limit_depth = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    GDP_EXPECT(depth <= max_json_depth, path, "the JSON header nests deeper than ",
+               max_json_depth, " levels");
+    return true;
+  };
   try {
-    root = nlohmann::json::parse(header_json);
-  } catch (const nlohmann::json::parse_error& e) {
+    root = nlohmann::json::parse(header_json, limit_depth);
+  } catch (const nlohmann::json::exception& e) {  // syntax, and numbers out of range (1e999)
     GDP_EXPECT(false, path, "invalid JSON header: ", e.what());
   }
   GDP_EXPECT(root.is_object(), path, "the JSON header must be an object, got a ",

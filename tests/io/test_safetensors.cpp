@@ -135,8 +135,32 @@ INSTANTIATE_TEST_SUITE_P(
         MalformedCase{"MissingField", R"({"q": {"dtype": "F32", "shape": [2]}})", 8,
                       "missing \"data_offsets\""},
         MalformedCase{"MetadataNotAString", R"({"__metadata__": {"num_householder": 2}})", 0,
-                      "must be a string"}),
+                      "must be a string"},
+        // Found by tests/fuzz (gdp_fuzz_safetensors): a number beyond double's range threw the
+        // JSON library's out_of_range rather than gdp::InvalidArgument,
+        MalformedCase{"NumberOutOfRange", R"({"q": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 4]}})",
+                      4, "invalid JSON header"},
+        // deep nesting overflowed the stack when the message printed the value,
+        MalformedCase{"DeepNesting", "{\"q\": " + std::string(100000, '[') + std::string(100000, ']') + "}",
+                      0, "the JSON header nests deeper than 16 levels"},
+        // and an element count past int64 overflowed TensorEntry::num_elements().
+        MalformedCase{"ElementCountPastInt64",
+                      R"({"q": {"dtype": "U8", "shape": [4611686018427387904, 3, 0], "data_offsets": [0, 0]}})",
+                      0, "needs more than 2^63 bytes"}),
     [](const ::testing::TestParamInfo<MalformedCase>& info) { return info.param.name; });
+
+TEST(Safetensors, MessagesCutLongValues) {
+  TemporaryDirectory dir;
+  const std::string path = dir.file("long.safetensors");
+  std::string shape = "[1";
+  for (int i = 0; i < 20000; ++i) shape += ", 1";
+  write_raw(path, R"({"q": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "r": )" + shape + "]}", 4);
+  const std::string message = header_error(path);
+  EXPECT_NE(message.find("expected an object with dtype, shape and data_offsets, got [1,1,1"),
+            std::string::npos) << message;
+  EXPECT_NE(message.find("... (40003 characters)"), std::string::npos) << message;
+  EXPECT_LT(message.size(), 400u) << message;
+}
 
 TEST(Safetensors, HeaderLengthPastTheEnd) {
   TemporaryDirectory dir;

@@ -1,0 +1,35 @@
+# Sanitizer and fuzzing builds of gdp's own targets (docs/HARDENING.md).
+#
+#   GDP_SANITIZE=address,undefined   compiles and links every gdp target (library, tests,
+#                                    gdp_app) with -fsanitize=<list>, frame pointers kept and
+#                                    no recovery: the first report aborts the program, so a
+#                                    test with a finding fails (scripts/sanitize.sh).
+#   GDP_ENABLE_FUZZING=ON            (clang only) also builds the libFuzzer targets of
+#                                    tests/fuzz, everything instrumented for coverage
+#                                    (-fsanitize=fuzzer-no-link); GDP_SANITIZE defaults to
+#                                    address,undefined there (scripts/fuzz.sh).
+#
+# Kokkos, Kokkos Kernels, MPI and GoogleTest are prebuilt and stay uninstrumented; the
+# sanitizers see gdp's code and every Kokkos template instantiated in it.
+set(GDP_SANITIZE "" CACHE STRING
+    "Sanitizers for gdp's own targets, a -fsanitize= list such as address,undefined (empty: none)")
+option(GDP_ENABLE_FUZZING "Build the libFuzzer targets of tests/fuzz (clang only)" OFF)
+
+function(gdp_enable_sanitizers)
+  if(GDP_ENABLE_FUZZING)
+    if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+      message(FATAL_ERROR "GDP_ENABLE_FUZZING needs clang (libFuzzer); CMAKE_CXX_COMPILER is "
+                          "${CMAKE_CXX_COMPILER_ID}: configure with -DCMAKE_CXX_COMPILER=clang++")
+    endif()
+    if(GDP_SANITIZE STREQUAL "")
+      set(GDP_SANITIZE address,undefined CACHE STRING "" FORCE)
+    endif()
+    add_compile_options(-fsanitize=fuzzer-no-link)
+  endif()
+  if(NOT GDP_SANITIZE STREQUAL "")
+    set(flags -fsanitize=${GDP_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    add_compile_options(${flags})
+    add_link_options(${flags})
+    message(STATUS "gdp: sanitizers ${GDP_SANITIZE} on gdp's targets")
+  endif()
+endfunction()
