@@ -14,6 +14,7 @@
 #include "common/problem_shape.hpp"
 #include "forward_plan.hpp"
 #include "fused_forward.hpp"
+#include "host_fused_walk.hpp"
 #include "l2_normalize.hpp"
 #include "state_pass.hpp"
 
@@ -114,10 +115,17 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
       return;
     }
   }
-  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
-  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   const ForwardPlan plan = plan_forward(layout, options, shape.num_sequences() * shape.heads, 1,
                                         concurrent_walks<ExecSpace>());
+  if constexpr (team::runs_on_host<ExecSpace>) {
+    if (!plan.chunk_parallel) {
+      HostFusedWalk<ExecSpace, Scalar>(operands, device_layout, h0, o, ht, value_block).run();
+      ExecSpace().fence();
+      return;
+    }
+  }
+  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
+  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   if (plan.chunk_parallel)
     chunk_parallel_state_passes<ExecSpace, Scalar>(operands, layout, device_layout, workspace, h0,
                                                    o, ht, plan.chunks_per_segment, value_block);
