@@ -164,6 +164,17 @@ struct HostFusedWalk {
         copy_row(queries + j * Kp, &operands.q(t0 + j, h, 0), K,
                  operands.query_factor(t0 + j, h));
 
+      // The next chunk's rows of k, v and q start their way from memory while this one computes.
+      if (c + 1 < end) {
+        const ChunkDescriptor next = layout.chunks(c + 1);
+        for (int r = 0; r < next.length; ++r) {
+          host::prefetch(&operands.k(next.first_position + r, h, 0), K * sizeof(Scalar));
+          host::prefetch(&operands.v(next.first_position + r, h, e0), width * sizeof(Scalar));
+        }
+        for (int j = 0; j < next.num_queries; ++j)
+          host::prefetch(&operands.q(next.first_query_token + j, h, 0), K * sizeof(Scalar));
+      }
+
       // K K^T below the diagonal and Q K^T up to each query's position.
       host::for_blocks<Real>(
           L, chunk_vectors,

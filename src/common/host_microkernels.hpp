@@ -44,6 +44,13 @@ constexpr int padded(int n) {
 #else
 #define GDP_HOST_UNROLL
 #endif
+// Inlined into the callers' loops whatever the inliner's budget says: an exp that is called
+// stays scalar, and a block whose methods are called keeps its accumulators in memory.
+#if defined(GDP_HOST_VECTOR_EXTENSIONS)
+#define GDP_HOST_INLINE inline __attribute__((always_inline))
+#else
+#define GDP_HOST_INLINE inline
+#endif
 // Vectorise a loop over independent lanes (OpenMP's simd directive, where OpenMP is on).
 #if defined(_OPENMP) && !defined(__CUDACC__)
 #define GDP_HOST_SIMD _Pragma("omp simd")
@@ -57,43 +64,43 @@ struct Pack {
 #ifdef GDP_HOST_VECTOR_EXTENSIONS
   typedef Real native __attribute__((vector_size(vector_bytes)));
   native v;
-  static Pack zero() { return Pack{native{}}; }
-  static Pack load(const Real* p) {
+  GDP_HOST_INLINE static Pack zero() { return Pack{native{}}; }
+  GDP_HOST_INLINE static Pack load(const Real* p) {
     Pack r;
     std::memcpy(&r.v, p, sizeof r.v);
     return r;
   }
-  void store(Real* p) const { std::memcpy(p, &v, sizeof v); }
-  void add_product(Real a, const Pack& b) { v += a * b.v; }
-  void add_product(const Pack& a, const Pack& b) { v += a.v * b.v; }
-  void scale(Real a) { v *= a; }
+  GDP_HOST_INLINE void store(Real* p) const { std::memcpy(p, &v, sizeof v); }
+  GDP_HOST_INLINE void add_product(Real a, const Pack& b) { v += a * b.v; }
+  GDP_HOST_INLINE void add_product(const Pack& a, const Pack& b) { v += a.v * b.v; }
+  GDP_HOST_INLINE void scale(Real a) { v *= a; }
   Real operator[](int i) const { return v[i]; }
 #else
   Real v[lanes<Real>];
-  static Pack zero() {
+  GDP_HOST_INLINE static Pack zero() {
     Pack r;
     for (int i = 0; i < lanes<Real>; ++i) r.v[i] = Real(0);
     return r;
   }
-  static Pack load(const Real* p) {
+  GDP_HOST_INLINE static Pack load(const Real* p) {
     Pack r;
 GDP_HOST_SIMD
     for (int i = 0; i < lanes<Real>; ++i) r.v[i] = p[i];
     return r;
   }
-  void store(Real* p) const {
+  GDP_HOST_INLINE void store(Real* p) const {
 GDP_HOST_SIMD
     for (int i = 0; i < lanes<Real>; ++i) p[i] = v[i];
   }
-  void add_product(Real a, const Pack& b) {
+  GDP_HOST_INLINE void add_product(Real a, const Pack& b) {
 GDP_HOST_SIMD
     for (int i = 0; i < lanes<Real>; ++i) v[i] += a * b.v[i];
   }
-  void add_product(const Pack& a, const Pack& b) {
+  GDP_HOST_INLINE void add_product(const Pack& a, const Pack& b) {
 GDP_HOST_SIMD
     for (int i = 0; i < lanes<Real>; ++i) v[i] += a.v[i] * b.v[i];
   }
-  void scale(Real a) {
+  GDP_HOST_INLINE void scale(Real a) {
 GDP_HOST_SIMD
     for (int i = 0; i < lanes<Real>; ++i) v[i] *= a;
   }
@@ -109,7 +116,7 @@ struct Block {
   static constexpr int columns = Vectors * lanes<Real>;
   Pack<Real> acc[Rows][Vectors];
 
-  void zero() {
+  GDP_HOST_INLINE void zero() {
 GDP_HOST_UNROLL
     for (int r = 0; r < Rows; ++r)
 GDP_HOST_UNROLL
@@ -117,7 +124,7 @@ GDP_HOST_UNROLL
   }
 
   /// acc = factor_r * C, factor_r = factors[r] (or 1 when factors is null).
-  void load(const Real* c, long ldc, int rows, const Real* factors = nullptr) {
+  GDP_HOST_INLINE void load(const Real* c, long ldc, int rows, const Real* factors = nullptr) {
 GDP_HOST_UNROLL
     for (int r = 0; r < Rows; ++r) {
       const int row = r < rows ? r : rows - 1;
@@ -129,7 +136,7 @@ GDP_HOST_UNROLL
     }
   }
 
-  void scale(Real factor) {
+  GDP_HOST_INLINE void scale(Real factor) {
 GDP_HOST_UNROLL
     for (int r = 0; r < Rows; ++r)
 GDP_HOST_UNROLL
@@ -137,11 +144,18 @@ GDP_HOST_UNROLL
   }
 
   /// acc += A B over `depth`: A(r, p) = a[r * a_row + p * a_depth], B row p at b + p * ldb.
-  void multiply_add(const Real* a, long a_row, long a_depth, int rows, const Real* b, long ldb,
+  GDP_HOST_INLINE void multiply_add(const Real* a, long a_row, long a_depth, int rows, const Real* b, long ldb,
                     int depth) {
     const Real* a_rows[Rows];
 GDP_HOST_UNROLL
     for (int r = 0; r < Rows; ++r) a_rows[r] = a + (r < rows ? r : rows - 1) * a_row;
+    // Local accumulators: stores to the members could alias a and b, so the compiler would
+    // write them back on every step.
+    Pack<Real> sum[Rows][Vectors];
+GDP_HOST_UNROLL
+    for (int r = 0; r < Rows; ++r)
+GDP_HOST_UNROLL
+      for (int j = 0; j < Vectors; ++j) sum[r][j] = acc[r][j];
     for (int p = 0; p < depth; ++p) {
       Pack<Real> b_row[Vectors];
 GDP_HOST_UNROLL
@@ -150,14 +164,18 @@ GDP_HOST_UNROLL
       for (int r = 0; r < Rows; ++r) {
         const Real a_value = a_rows[r][p * a_depth];
 GDP_HOST_UNROLL
-        for (int j = 0; j < Vectors; ++j) acc[r][j].add_product(a_value, b_row[j]);
+        for (int j = 0; j < Vectors; ++j) sum[r][j].add_product(a_value, b_row[j]);
       }
     }
+GDP_HOST_UNROLL
+    for (int r = 0; r < Rows; ++r)
+GDP_HOST_UNROLL
+      for (int j = 0; j < Vectors; ++j) acc[r][j] = sum[r][j];
   }
 
   /// Forward substitution inside the block: row r += sum_{i<r} L(r, i) row i, in order, with
   /// L(r, i) = l[r * ldl + i]; the rows above the block are already folded in.
-  void substitute(const Real* l, long ldl) {
+  GDP_HOST_INLINE void substitute(const Real* l, long ldl) {
 GDP_HOST_UNROLL
     for (int r = 1; r < Rows; ++r)
 GDP_HOST_UNROLL
@@ -169,7 +187,7 @@ GDP_HOST_UNROLL
   }
 
   /// C = acc for the block's rows (all `columns` columns: C's rows are padded).
-  void store(Real* c, long ldc, int rows) const {
+  GDP_HOST_INLINE void store(Real* c, long ldc, int rows) const {
 GDP_HOST_UNROLL
     for (int r = 0; r < Rows; ++r)
       if (r < rows)
@@ -178,7 +196,7 @@ GDP_HOST_UNROLL
   }
 
   /// C = factor_r * acc for the block's rows.
-  void store_scaled(Real* c, long ldc, int rows, const Real* factors) const {
+  GDP_HOST_INLINE void store_scaled(Real* c, long ldc, int rows, const Real* factors) const {
 GDP_HOST_UNROLL
     for (int r = 0; r < Rows; ++r)
       if (r < rows)
@@ -242,12 +260,28 @@ inline void for_blocks(int m, int max_vectors, VectorsOf&& vectors_of, Body&& bo
   });
 }
 
+/// Asks for the cache lines of [p, p + bytes) ahead of their use (nothing where the compiler
+/// has no prefetch builtin).
+GDP_HOST_INLINE void prefetch(const void* p, std::size_t bytes) {
+#ifdef GDP_HOST_VECTOR_EXTENSIONS
+  const char* const first = static_cast<const char*>(p);
+  for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(first + at, 0, 2);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 /// exp(x) for float with about 2 ulp of error, written so that loops over it vectorise
 /// (Cephes' expf polynomial, 2^k built in the exponent bits); 0 below -87.3, inf above 88.7
 /// (between 88.3 and 88.7, exp(88.3)).
-inline float exp_lanes(float x) {
-  const float clamped = std::min(std::max(x, -87.3f), 88.3f);
-  const float k = std::floor(clamped * 1.44269504088896341f + 0.5f);
+GDP_HOST_INLINE float exp_lanes(float x) {
+  float clamped = x < -87.3f ? -87.3f : x;  // plain selects, which the vectoriser takes
+  clamped = clamped > 88.3f ? 88.3f : clamped;
+  // k = round(x / ln 2) by adding and removing 1.5 * 2^23 (floor does not vectorise: it must
+  // not raise the inexact exception; nor does a conversion under a branch).
+  const float k = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const std::int32_t ki = std::int32_t(k);
   const float r = clamped - k * 0.693359375f + k * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -256,13 +290,18 @@ inline float exp_lanes(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const std::int32_t bits = (std::int32_t(k) + 127) << 23;
+  const std::int32_t bits = (ki + 127) << 23;
+#ifdef GDP_HOST_VECTOR_EXTENSIONS
+  const float power = __builtin_bit_cast(float, bits);  // memcpy here stops the vectoriser
+#else
   float power;
   std::memcpy(&power, &bits, sizeof power);
+#endif
   const float y = p * power;
-  return x < -87.3f ? 0.0f : (x > 88.7f ? HUGE_VALF : y);
+  const float high = x > 88.7f ? HUGE_VALF : y;
+  return x < -87.3f ? 0.0f : high;
 }
 /// double keeps the library's exp: the float64 path is the accurate one, not the fast one.
-inline double exp_lanes(double x) { return std::exp(x); }
+GDP_HOST_INLINE double exp_lanes(double x) { return std::exp(x); }
 
 }  // namespace gdp::detail::host
