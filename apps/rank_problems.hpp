@@ -30,7 +30,9 @@ RankProblems<Scalar, MemorySpace> make_rank_problems(const ProblemFlags& flags, 
   p.shape = flags.shape();
   p.units = dist::partition_units(p.shape, ranks)[std::size_t(rank)];
   // A block of empty sequences only has no work and is no valid operator call (T >= 1).
-  for (const dist::WorkBlock& block : dist::blocks_of(p.shape, p.units))
+  // Cut as `run --backward` would cut them, so that bench times the calls run makes.
+  for (const dist::WorkBlock& block :
+       dist::blocks_of(p.shape, p.units, dist::app_call_limits(p.shape, flags.options(), true)))
     if (block.tokens() > 0) p.blocks.push_back(block);
   const RandomProblemSpec spec = flags.spec();
   for (const dist::WorkBlock& block : p.blocks) {

@@ -10,6 +10,7 @@
 #include "chunk/forward_impl.hpp"
 #include "chunk/state_pass.hpp"
 #include "chunk_gradients.hpp"
+#include "common/view_limits.hpp"
 #include "reverse_state_pass.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -26,6 +27,9 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   const ProblemShape shape = check_forward_inputs(in, options);
   check_output_gradients(shape, extents_of("do", upstream.o),
                          extents_of("dht", upstream.final_state));
+  const int value_block = state_pass_value_block<ExecSpace>(shape, options);
+  const int value_blocks = int((shape.value_dim + value_block - 1) / value_block);
+  expect_call_fits(shape, call_limits(shape, options, value_blocks, /*backward=*/true));
 
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
@@ -33,8 +37,6 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   const ChunkWorkspace<Real, memory_space> workspace(shape, layout, /*keep_tm=*/true);
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
 
-  const int value_block = state_pass_value_block<ExecSpace>(shape, options);
-  const int value_blocks = int((shape.value_dim + value_block - 1) / value_block);
   const BackwardWorkspace<Real, memory_space> saved(shape, layout, value_blocks);
   {
     using Pass = StatePass<ExecSpace, Scalar>;

@@ -12,6 +12,7 @@
 #include "chunk_prepare.hpp"
 #include "chunk_workspace.hpp"
 #include "common/problem_shape.hpp"
+#include "common/view_limits.hpp"
 #include "forward_plan.hpp"
 #include "fused_forward.hpp"
 #include "host_fused_walk.hpp"
@@ -140,6 +141,7 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> chunked_forward(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
     const ForwardOptions& options) {
   const ProblemShape shape = check_forward_inputs(in, options);
+  expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
   const auto result =
       allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
   chunked_forward_into<ExecSpace>(in, options, shape, result);

@@ -5,6 +5,8 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +29,16 @@
 #endif
 
 namespace gdp::compat {
+
+/// The most elements one Kokkos::View may hold. Kokkos 3.x keeps the extents of a view with
+/// three or more runtime extents as 32-bit unsigned numbers and multiplies them in that type
+/// for the allocation's size: past 2^32 - 1 elements the size wraps (2^32 elements allocate
+/// nothing) and kernels then write outside the allocation. Kokkos 4.x multiplies in 64 bits.
+#if KOKKOS_VERSION < 40000
+inline constexpr std::uint64_t max_view_elements = std::numeric_limits<std::uint32_t>::max();
+#else
+inline constexpr std::uint64_t max_view_elements = std::numeric_limits<std::uint64_t>::max();
+#endif
 
 // Mathematical functions moved from Kokkos::Experimental to Kokkos in 3.7.
 #if KOKKOS_VERSION >= 30700

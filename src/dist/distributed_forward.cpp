@@ -62,7 +62,9 @@ class RankRun {
     int ranks = 1;
     MPI_Comm_size(comm, &ranks);
     const UnitRange range = partition_units(input.shape, ranks)[std::size_t(rank_)];
-    blocks_ = blocks_of(input.shape, range);
+    ForwardOptions chosen = input.options;
+    chosen.chunk_size = config.chunk_size;
+    blocks_ = blocks_of(input.shape, range, app_call_limits(input.shape, chosen, config.backward));
     report_.units = double(range.size());
     report_.blocks = double(blocks_.size());
     report_.token_heads = double(token_heads(input.shape, range));

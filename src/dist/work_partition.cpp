@@ -53,19 +53,60 @@ std::int64_t token_heads(const detail::ProblemShape& shape, const UnitRange& ran
   return sum;
 }
 
-std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRange& range) {
+namespace {
+
+/// The extent of sequences [begin, end) with `heads` heads.
+detail::CallExtent extent_of_sequences(const detail::ProblemShape& shape, const detail::CallLimits& limits,
+                                       std::int64_t begin, std::int64_t end, std::int64_t heads) {
+  detail::CallExtent e{0, 0, end - begin, heads};
+  for (std::int64_t s = begin; s < end; ++s) {
+    e.tokens += sequence_tokens(shape, s);
+    e.chunks += detail::chunks_of_sequence(sequence_tokens(shape, s), limits.num_householder,
+                                           limits.chunk_size);
+  }
+  return e;
+}
+
+/// How many heads of sequence s, at most `wanted`, fit in one call (at least 1).
+std::int64_t heads_that_fit(const detail::ProblemShape& shape, const detail::CallLimits& limits,
+                            std::int64_t s, std::int64_t wanted) {
+  std::int64_t heads = wanted;
+  while (heads > 1 && !detail::fits_in_one_call(limits, extent_of_sequences(shape, limits, s, s + 1, heads)))
+    heads = (heads + 1) / 2;
+  return heads;
+}
+
+}  // namespace
+
+std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRange& range,
+                                 const detail::CallLimits& limits) {
   const std::int64_t H = shape.heads;
   std::vector<WorkBlock> blocks;
   for (std::int64_t u = range.begin; u < range.end;) {
     WorkBlock b;
     b.sequence_begin = u / H;
     b.head_begin = u % H;
+    b.sequence_end = b.sequence_begin + 1;
     if (b.head_begin != 0 || range.end - u < H) {  // some heads of one sequence
-      b.sequence_end = b.sequence_begin + 1;
-      b.head_end = std::min(H, b.head_begin + (range.end - u));
-    } else {  // every head of the whole sequences that fit
-      b.sequence_end = range.end / H;
-      b.head_end = H;
+      const std::int64_t wanted = std::min(H - b.head_begin, range.end - u);
+      b.head_end = b.head_begin + heads_that_fit(shape, limits, b.sequence_begin, wanted);
+    } else {  // every head of as many whole sequences as fit, else some heads of one
+      detail::CallExtent extent{0, 0, 0, H};
+      for (std::int64_t s = b.sequence_begin; s < range.end / H; ++s) {
+        detail::CallExtent grown = extent;
+        grown.tokens += sequence_tokens(shape, s);
+        grown.chunks += detail::chunks_of_sequence(sequence_tokens(shape, s), limits.num_householder,
+                                                   limits.chunk_size);
+        grown.sequences += 1;
+        if (!detail::fits_in_one_call(limits, grown)) break;
+        extent = grown;
+      }
+      if (extent.sequences > 0) {
+        b.sequence_end = b.sequence_begin + extent.sequences;
+        b.head_end = H;
+      } else {
+        b.head_end = heads_that_fit(shape, limits, b.sequence_begin, H);
+      }
     }
     b.token_begin = shape.token_offsets[std::size_t(b.sequence_begin)];
     b.token_end = shape.token_offsets[std::size_t(b.sequence_end)];
@@ -73,6 +114,12 @@ std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRa
     blocks.push_back(b);
   }
   return blocks;
+}
+
+detail::CallLimits app_call_limits(const detail::ProblemShape& shape, const ForwardOptions& options,
+                                   bool backward) {
+  return detail::call_limits(shape, options, detail::worst_case_value_blocks(shape.value_dim, options),
+                             backward);
 }
 
 detail::ProblemShape block_shape(const detail::ProblemShape& shape, const WorkBlock& block) {

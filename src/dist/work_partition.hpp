@@ -8,10 +8,13 @@
 // trailing heads of one sequence, then whole sequences, then the leading heads of one more
 // sequence; each of those is one WorkBlock and one call of the library on a compact
 // sub-problem, so a rank makes at most three calls, and reads and writes at most three boxes
-// of each tensor. Different pairs never interact, so the split changes no result.
+// of each tensor, unless a call would need a view larger than one Kokkos view can hold
+// (common/view_limits.hpp): then those blocks are cut further, by sequences and then by heads.
+// Different pairs never interact, so the split changes no result.
 #pragma once
 
 #include "common/problem_shape.hpp"
+#include "common/view_limits.hpp"
 
 #include <cstdint>
 #include <vector>
@@ -44,8 +47,16 @@ struct WorkBlock {
   std::int64_t tokens() const { return token_end - token_begin; }
 };
 
-/// The blocks of a range (at most three, in unit order).
-std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRange& range);
+/// The blocks of a range, in unit order: at most three, more where a block would not fit in
+/// one call under `limits` (a block of one (sequence, head) pair is never cut: if it does not
+/// fit, the library call refuses it).
+std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRange& range,
+                                 const detail::CallLimits& limits);
+
+/// The limits of gdp_app's calls for `shape` with `options` on any execution space: the
+/// narrowest value blocks the library may pick, and the backward's views when `backward`.
+detail::CallLimits app_call_limits(const detail::ProblemShape& shape, const ForwardOptions& options,
+                                   bool backward);
 
 /// The shape of a block as a problem of its own: B rows of T tokens when the problem has
 /// equal lengths, else one row with the block's sequences as cu_seqlens (from 0).

@@ -95,7 +95,7 @@ void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& chosen, b
   bool widths_differ = false;
   for (const int ranks : {2, 3, int(units)}) {
     for (const dist::UnitRange& range : dist::partition_units(shape, ranks)) {
-      for (const dist::WorkBlock& block : dist::blocks_of(shape, range)) {
+      for (const dist::WorkBlock& block : dist::blocks_of(shape, range, dist::app_call_limits(shape, options, true))) {
         SCOPED_TRACE(::testing::Message() << ranks << " ranks, sequences [" << block.sequence_begin << ", "
                                           << block.sequence_end << "), heads [" << block.head_begin << ", "
                                           << block.head_end << ")");

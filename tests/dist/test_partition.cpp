@@ -25,6 +25,9 @@ detail::ProblemShape shape_of(std::int64_t heads, std::vector<std::int64_t> leng
   return s;
 }
 
+/// Limits no test problem here comes near: blocks are never cut for size.
+const detail::CallLimits no_cut{};
+
 /// Ranges are in rank order, contiguous and cover every unit exactly once.
 void expect_cover(const detail::ProblemShape& s, const std::vector<dist::UnitRange>& ranges, int ranks) {
   ASSERT_EQ(int(ranges.size()), ranks);
@@ -84,7 +87,7 @@ TEST(Partition, UnevenSplitsAndEmptySequences) {
 TEST(Blocks, ARangeIsAtMostThreeBlocks) {
   const auto s = shape_of(4, {10, 20, 30, 40}, true);
   // Units 2..13: heads 2-3 of sequence 0, all of sequences 1 and 2, head 0-1 of sequence 3.
-  const auto blocks = dist::blocks_of(s, {2, 14});
+  const auto blocks = dist::blocks_of(s, {2, 14}, no_cut);
   ASSERT_EQ(blocks.size(), 3u);
   EXPECT_EQ(blocks[0].sequence_begin, 0);
   EXPECT_EQ(blocks[0].head_begin, 2);
@@ -101,16 +104,16 @@ TEST(Blocks, ARangeIsAtMostThreeBlocks) {
   EXPECT_EQ(middle.tokens_per_row, 50);
   EXPECT_EQ(middle.heads, 4);
   // Inside one sequence: one block.
-  const auto inside = dist::blocks_of(s, {5, 7});
+  const auto inside = dist::blocks_of(s, {5, 7}, no_cut);
   ASSERT_EQ(inside.size(), 1u);
   EXPECT_EQ(inside[0].head_begin, 1);
   EXPECT_EQ(inside[0].head_end, 3);
-  EXPECT_TRUE(dist::blocks_of(s, {3, 3}).empty());
+  EXPECT_TRUE(dist::blocks_of(s, {3, 3}, no_cut).empty());
 }
 
 TEST(Blocks, EqualLengthBlocksKeepTheirRows) {
   const auto s = shape_of(2, {8, 8, 8}, false);
-  const auto blocks = dist::blocks_of(s, {1, 6});
+  const auto blocks = dist::blocks_of(s, {1, 6}, no_cut);
   ASSERT_EQ(blocks.size(), 2u);
   const auto rows = dist::block_shape(s, blocks[1]);
   EXPECT_EQ(rows.batch, 2);
@@ -118,9 +121,60 @@ TEST(Blocks, EqualLengthBlocksKeepTheirRows) {
   EXPECT_FALSE(rows.varlen);
 }
 
+TEST(Blocks, CutWhereACallWouldExceedTheViewLimit) {
+  // 4 heads, K = V = 4, n = 1, chunks of 4: a call's largest view is o or W, tokens x H x 4
+  // elements, or ht, sequences x H x 16. A limit of 400 elements takes 100 token-heads a call.
+  const auto s = shape_of(4, {10, 10, 10, 40, 5}, true);
+  detail::CallLimits limits{4, 4, 1, 4, 1, false, 400};
+  const auto blocks = dist::blocks_of(s, {1, 20}, limits);
+  // Heads 1-3 of sequence 0; sequences 1 and 2 whole (80 token-heads; with sequence 3 they
+  // would be 240); sequence 3 (160 token-heads) cut by heads into 2 + 2; sequence 4 whole.
+  ASSERT_EQ(blocks.size(), 5u);
+  EXPECT_EQ(blocks[0].head_begin, 1);
+  EXPECT_EQ(blocks[0].head_end, 4);
+  EXPECT_EQ(blocks[1].sequence_begin, 1);
+  EXPECT_EQ(blocks[1].sequence_end, 3);
+  EXPECT_EQ(blocks[1].heads(), 4);
+  EXPECT_EQ(blocks[2].sequence_begin, 3);
+  EXPECT_EQ(blocks[2].head_begin, 0);
+  EXPECT_EQ(blocks[2].head_end, 2);
+  EXPECT_EQ(blocks[3].sequence_begin, 3);
+  EXPECT_EQ(blocks[3].head_begin, 2);
+  EXPECT_EQ(blocks[3].head_end, 4);
+  EXPECT_EQ(blocks[4].sequence_begin, 4);
+  EXPECT_EQ(blocks[4].heads(), 4);
+  std::int64_t covered = 1;
+  for (const dist::WorkBlock& b : blocks) {
+    EXPECT_EQ(b.sequence_begin * 4 + b.head_begin, covered) << "blocks in unit order, no gap";
+    covered += b.sequences() * b.heads();
+    EXPECT_TRUE(detail::fits_in_one_call(limits, detail::extent_of(dist::block_shape(s, b), 4)));
+  }
+  EXPECT_EQ(covered, 20);
+  // One pair larger than the limit stays one block: the library call refuses it by name.
+  limits.max_elements = 100;
+  const auto single = dist::blocks_of(s, {12, 13}, limits);
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0].heads(), 1);
+}
+
+TEST(Blocks, TheLibraryRefusesACallLargerThanOneView) {
+  const auto s = shape_of(4, {10, 10, 10, 40, 5}, true);
+  const detail::CallLimits limits{4, 4, 1, 4, 1, false, 400};
+  try {
+    detail::expect_call_fits(s, limits);
+    FAIL() << "a call of 300 token-heads x 4 elements passed a limit of 400";
+  } catch (const InvalidArgument& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("problem size"), std::string::npos) << message;
+    EXPECT_NE(message.find("at most 400 elements"), std::string::npos) << message;
+    EXPECT_NE(message.find("got 1200 in o"), std::string::npos) << message;
+    EXPECT_NE(message.find("5 sequences x 4 heads of 75 tokens"), std::string::npos) << message;
+  }
+}
+
 TEST(BlockSlabs, PackedInBlockOrder) {
   const auto s = shape_of(2, {3, 3}, false);  // B=2, T=3, H=2, n=2
-  const auto blocks = dist::blocks_of(s, {1, 4});  // (0,1) then (1,0..1)
+  const auto blocks = dist::blocks_of(s, {1, 4}, no_cut);  // (0,1) then (1,0..1)
   io::TensorEntry k{"k", io::DType::F32, {2, 6, 2, 4}, 0, 2 * 6 * 2 * 4 * 4};
   const dist::PackedSlabs packed = dist::pack_slabs(k, blocks, 2);
   // Block 0: head 1 of rows 0..5 (16 bytes each); block 1: rows 6..11, every head (32 each).
