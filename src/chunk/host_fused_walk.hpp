@@ -144,7 +144,6 @@ struct HostFusedWalk {
       const ChunkDescriptor chunk = layout.chunks(c);
       const int L = chunk.length, Q = chunk.num_queries, first = chunk.first_query_local;
       const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
-      const int chunk_vectors = host::padded<Real>(L) / lanes;
 
       // Operands of the chunk.
       Real cumulative = 0;
@@ -176,16 +175,14 @@ struct HostFusedWalk {
       }
 
       // K K^T below the diagonal and Q K^T up to each query's position.
-      host::for_blocks<Real>(
-          L, chunk_vectors,
-          [&](int row0, int rows) { return (row0 + rows - 1 + lanes - 1) / lanes; },
+      host::for_lower_blocks<Real>(
+          L, [&](int row0, int rows) { return (row0 + rows - 1 + lanes - 1) / lanes; },
           [&](int column0, int row0, int rows, auto& block) {
             block.multiply_add(keys + row0 * Kp, Kp, 1, rows, keys_t + column0, Cp, K);
             block.store(negated_a + row0 * Cp + column0, Cp, rows);
           });
-      host::for_blocks<Real>(
-          Q, chunk_vectors,
-          [&](int row0, int rows) { return (first + (row0 + rows - 1) * n + lanes) / lanes; },
+      host::for_lower_blocks<Real>(
+          Q, [&](int row0, int rows) { return (first + (row0 + rows - 1) * n + lanes) / lanes; },
           [&](int column0, int row0, int rows, auto& block) {
             block.multiply_add(queries + row0 * Kp, Kp, 1, rows, keys_t + column0, Cp, K);
             block.store(P + row0 * Cp + column0, Cp, rows);
@@ -225,7 +222,7 @@ GDP_HOST_SIMD
         copy_row(row + Kp, &operands.v(p0 + r, h, e0), width, beta[r]);
       }
       host::for_blocks<Real>(
-          L, ldx / lanes, [&](int, int) { return ldx / lanes; },
+          L, ldx / lanes,
           [&](int column0, int row0, int rows, auto& block) {
             Real* const x = X + row0 * ldx + column0;
             block.load(x, ldx, rows);
@@ -236,7 +233,7 @@ GDP_HOST_SIMD
 
       // Vnew = U + (-W) S, over U; and exp(G_L - G) o Vnew for the state update.
       host::for_blocks<Real>(
-          L, width_vectors, [&](int, int) { return width_vectors; },
+          L, width_vectors,
           [&](int column0, int row0, int rows, auto& block) {
             Real* const u = X + row0 * ldx + Kp + column0;
             block.load(u, ldx, rows);
@@ -247,7 +244,7 @@ GDP_HOST_SIMD
 
       // O = (gated Q) S + P Vnew.
       host::for_blocks<Real>(
-          Q, width_vectors, [&](int, int) { return width_vectors; },
+          Q, width_vectors,
           [&](int column0, int row0, int rows, auto& block) {
             block.multiply_add(queries + row0 * Kp, Kp, 1, rows, S + column0, Wp, K);
             block.multiply_add(P + row0 * Cp, Cp, 1, rows, X + Kp + column0, ldx, L);
@@ -258,7 +255,7 @@ GDP_HOST_SIMD
 
       // S = exp(G_L) S + K^T (exp(G_L - G) o Vnew).
       host::for_blocks<Real>(
-          K, width_vectors, [&](int, int) { return width_vectors; },
+          K, width_vectors,
           [&](int column0, int row0, int rows, auto& block) {
             Real* const s = S + row0 * Wp + column0;
             block.load(s, Wp, rows);

@@ -243,21 +243,31 @@ inline void for_column_blocks(int vectors, Body&& body) {
 }
 
 /// Calls body(column0, row0, rows, Block<Real, block_rows, Vectors>&) over the blocks of an
-/// m-row tile whose row block starting at row0 needs the first vectors(row0, rows) vectors of
-/// columns (triangular products skip the rest); body fills the zeroed block.
-template <class Real, class VectorsOf, class Body>
-inline void for_blocks(int m, int max_vectors, VectorsOf&& vectors_of, Body&& body) {
-  // Column blocks outside, so that one block of B's columns stays in L1 across the rows.
-  for_column_blocks<Real>(max_vectors, [&](const int column0, auto vectors) {
-    constexpr int V = decltype(vectors)::value;
+/// m-row tile of `vectors` vectors of columns; body fills the zeroed block. Column blocks
+/// outside, so that one block of B's columns stays in L1 across the rows.
+template <class Real, class Body>
+inline void for_blocks(int m, int vectors, Body&& body) {
+  for_column_blocks<Real>(vectors, [&](const int column0, auto width) {
     for (int row0 = 0; row0 < m; row0 += block_rows) {
-      const int rows = std::min(block_rows, m - row0);
-      if (vectors_of(row0, rows) * lanes<Real> <= column0) continue;
-      Block<Real, block_rows, V> block;
+      Block<Real, block_rows, decltype(width)::value> block;
       block.zero();
-      body(column0, row0, rows, block);
+      body(column0, row0, std::min(block_rows, m - row0), block);
     }
   });
+}
+
+/// for_blocks for a tile of which the row block starting at row0 needs only its first
+/// vectors_of(row0, rows) vectors of columns (products below a diagonal): rows outside.
+template <class Real, class VectorsOf, class Body>
+inline void for_lower_blocks(int m, VectorsOf&& vectors_of, Body&& body) {
+  for (int row0 = 0; row0 < m; row0 += block_rows) {
+    const int rows = std::min(block_rows, m - row0);
+    for_column_blocks<Real>(vectors_of(row0, rows), [&](const int column0, auto width) {
+      Block<Real, block_rows, decltype(width)::value> block;
+      block.zero();
+      body(column0, row0, rows, block);
+    });
+  }
 }
 
 /// Asks for the cache lines of [p, p + bytes) ahead of their use (nothing where the compiler
