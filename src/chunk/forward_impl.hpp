@@ -118,6 +118,8 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   }
   const ForwardPlan plan = plan_forward(layout, options, shape.num_sequences() * shape.heads, 1,
                                         concurrent_walks<ExecSpace>());
+  // Host spaces walk the chunks sequentially in one fused pass (host_fused_walk.hpp); the
+  // chunk-parallel plan and the device spaces run the two stages below.
   if constexpr (team::runs_on_host<ExecSpace>) {
     if (!plan.chunk_parallel) {
       HostFusedWalk<ExecSpace, Scalar>(operands, device_layout, h0, o, ht, value_block).run();
