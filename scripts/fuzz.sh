@@ -5,7 +5,7 @@
 #   gdp_fuzz_safetensors         the safetensors reader and gdp_app's input checks, on bytes
 #   gdp_fuzz_forward_arguments   the forward's and backward's argument validation, on calls
 # Fails (non-zero exit) on any crash, uncaught exception, broken property, leak, sanitizer
-# report, input slower than the timeout or memory over the limit; the input that did it is
+# report, input slower than the timeout (30 s) or memory over the limit; the input that did it is
 # left in <build>/fuzz/<target>/artifacts/ (replay: <build>/tests/fuzz/<target> <file>).
 # New inputs the fuzzer finds collect in <build>/fuzz/<target>/corpus, never in the
 # committed seeds. docs/HARDENING.md says more.
@@ -34,10 +34,11 @@ for target in $targets; do
   work=$build_dir/fuzz/$target
   mkdir -p "$work/corpus" "$work/artifacts"
   echo "[fuzz] $target for ${seconds}s (seeds: tests/fuzz/corpus/$target, log: $work/log)"
-  # -timeout: an input running 10 s is a hang; -rss_limit_mb / -malloc_limit_mb: a run or
+  # -timeout: an input running 30 s is a hang (one takes milliseconds; the margin is for
+  # loaded machines); -rss_limit_mb / -malloc_limit_mb: a run or
   # one allocation over 2 GiB is a finding; -max_len bounds the inputs' size.
   if "$build_dir/tests/fuzz/$target" "$work/corpus" "$repo_root/tests/fuzz/corpus/$target" \
-      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+      -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
       -max_len=16384 -detect_leaks=1 -print_final_stats=1 \
       -artifact_prefix="$work/artifacts/" >"$work/log" 2>&1; then
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "$work/log" | tr '\n' ' '
