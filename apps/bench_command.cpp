@@ -11,6 +11,7 @@
 #include "common/execution_spaces.hpp"
 #include "common/useful_work.hpp"
 #include "dist/collective_failure.hpp"
+#include "dist/sequence_parallel.hpp"
 #include "dist/whole_problem_options.hpp"
 #include "io/forward_file.hpp"
 #include "reference/naive_recurrence.hpp"
@@ -23,6 +24,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <random>
 
 namespace gdp::app {
@@ -31,24 +33,38 @@ namespace {
 
 struct BenchSettings {
   int repeats = 5, warmup = 1, chunk_size = 64, sgemm_size = 2048;
-  bool baseline = false, backward = false;
+  bool baseline = false, backward = false, seq_parallel = false;
   bool decode = false;
   int decode_steps = 20, decode_max_batch = 256;
 };
 
+/// This process's CPU time in seconds (all its threads).
+double cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return double(now.tv_sec) + 1e-9 * double(now.tv_nsec);
+}
+
 /// Median seconds of `repeats` calls of `work` after `warmup` untimed ones; the ranks start
-/// each call together, so that they share the machine as they would in a real run.
+/// each call together, so that they share the machine as they would in a real run. With
+/// `cpu_median`, also the median of the process's CPU time per call there: on a machine
+/// that other work shares, about what the call would take on cores of its own.
 template <class Work>
-double median_seconds(MPI_Comm comm, const BenchSettings& settings, Work&& work) {
+double median_seconds(MPI_Comm comm, const BenchSettings& settings, Work&& work,
+                      double* cpu_median = nullptr) {
   for (int i = 0; i < settings.warmup; ++i) work();
-  std::vector<double> times;
+  std::vector<double> times, cpu_times;
   for (int i = 0; i < settings.repeats; ++i) {
     MPI_Barrier(comm);
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = cpu_seconds();
     work();
+    cpu_times.push_back(cpu_seconds() - cpu_start);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(times.begin(), times.end());
+  std::sort(cpu_times.begin(), cpu_times.end());
+  if (cpu_median) *cpu_median = cpu_times[cpu_times.size() / 2];
   return times[times.size() / 2];
 }
 
@@ -57,8 +73,9 @@ double median_seconds(MPI_Comm comm, const BenchSettings& settings, Work&& work)
 struct RankTimes {
   double units = 0, blocks = 0, token_heads = 0, flops = 0;
   double chunked_seconds = 0, backward_seconds = 0, naive_seconds = 0, sgemm_gflops = 0;
+  double chunked_cpu_seconds = 0;  ///< CPU time per forward call
 };
-constexpr int rank_times_fields = 8;
+constexpr int rank_times_fields = 9;
 
 /// OpenBLAS sgemm GFLOP/s on size^3, on as many threads as the host execution space has.
 double sgemm_gflops(MPI_Comm comm, const BenchSettings& settings) {
@@ -76,6 +93,51 @@ double sgemm_gflops(MPI_Comm comm, const BenchSettings& settings) {
   return 2.0 * double(n) * n * n / seconds / 1e9;
 }
 
+/// `--seq-parallel`: this rank's slice of the token axis (random inputs of its own, drawn on
+/// the host as `run` reads them), timed through the sequence-parallel driver, scan included.
+template <class ExecSpace, class Scalar>
+RankTimes bench_slice(const ProblemFlags& flags, const BenchSettings& settings,
+                      const dist::Runtime& runtime, Progress& progress) {
+  using Real = accumulator_t<Scalar>;
+  const detail::ProblemShape shape = flags.shape();
+  const auto slices = dist::partition_slices(shape, runtime.size(),
+                                             dist::continuing_cost(shape, settings.chunk_size));
+  const dist::SlicePlan& slice = slices[std::size_t(runtime.rank())];
+  RandomProblemSpec spec = flags.spec();
+  spec.batch = 1;
+  spec.tokens = std::max<std::int64_t>(1, slice.tokens());
+  spec.cu_seqlens.clear();
+  spec.initial_state = false;
+  spec.seed = flags.seed + 0x9e3779b97f4a7c15ull * std::uint64_t(runtime.rank() + 1);
+  const auto owned = make_random_problem<Scalar, Kokkos::HostSpace>(spec);
+  const std::int64_t H = shape.heads, K = shape.key_dim, V = shape.value_dim;
+  std::vector<Real> h0(std::size_t((slice.start_end - slice.start_begin) * H * K * V), Real(0));
+  std::mt19937_64 engine(spec.seed + 1);
+  std::normal_distribution<double> normal(0.0, 0.1);
+  if (flags.initial_state)
+    for (Real& x : h0) x = Real(normal(engine));
+  std::vector<Scalar> o(std::size_t(slice.tokens() * H * V));
+  std::vector<Real> ht(std::size_t((slice.final_end - slice.final_begin) * H * K * V));
+  const dist::SliceHostInputs<Scalar> in{owned.q.data(), owned.k.data(), owned.v.data(), owned.beta.data(),
+                                         owned.g.data(), h0.data()};
+  ForwardOptions options = flags.options();
+  options.chunk_size = settings.chunk_size;
+  RankTimes times;
+  times.units = double((slice.continued_tokens() > 0) + (slice.start_end - slice.start_begin));
+  times.blocks = double(dist::SliceComputation<ExecSpace, Scalar>(shape, slice, options, in, {}).calls());
+  times.token_heads = double(slice.tokens() * H);
+  times.flops = detail::useful_flops(shape, times.token_heads);
+  times.chunked_seconds = median_seconds(
+      runtime.comm(), settings,
+      [&] {
+        dist::sequence_parallel_slice<ExecSpace, Scalar>(runtime.comm(), shape, slice, options, in,
+                                                         {o.data(), ht.data()});
+      },
+      &times.chunked_cpu_seconds);
+  progress("sequence-parallel forward timed");
+  return times;
+}
+
 template <class ExecSpace, class Scalar>
 RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
                      const dist::Runtime& runtime, Progress& progress) {
@@ -91,10 +153,13 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
   times.blocks = double(problems.blocks.size());
   times.token_heads = double(dist::token_heads(problems.shape, problems.units));
   times.flops = detail::useful_flops(problems.shape, times.token_heads);
-  times.chunked_seconds = median_seconds(runtime.comm(), settings, [&] {
-    for (const auto& owned : problems.inputs)
-      chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
-  });
+  times.chunked_seconds = median_seconds(
+      runtime.comm(), settings,
+      [&] {
+        for (const auto& owned : problems.inputs)
+          chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
+      },
+      &times.chunked_cpu_seconds);
   progress("chunked forward timed");
   if (settings.backward) {
     std::vector<OwnedOutputGradients<Scalar, typename ExecSpace::memory_space>> upstream;
@@ -208,6 +273,12 @@ class BenchCommand : public Command {
                             "largest decode batch")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    subcommand_
+        ->add_flag("--seq-parallel", settings_.seq_parallel,
+                   "time `run --seq-parallel`'s compute step instead: each rank a slice of the "
+                   "token axis (every head), the ordered scan of the state maps included")
+        ->excludes("--backward")
+        ->excludes("--baseline");
   }
 
   int run(const dist::Runtime& runtime) override {
@@ -217,7 +288,11 @@ class BenchCommand : public Command {
     dist::run_collectively(runtime.comm(), [&] {
       io::with_storage_type(flags_.storage(), [&](auto storage) {
         with_execution_space(space_, [&](auto space) {
-          mine = bench_rank<decltype(space), decltype(storage)>(flags_, settings_, runtime, progress);
+          using Space = decltype(space);
+          using Scalar = decltype(storage);
+          mine = settings_.seq_parallel
+                     ? bench_slice<Space, Scalar>(flags_, settings_, runtime, progress)
+                     : bench_rank<Space, Scalar>(flags_, settings_, runtime, progress);
         });
       });
     });
@@ -272,10 +347,12 @@ class BenchCommand : public Command {
   }
 
   void print(const std::vector<RankTimes>& all, const dist::Runtime& runtime) const {
-    std::printf("gdp_app bench: %s; %s; chunk %d, median of %d after %d warm-up\n",
-                flags_.describe().c_str(), placement(runtime, space_).c_str(), settings_.chunk_size,
+    std::printf("gdp_app bench: %s; %s%s; chunk %d, median of %d after %d warm-up\n",
+                flags_.describe().c_str(), placement(runtime, space_).c_str(),
+                settings_.seq_parallel ? ", sequence-parallel" : "", settings_.chunk_size,
                 settings_.repeats, settings_.warmup);
-    std::vector<std::string> headers{"rank", "units", "calls", "tokens", "s/call", "tokens/s", "GFLOP/s"};
+    std::vector<std::string> headers{"rank", "units", "calls", "tokens", "s/call", "cpu s/call", "tokens/s",
+                                     "GFLOP/s"};
     if (settings_.backward) headers.insert(headers.end(), {"bwd s/call", "bwd GFLOP/s"});
     if (settings_.baseline)
       headers.insert(headers.end(), {"naive s", "naive GFLOP/s", "speedup", "sgemm GFLOP/s", "of sgemm"});
@@ -285,7 +362,8 @@ class BenchCommand : public Command {
     std::vector<double> seconds;
     const auto row = [&](const std::string& name, const RankTimes& t) {
       std::vector<std::string> cells{name, fixed(t.units, 0), fixed(t.blocks, 0), si(t.token_heads / heads),
-                                     fixed(t.chunked_seconds, 4), si(t.token_heads / heads / t.chunked_seconds),
+                                     fixed(t.chunked_seconds, 4), fixed(t.chunked_cpu_seconds, 4),
+                                     si(t.token_heads / heads / t.chunked_seconds),
                                      fixed(t.flops / t.chunked_seconds / 1e9, 2)};
       if (settings_.backward)
         cells.insert(cells.end(), {fixed(t.backward_seconds, 4),
@@ -307,6 +385,7 @@ class BenchCommand : public Command {
       total.token_heads += t.token_heads;
       total.flops += t.flops;
       total.chunked_seconds = std::max(total.chunked_seconds, t.chunked_seconds);
+      total.chunked_cpu_seconds = std::max(total.chunked_cpu_seconds, t.chunked_cpu_seconds);
       total.backward_seconds = std::max(total.backward_seconds, t.backward_seconds);
       total.naive_seconds = std::max(total.naive_seconds, t.naive_seconds);
       total.sgemm_gflops += t.sgemm_gflops;

@@ -4,6 +4,7 @@
 #include "report_table.hpp"
 
 #include "dist/distributed_forward.hpp"
+#include "dist/sequence_parallel.hpp"
 
 #include <algorithm>
 
@@ -73,12 +74,21 @@ class RunCommand : public Command {
                           "also compute the gradients dq, dk, dv, dbeta, dg, dh0 into the output: "
                           "the input must then hold do, and may hold dht (the loss's gradients "
                           "with respect to o and ht; `make-input --backward` writes them)");
+    subcommand_
+        ->add_flag("--seq-parallel", seq_parallel_,
+                   "share the token axis among the ranks instead of the (sequence, head) pairs: "
+                   "each rank computes a slice of the tokens of every head, a sequence's pieces on "
+                   "later ranks starting from the state an ordered scan of the ranks' state maps "
+                   "gives them (for few long sequences; the same output within rounding)")
+        ->excludes("--backward");
   }
 
   int run(const dist::Runtime& runtime) override {
     Progress progress(runtime.rank() == 0);
     config_.progress = [&](const std::string& message) { progress(message); };
-    const dist::RunResult result = dist::run_forward_file(runtime.comm(), config_);
+    const dist::RunResult result = seq_parallel_
+                                       ? dist::run_sequence_parallel_file(runtime.comm(), config_)
+                                       : dist::run_forward_file(runtime.comm(), config_);
     if (runtime.rank() == 0) {
       const auto& s = result.input.shape;
       std::printf("gdp_app run: %s -> %s\n", config_.input.c_str(), config_.output.c_str());
@@ -87,7 +97,9 @@ class RunCommand : public Command {
                   (long long)s.key_dim, (long long)s.value_dim, s.num_householder,
                   (long long)s.num_sequences(), s.gated ? "gated" : "ungated",
                   s.has_initial_state ? ", h0" : "", io::dtype_name(result.input.storage),
-                  config_.backward ? "forward and backward" : "forward",
+                  config_.backward ? "forward and backward"
+                  : seq_parallel_  ? "forward, sequence-parallel"
+                                   : "forward",
                   placement(runtime, config_.space).c_str());
       print_closing_table(result);
     }
@@ -96,6 +108,7 @@ class RunCommand : public Command {
 
  private:
   dist::RunConfig config_;
+  bool seq_parallel_ = false;
 };
 
 }  // namespace

@@ -47,6 +47,11 @@ struct StatePass {
   unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
   unmanaged_view<Scalar***> output;              ///< o [total_tokens, H, V]; null: no read-out
   unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
+  /// Segment-map walks only (null otherwise): the read-out of every column of [M | R], in the
+  /// accumulation type, [total_tokens, H, K + V]. A token's output from the true state S_in
+  /// entering its segment is its R columns plus its M columns times S_in
+  /// (sequence_parallel_impl.hpp).
+  unmanaged_view<Real***> map_output;
   /// For the backward, null in the forward: S_0^T of every chunk, and Vnew. new_values may be
   /// workspace.u, since each team reads a chunk's U before it writes Vnew over it.
   unmanaged_view<Real****> entry_states_transposed;  ///< [num_chunks, H, V, K]
@@ -124,7 +129,8 @@ struct StatePass {
 
     for (std::int64_t c = range.first_chunk; c < range.end_chunk; ++c) {
       const ChunkDescriptor chunk = layout.chunks(c);
-      const int L = chunk.length, num_queries = output.data() ? chunk.num_queries : 0;
+      const int L = chunk.length,
+                num_queries = output.data() || map_output.data() ? chunk.num_queries : 0;
       const std::int64_t p0 = chunk.first_position;
       const Real chunk_decay = workspace.log_decay(p0 + L - 1, h);
 
@@ -171,7 +177,10 @@ struct StatePass {
             member, Real(1), Kokkos::subview(workspace.intra, tokens, h, rows), vnew, Real(1), out);
         Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-            output(chunk.first_query_token + j, h, e0 + e) = narrow<Scalar>(out(j, e));
+            if (map_output.data())
+              map_output(chunk.first_query_token + j, h, owned.state_first + e) = out(j, e);
+            else
+              output(chunk.first_query_token + j, h, e0 + e) = narrow<Scalar>(out(j, e));
           });
         });
       }

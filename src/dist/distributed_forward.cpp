@@ -34,7 +34,8 @@ std::string formatted(const char* format, double value) {
   return text;
 }
 
-/// Reads the header and the cu_seqlens values and checks the problem (every rank).
+}  // namespace
+
 io::ForwardInputFile describe_input(MpiFile& file) {
   const io::SafetensorsHeader header = read_header(file);
   std::vector<std::int64_t> cu_seqlens;
@@ -47,6 +48,8 @@ io::ForwardInputFile describe_input(MpiFile& file) {
   }
   return io::describe_forward_input(header, cu_seqlens);
 }
+
+namespace {
 
 /// A rank's part of the run for storage type Scalar: read its slabs, run its blocks, write
 /// its slabs of the output.

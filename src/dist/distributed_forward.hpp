@@ -62,4 +62,9 @@ RunResult run_forward_file(MPI_Comm comm, const RunConfig& config);
 /// Every rank's report, on every rank (collective).
 std::vector<RankReport> gather_reports(MPI_Comm comm, const RankReport& mine);
 
+class MpiFile;
+/// Reads the header and the cu_seqlens values of an input file and checks the problem
+/// (this rank only).
+io::ForwardInputFile describe_input(MpiFile& file);
+
 }  // namespace gdp::dist
