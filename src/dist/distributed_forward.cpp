@@ -6,27 +6,20 @@
 #include "collective_failure.hpp"
 #include "common/execution_spaces.hpp"
 #include "common/useful_work.hpp"
+#include "file_run.hpp"
 #include "io/exact_conversion.hpp"
 #include "mpi_file.hpp"
-#include "output_commit.hpp"
+#include "rank_slabs.hpp"
 #include "whole_problem_options.hpp"
 #include "work_partition.hpp"
 
 #include <array>
-#include <chrono>
 #include <cstdio>
 #include <map>
-#include <optional>
 
 namespace gdp::dist {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 std::string formatted(const char* format, double value) {
   char text[48];
@@ -60,7 +53,7 @@ class RankRun {
 
   RankRun(MPI_Comm comm, const RunConfig& config, const io::ForwardInputFile& input,
               RankReport& report)
-      : comm_(comm), config_(config), input_(input), report_(report) {
+      : comm_(comm), config_(config), input_(input), report_(report), slabs_(comm, input) {
     MPI_Comm_rank(comm, &rank_);
     int ranks = 1;
     MPI_Comm_size(comm, &ranks);
@@ -77,50 +70,17 @@ class RankRun {
 
   void read(MpiFile& file) {
     const auto start = Clock::now();
-    const int n = input_.shape.num_householder;
-    std::vector<std::string> names;
-    for (const char* name : {"q", "k", "v", "beta", "g", "h0"})
-      if (input_.header.find(name)) names.push_back(name);
-    if (config_.backward)
-      for (const char* name : {"do", "dht"})
-        if (input_.header.find(name)) names.push_back(name);
-    run_collectively(comm_, [&] {
-      for (const std::string& name : names) {
-        slabs_[name] = pack_slabs(*input_.header.find(name), blocks_, n);
-        bytes_[name].resize(slabs_[name].bytes());
-      }
-    });
-    run_collectively(comm_, [&] {
-      for (const std::string& name : names) file.read_runs(slabs_[name].runs, bytes_[name].data());
-    });
-    run_collectively(comm_, [&] { file.close(); });
-    // g, h0 and dht are used in the accumulation type, whatever float type the file holds.
-    run_collectively(comm_, [&] {
-      for (const char* name : {"g", "h0", "dht"}) {
-        if (!bytes_.count(name)) continue;
-        const io::TensorEntry* entry = input_.header.find(name);
-        const std::size_t count = bytes_[name].size() / io::dtype_size(entry->dtype);
-        real_[name].resize(count);
-        io::convert_exactly(input_.header.path, name, entry->dtype, bytes_[name].data(), count,
-                            real_[name].data());
-        bytes_.erase(name);
-      }
-    });
+    std::vector<std::string> names{"q", "k", "v", "beta", "g", "h0"};
+    if (config_.backward) names.insert(names.end(), {"do", "dht"});
+    const double total = slabs_.read(file, names, blocks_);
     report_.read_seconds = seconds_since(start);
-    double total = 0;
-    for (const auto& [name, packed] : slabs_) total += double(packed.bytes());
     progress("rank 0 read " + formatted("%.1f MB", total / 1e6) + " of input slabs in " +
              formatted("%.2f s", report_.read_seconds));
   }
 
   void compute() {
     const auto start = Clock::now();
-    output_layout_ = io::plan_safetensors(io::forward_output_specs(input_, config_.backward),
-                                          io::options_metadata(input_.options, input_.shape.key_dim));
-    for (const io::TensorEntry& tensor : output_layout_.tensors) {
-      output_slabs_[tensor.name] = pack_slabs(tensor, blocks_, input_.shape.num_householder);
-      outputs_[tensor.name].resize(output_slabs_[tensor.name].bytes());
-    }
+    slabs_.plan_output(io::forward_output_specs(input_, config_.backward), blocks_);
     ForwardOptions chosen = input_.options;
     chosen.chunk_size = config_.chunk_size;
     run_collectively(comm_, [&] {
@@ -141,57 +101,35 @@ class RankRun {
 
   void write() {
     const auto start = Clock::now();
-    std::vector<OutputPart> parts;
-    for (const io::TensorEntry& tensor : output_layout_.tensors)
-      parts.push_back({&output_slabs_.at(tensor.name), outputs_.at(tensor.name).data()});
-    write_output_file(comm_, config_.output, output_layout_, parts);
+    slabs_.write(config_.output);
     report_.write_seconds = seconds_since(start);
   }
 
  private:
-  /// Block b's part of a packed input of the storage type, or nullptr when absent.
-  Scalar* stored(const char* name, std::size_t b) {
-    if (!bytes_.count(name)) return nullptr;
-    return reinterpret_cast<Scalar*>(bytes_[name].data() + slabs_[name].block_begin[b]);
-  }
-
-  /// Block b's part of a packed input converted to the accumulation type, or nullptr.
-  Real* converted(const char* name, std::size_t b) {
-    if (!real_.count(name)) return nullptr;
-    return real_[name].data() + slabs_[name].block_begin[b] / io::dtype_size(input_.header.find(name)->dtype);
-  }
-
-  /// Block b's part of an output buffer, or nullptr when the output has no such tensor.
-  template <class T>
-  T* output(const char* name, std::size_t b) {
-    if (!outputs_.count(name)) return nullptr;
-    return reinterpret_cast<T*>(outputs_[name].data() + output_slabs_[name].block_begin[b]);
-  }
-
   BlockHostInputs<Scalar> block_inputs(std::size_t b) {
     BlockHostInputs<Scalar> in;
     in.shape = block_shape(input_.shape, blocks_[b]);
-    in.q = stored("q", b);
-    in.k = stored("k", b);
-    in.v = stored("v", b);
-    in.beta = stored("beta", b);
-    in.g = converted("g", b);
-    in.h0 = converted("h0", b);
-    in.d_o = stored("do", b);
-    in.dht = converted("dht", b);
+    in.q = slabs_.stored("q", b);
+    in.k = slabs_.stored("k", b);
+    in.v = slabs_.stored("v", b);
+    in.beta = slabs_.stored("beta", b);
+    in.g = slabs_.converted("g", b);
+    in.h0 = slabs_.converted("h0", b);
+    in.d_o = slabs_.stored("do", b);
+    in.dht = slabs_.converted("dht", b);
     return in;
   }
 
   BlockHostOutputs<Scalar> block_outputs(std::size_t b) {
     BlockHostOutputs<Scalar> out;
-    out.o = output<Scalar>("o", b);
-    out.ht = output<Real>("ht", b);
-    out.dq = output<Scalar>("dq", b);
-    out.dk = output<Scalar>("dk", b);
-    out.dv = output<Scalar>("dv", b);
-    out.dbeta = output<Scalar>("dbeta", b);
-    out.dg = output<Real>("dg", b);
-    out.dh0 = output<Real>("dh0", b);
+    out.o = slabs_.template output<Scalar>("o", b);
+    out.ht = slabs_.template output<Real>("ht", b);
+    out.dq = slabs_.template output<Scalar>("dq", b);
+    out.dk = slabs_.template output<Scalar>("dk", b);
+    out.dv = slabs_.template output<Scalar>("dv", b);
+    out.dbeta = slabs_.template output<Scalar>("dbeta", b);
+    out.dg = slabs_.template output<Real>("dg", b);
+    out.dh0 = slabs_.template output<Real>("dh0", b);
     return out;
   }
 
@@ -205,12 +143,7 @@ class RankRun {
   RankReport& report_;
   int rank_ = 0;
   std::vector<WorkBlock> blocks_;
-  std::map<std::string, PackedSlabs> slabs_;
-  std::map<std::string, std::vector<std::byte>> bytes_;  // inputs as stored in the file
-  std::map<std::string, std::vector<Real>> real_;        // g, h0, dht in the accumulation type
-  io::SafetensorsLayout output_layout_;
-  std::map<std::string, PackedSlabs> output_slabs_;
-  std::map<std::string, std::vector<std::byte>> outputs_;  // packed, as the file stores them
+  RankSlabs<Scalar> slabs_;
 };
 
 }  // namespace
@@ -234,24 +167,9 @@ std::vector<RankReport> gather_reports(MPI_Comm comm, const RankReport& mine) {
 }
 
 RunResult run_forward_file(MPI_Comm comm, const RunConfig& config) {
-  const auto start = Clock::now();
-  RunResult result;
-  RankReport mine;
-  std::optional<MpiFile> input;
-  run_collectively(comm, [&] {
-    input.emplace(comm, config.input, MpiFile::Mode::read);
-    result.input = describe_input(*input);
-    if (config.backward) io::check_backward_input(result.input);
+  return run_input_file<RankRun>(comm, config, [&](const io::ForwardInputFile& input) {
+    if (config.backward) io::check_backward_input(input);
   });
-  io::with_storage_type(result.input.storage, [&](auto storage) {
-    RankRun<decltype(storage)> run(comm, config, result.input, mine);
-    run.read(*input);
-    run.compute();
-    run.write();
-  });
-  mine.total_seconds = seconds_since(start);
-  result.ranks = gather_reports(comm, mine);
-  return result;
 }
 
 }  // namespace gdp::dist

@@ -15,6 +15,8 @@
 #include "io/forward_input_tensors.hpp"
 #include "io/tensor_slab.hpp"
 
+#include "mpi_world.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,18 +25,6 @@
 
 namespace gdp::test {
 namespace {
-
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-int ranks() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 /// A directory that rank 0 creates and every rank uses; removed at the end.
 class SharedDirectory {

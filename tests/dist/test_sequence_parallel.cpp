@@ -16,6 +16,8 @@
 
 #include <gdp/safetensors.hpp>
 
+#include "mpi_world.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,18 +26,6 @@
 
 namespace gdp::test {
 namespace {
-
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-int ranks() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 TEST(SequenceParallelPartition, SlicesCoverTheTokensAndOwnEveryStateOnce) {
   const std::vector<std::vector<std::int64_t>> offset_cases = {
