@@ -53,7 +53,9 @@ struct StateMap {
   /// A state [1, H, K, V] that the map applies to.
   using state_view = Kokkos::View<const Real****, Kokkos::LayoutRight, MemorySpace>;
 
+  /// H: the number of heads.
   int heads() const { return int(matrix.extent(0)); }
+  /// K: the key size.
   int key_dim() const { return int(matrix.extent(1)); }
 };
 
@@ -61,6 +63,7 @@ struct StateMap {
 /// state entering the slice.
 template <class Scalar, class MemorySpace>
 struct SegmentMap {
+  /// The accumulation type, of the map and the read-outs.
   using Real = accumulator_t<Scalar>;
   /// (M, R) of the slice for every head.
   StateMap<Real, MemorySpace> map;
