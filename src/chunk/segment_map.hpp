@@ -169,6 +169,9 @@ KOKKOS_INLINE_FUNCTION void compose_segment_maps(const Member& member, const M2V
 /// The scan over each sequence's segments: entering(first) = h0 (or 0), entering(s + 1) =
 /// M_s entering(s) + R_s, and the final state after the last segment. One team per
 /// (sequence, head, block of value columns); the block of the state stays in scratch.
+/// Augmented, it scans maps instead of states: entering(first) = [I | 0] and
+/// entering(s + 1) = (M_s, R_s) o entering(s), [K, K + V] each (the M columns get no R_s),
+/// for the chunk-parallel walk of a sequence-parallel segment (sequence_parallel_impl.hpp).
 template <class ExecSpace, class Real>
 struct SegmentScan {
   using policy_type = Kokkos::TeamPolicy<ExecSpace>;
@@ -181,35 +184,39 @@ struct SegmentScan {
 
   unmanaged_view<const Real****> maps;           ///< [segments, H, K, K + V]: [M | R]
   unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
-  unmanaged_view<Real****> entering;             ///< [segments, H, K, V]
-  unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
+  unmanaged_view<Real****> entering;             ///< [segments, H, K, V] ([.., K + V] augmented)
+  unmanaged_view<Real****> final_state;          ///< [N, H, K, V] ([.., K + V] augmented) or null
   Kokkos::View<const std::int64_t*, memory_space> sequence_first_segment;
-  int heads, key_dim, value_dim, value_block, value_blocks, scratch_level = 0;
+  ColumnBlocking blocking;
+  int heads, key_dim, value_dim, value_block, scratch_level = 0;
 
   SegmentScan(unmanaged_view<const Real****> segment_maps, unmanaged_view<const Real****> h0,
               unmanaged_view<Real****> entering_states, unmanaged_view<Real****> ht,
-              const DeviceSegmentLayout<memory_space>& segments, int value_block_size)
+              const DeviceSegmentLayout<memory_space>& segments, int value_block_size,
+              bool augmented = false)
       : maps(segment_maps), initial_state(h0), entering(entering_states), final_state(ht),
         sequence_first_segment(segments.sequence_first_segment),
         heads(int(entering_states.extent(1))), key_dim(int(entering_states.extent(2))),
-        value_dim(int(entering_states.extent(3))), value_block(value_block_size),
-        value_blocks((value_dim + value_block_size - 1) / value_block_size) {}
+        value_dim(int(segment_maps.extent(3)) - int(entering_states.extent(2))),
+        value_block(value_block_size) {
+    blocking = ColumnBlocking(key_dim, value_dim, value_block, augmented);
+  }
 
   void run() {
     const std::int64_t sequences = std::int64_t(sequence_first_segment.extent(0)) - 1;
     const std::size_t bytes = 2 * scratch_bytes<ExecSpace, Real>(key_dim, value_block);
     scratch_level = scratch_level_for<policy_type>(bytes);
-    policy_type policy(sequences * heads * value_blocks, Kokkos::AUTO);
+    policy_type policy(sequences * heads * blocking.count(), Kokkos::AUTO);
     launch("gdp::segment_scan", policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
            *this);
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
     const std::int64_t unit = member.league_rank();
-    const int e0 = int(unit % value_blocks) * value_block;
-    const int h = int((unit / value_blocks) % heads);
-    const std::int64_t sequence = unit / (std::int64_t(value_blocks) * heads);
-    const int width = value_dim - e0 < value_block ? value_dim - e0 : value_block;
+    const ColumnBlock owned = blocking(int(unit % blocking.count()));
+    const int e0 = owned.value_first, c0 = owned.state_first, width = owned.width;
+    const int h = int((unit / blocking.count()) % heads);
+    const std::int64_t sequence = unit / (std::int64_t(blocking.count()) * heads);
     const auto& scratch = member.team_scratch(scratch_level);
     Tile first_tile(scratch, key_dim, value_block), second_tile(scratch, key_dim, value_block);
     const auto columns = Kokkos::make_pair(0, width);
@@ -218,7 +225,9 @@ struct SegmentScan {
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-        state(d, e) = initial_state.data() ? initial_state(sequence, h, d, e0 + e) : Real(0);
+        state(d, e) = owned.carries_map      ? Real(owned.identity(d, e))
+                      : initial_state.data() ? initial_state(sequence, h, d, c0 + e)
+                                             : Real(0);
       });
     });
     member.team_barrier();
@@ -226,12 +235,15 @@ struct SegmentScan {
          s < sequence_first_segment(sequence + 1); ++s) {
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
         Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
-                             [&](const int e) { entering(s, h, d, e0 + e) = state(d, e); });
+                             [&](const int e) { entering(s, h, d, c0 + e) = state(d, e); });
       });
       const auto M = Kokkos::subview(maps, s, h, Kokkos::ALL(), Kokkos::make_pair(0, key_dim));
       const auto R = Kokkos::subview(maps, s, h, Kokkos::ALL(),
                                      Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
-      team::apply_segment_map<ExecSpace>(member, M, R, state, next);
+      if (owned.carries_map)  // M columns: M_s times the block, no R_s
+        team::gemm<ExecSpace, team::NoTranspose>(member, Real(1), M, state, Real(0), next);
+      else
+        team::apply_segment_map<ExecSpace>(member, M, R, state, next);
       const auto previous = state;
       state = next;
       next = previous;
@@ -239,7 +251,7 @@ struct SegmentScan {
     if (final_state.data())
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
         Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-          final_state(sequence, h, d, e0 + e) = state(d, e);
+          final_state(sequence, h, d, c0 + e) = state(d, e);
         });
       });
   }

@@ -21,7 +21,9 @@
 #include "common/launch.hpp"
 #include "common/team_dense.hpp"
 #include "common/team_scratch.hpp"
+#include "common/view_limits.hpp"
 #include "forward_impl.hpp"
+#include "forward_plan.hpp"
 #include "segment_map.hpp"
 #include "state_pass.hpp"
 
@@ -159,6 +161,12 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   GDP_EXPECT(shape.batch == 1, "q", "expected one batch row (B = 1) of one sequence's tokens, got B = ",
              shape.batch);
   const int H = int(shape.heads), K = int(shape.key_dim), V = int(shape.value_dim);
+  expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
+  const std::uint64_t readouts = std::uint64_t(shape.total_tokens()) * std::uint64_t(H) * std::uint64_t(K + V);
+  GDP_EXPECT(readouts <= compat::max_view_elements, "problem size",
+             "expected the read-outs [T, H, K + V] of the slice to hold at most ",
+             compat::max_view_elements, " elements (the most one view of this Kokkos version can hold), got ",
+             readouts, ": cut the sequence into more, shorter slices");
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
   const DeviceChunkLayout<memory_space> device_layout(layout);
@@ -171,15 +179,38 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   result.readout = decltype(result.readout)(
       Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_readout"), shape.total_tokens(), H,
       K + V);
-  // One segment: the whole slice, walked once by each (head, block of [M | R] columns).
-  Pass pass(operands, device_layout, workspace, {}, {},
-            typename Pass::template unmanaged_view<Real****>(result.map.matrix.data(), 1, H, K, K + V),
-            state_pass_value_block<ExecSpace>(shape, options));
-  pass.segments = DeviceSegmentLayout<memory_space>(
-      make_segment_layout(layout, std::max<std::int64_t>(1, std::int64_t(layout.chunks.size()))));
-  pass.segment_maps = true;
-  pass.map_output = result.readout;
-  pass.run();
+  const int value_block = state_pass_value_block<ExecSpace>(shape, options);
+  const typename Pass::template unmanaged_view<Real****> map(result.map.matrix.data(), 1, H, K, K + V);
+  const ForwardPlan plan = plan_forward(layout, options, H, 1, concurrent_walks<ExecSpace>());
+  if (!plan.chunk_parallel) {
+    // One segment: the whole slice, walked once by each (head, block of [M | R] columns).
+    Pass pass(operands, device_layout, workspace, {}, {}, map, value_block);
+    pass.segments = DeviceSegmentLayout<memory_space>(
+        make_segment_layout(layout, std::max<std::int64_t>(1, std::int64_t(layout.chunks.size()))));
+    pass.segment_maps = true;
+    pass.map_output = result.readout;
+    pass.run();
+  } else {
+    // As the chunk-parallel forward, one level up: every segment's map of [M | R], the scan of
+    // the maps (each segment's entering [M | R] from [I | 0]), then every segment's walk from
+    // its entering [M | R] with the read-out kept.
+    const DeviceSegmentLayout<memory_space> segments(make_segment_layout(layout, plan.chunks_per_segment));
+    using states = Kokkos::View<Real****, Kokkos::LayoutRight, memory_space>;
+    const states maps(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_maps"),
+                      segments.count(), H, K, K + V);
+    const states entering(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_entering"),
+                          segments.count(), H, K, K + V);
+    Pass map_pass(operands, device_layout, workspace, {}, {}, maps, value_block);
+    map_pass.segments = segments;
+    map_pass.segment_maps = true;
+    map_pass.run();
+    SegmentScan<ExecSpace, Real>(maps, {}, entering, map, segments, value_block, true).run();
+    Pass output_pass(operands, device_layout, workspace, entering, {}, {}, value_block);
+    output_pass.segments = segments;
+    output_pass.segment_maps = true;
+    output_pass.map_output = result.readout;
+    output_pass.run();
+  }
   ExecSpace().fence();
   return result;
 }

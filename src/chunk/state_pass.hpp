@@ -44,7 +44,9 @@ struct StatePass {
   ChunkOperands<Scalar, memory_space> operands;
   DeviceChunkLayout<memory_space> layout;
   ChunkWorkspace<Real, memory_space> workspace;
-  unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
+  /// [N, H, K, V] or null; in a segment-map walk [segments, H, K, K + V], the augmented state
+  /// entering each segment (null: [I | 0]).
+  unmanaged_view<const Real****> initial_state;
   unmanaged_view<Scalar***> output;              ///< o [total_tokens, H, V]; null: no read-out
   unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
   /// Segment-map walks only (null otherwise): the read-out of every column of [M | R], in the
@@ -59,7 +61,7 @@ struct StatePass {
   /// For the chunk-parallel forward (segment_map.hpp): the teams walk these segments instead
   /// of whole sequences, and initial_state / final_state are indexed by segment.
   DeviceSegmentLayout<memory_space> segments;
-  /// Walk each segment with the augmented state [M | R] from [I | 0] (initial_state unused)
+  /// Walk each segment with the augmented state [M | R] from [I | 0] (or from initial_state)
   /// and write it to final_state [segments, H, K, K + V]: the segment maps.
   bool segment_maps = false;
   int heads, key_dim, value_dim, value_block, value_blocks, scratch_level = 0;
@@ -120,8 +122,8 @@ struct StatePass {
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-        S(d, e) = owned.carries_map        ? Real(owned.identity(d, e))
-                  : initial_state.data() ? initial_state(walk, h, d, owned.state_first + e)
+        S(d, e) = initial_state.data() ? initial_state(walk, h, d, owned.state_first + e)
+                  : owned.carries_map    ? Real(owned.identity(d, e))
                                          : Real(0);
       });
     });

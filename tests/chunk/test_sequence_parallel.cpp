@@ -95,6 +95,15 @@ std::vector<SliceCase> slice_cases() {
       c.base.spec.seed = std::hash<std::string>()(c.base.name);
       cases.push_back(c);
     }
+  // The segments' own walk chunk-parallel (as on a GPU), in segments of 1 and 2 chunks.
+  for (int chunks : {1, 2}) {
+    SliceCase c{fla_case(1, 300, 2, 32, 0, 2, false, true), {0, 61, 300}};
+    c.base.options.algorithm = ForwardAlgorithm::chunk_parallel;
+    c.base.options.chunks_per_segment = chunks;
+    c.base.name += "_chunk_parallel" + std::to_string(chunks);
+    c.base.spec.seed = std::hash<std::string>()(c.base.name);
+    cases.push_back(c);
+  }
   SliceCase l2norm{fla_case(1, 200, 2, 16, 0, 2, true, true), {0, 50, 200}};
   l2norm.base.options.chunk_size = 16;
   l2norm.base.name += "_chunk16";
