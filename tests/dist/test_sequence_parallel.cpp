@@ -155,6 +155,11 @@ std::vector<Case> cases() {
   // One sequence dominates, with short and empty ones around it.
   all.push_back(make_case("varlen_dominating", 1, 450, 2, true, {0, 7, 7, 400, 430, 450, 450}));
   all.push_back(make_case("equal_lengths_batch", 3, 130, 3, false));
+  // Every walk chunk-parallel (as on a GPU), continuing slices included.
+  Case parallel = make_case("chunk_parallel_walks", 1, 400, 2, true);
+  parallel.options.algorithm = ForwardAlgorithm::chunk_parallel;
+  parallel.options.chunks_per_segment = 1;
+  all.push_back(parallel);
   return all;
 }
 
