@@ -37,7 +37,11 @@ std::vector<std::int64_t> random_offsets(std::int64_t tokens, std::int64_t count
 void ProblemFlags::add_to(CLI::App& command) {
   command.add_option("-B,--batch", batch, "batch size B (1 with --varlen or --cu-seqlens)")->capture_default_str();
   command.add_option("-T,--tokens", tokens, "tokens per batch row T (all tokens with varlen)")->capture_default_str();
-  command.add_option("-H,--heads", heads, "heads H")->capture_default_str();
+  command.add_option("-H,--heads", heads, "heads H (value heads with --qk-heads)")->capture_default_str();
+  command.add_option("--qk-heads", qk_heads,
+                     "heads Hqk of q and k, H a multiple of it: each group of H/Hqk consecutive "
+                     "value heads shares one q/k head (0: Hqk = H)")
+      ->capture_default_str();
   command.add_option("-K,--key-dim", key_dim, "key size K")->capture_default_str();
   command.add_option("-V,--value-dim", value_dim, "value size V")->capture_default_str();
   command.add_option("-n,--householder", num_householder, "Householder sub-steps per token n")
@@ -63,6 +67,7 @@ RandomProblemSpec ProblemFlags::spec() const {
   s.batch = batch;
   s.tokens = tokens;
   s.heads = heads;
+  s.qk_heads = qk_heads;
   s.key_dim = key_dim;
   s.value_dim = value_dim;
   s.num_householder = num_householder;
@@ -91,7 +96,8 @@ detail::ProblemShape ProblemFlags::shape() const {
     return detail::TensorExtents{name, present, present ? std::move(dims) : std::vector<std::int64_t>{}};
   };
   return detail::check_forward_arguments(
-      tensor("q", true, {batch, tokens, heads, key_dim}), tensor("k", true, {batch, P, heads, key_dim}),
+      tensor("q", true, {batch, tokens, query_key_heads(), key_dim}),
+      tensor("k", true, {batch, P, query_key_heads(), key_dim}),
       tensor("v", true, {batch, P, heads, value_dim}), tensor("beta", true, {batch, P, heads}),
       tensor("g", gated, {batch, tokens, heads}), tensor("h0", initial_state, {N, heads, key_dim, value_dim}),
       tensor("cu_seqlens", !s.cu_seqlens.empty(), {std::int64_t(s.cu_seqlens.size())}), s.cu_seqlens,
@@ -100,7 +106,9 @@ detail::ProblemShape ProblemFlags::shape() const {
 
 std::string ProblemFlags::describe() const {
   std::ostringstream out;
-  out << "B=" << batch << " T=" << tokens << " H=" << heads << " K=" << key_dim << " V=" << value_dim
+  out << "B=" << batch << " T=" << tokens << " H=" << heads;
+  if (query_key_heads() != heads) out << " Hqk=" << query_key_heads();
+  out << " K=" << key_dim << " V=" << value_dim
       << " n=" << num_householder << (gated ? " gated" : " ungated") << (initial_state ? " h0" : "")
       << (l2norm ? " l2norm" : "") << " " << dtype;
   const auto offsets = spec().cu_seqlens;
@@ -114,6 +122,7 @@ RandomProblemSpec block_spec(const RandomProblemSpec& spec, const detail::Proble
   s.batch = block.batch;
   s.tokens = block.tokens_per_row;
   s.heads = block.heads;
+  s.qk_heads = block.qk_heads;
   s.cu_seqlens = block.varlen ? block.token_offsets : std::vector<std::int64_t>{};
   s.seed = seed;
   return s;

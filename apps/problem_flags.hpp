@@ -19,6 +19,7 @@ namespace gdp::app {
 
 struct ProblemFlags {
   std::int64_t batch = 1, tokens = 4096, heads = 4, key_dim = 128, value_dim = 128;
+  std::int64_t qk_heads = 0;  ///< heads of q and k; 0: as many as heads (no grouping)
   int num_householder = 2;
   bool gated = true, initial_state = false, l2norm = false;
   double scale = 0;
@@ -37,7 +38,9 @@ struct ProblemFlags {
   ForwardOptions options() const;
   /// The problem's shape, checked like the operator's arguments.
   detail::ProblemShape shape() const;
-  /// "B=1 T=4096 H=4 K=128 V=128 n=2 gated f32" and so on.
+  /// Heads of q and k: qk_heads, or heads when it is 0.
+  std::int64_t query_key_heads() const { return qk_heads > 0 ? qk_heads : heads; }
+  /// "B=1 T=4096 H=4 K=128 V=128 n=2 gated f32" and so on (" Hqk=2" after H when grouped).
   std::string describe() const;
 };
 

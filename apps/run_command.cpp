@@ -7,6 +7,7 @@
 #include "dist/sequence_parallel.hpp"
 
 #include <algorithm>
+#include <string>
 
 namespace gdp::app {
 
@@ -92,8 +93,10 @@ class RunCommand : public Command {
     if (runtime.rank() == 0) {
       const auto& s = result.input.shape;
       std::printf("gdp_app run: %s -> %s\n", config_.input.c_str(), config_.output.c_str());
-      std::printf("problem: B=%lld T=%lld H=%lld K=%lld V=%lld n=%d, %lld sequences, %s%s, %s, %s; %s\n",
-                  (long long)s.batch, (long long)s.tokens_per_row, (long long)s.heads,
+      const std::string qk_heads =
+          s.head_group() > 1 ? " Hqk=" + std::to_string(s.qk_heads) : std::string();
+      std::printf("problem: B=%lld T=%lld H=%lld%s K=%lld V=%lld n=%d, %lld sequences, %s%s, %s, %s; %s\n",
+                  (long long)s.batch, (long long)s.tokens_per_row, (long long)s.heads, qk_heads.c_str(),
                   (long long)s.key_dim, (long long)s.value_dim, s.num_householder,
                   (long long)s.num_sequences(), s.gated ? "gated" : "ungated",
                   s.has_initial_state ? ", h0" : "", io::dtype_name(result.input.storage),

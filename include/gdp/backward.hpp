@@ -12,12 +12,15 @@
 /// `dht` may be given whether or not ForwardOptions::output_final_state is set; absent, the
 /// final state is taken not to reach the loss. Outputs, allocated by the operator:
 ///
-///     dq [B, T, H, K]   dk [B, T*n, H, K]   dv [B, T*n, H, V]   dbeta [B, T*n, H]   (Scalar)
+///     dq [B, T, Hqk, K] dk [B, T*n, Hqk, K] dv [B, T*n, H, V]   dbeta [B, T*n, H]   (Scalar)
 ///     dg [B, T, H]      only when g is given                                  (accumulator)
 ///     dh0 [N, H, K, V]  only when h0 is given                                 (accumulator)
 ///
 /// With ForwardOptions::use_qk_l2norm, dq and dk are the gradients with respect to the raw
-/// (unnormalised) q and k, i.e. the backward of the normalisation is included.
+/// (unnormalised) q and k, i.e. the backward of the normalisation is included. With grouped
+/// value heads (Hqk < H, see forward.hpp) a row of dq or dk is the sum of the shares of the
+/// H / Hqk value heads that read it, each computed in the accumulator type and added in
+/// value-head order, then rounded once: no atomics, the same bits on every run.
 ///
 /// Algorithm (design/ALGORITHM.md sections 4 and 5, docs/BACKWARD.md). Nothing is kept from
 /// the forward call: the backward recomputes the per-chunk quantities (W, U, G, the
@@ -36,7 +39,9 @@
 ///     position and (K + C) per token, once per block of value columns the reverse pass
 ///     splits V into (one block whenever there are at least twice as many (sequence, head)
 ///     pairs as the execution space runs threads at once).
-/// At B=1, T=4096, H=4, K=V=128, n=2, C=64 in float that is 32 MiB per head.
+/// At B=1, T=4096, H=4, K=V=128, n=2, C=64 in float that is 32 MiB per head. Grouped value
+/// heads need no more: each value head's share of dq and dk goes over the first value block's
+/// slice of the adjoints of the gated queries and of beta o exp(G) o K, once those are read.
 ///
 /// Every argument is checked before any kernel runs; a violation throws gdp::InvalidArgument
 /// naming the argument ("do", "dht", or a forward argument), the expected and the actual value.
@@ -74,8 +79,8 @@ struct InputGradients {
   template <class T>
   using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
 
-  view<Scalar****> dq;                 ///< [B, T, H, K]
-  view<Scalar****> dk;                 ///< [B, T*n, H, K]
+  view<Scalar****> dq;                 ///< [B, T, Hqk, K]
+  view<Scalar****> dk;                 ///< [B, T*n, Hqk, K]
   view<Scalar****> dv;                 ///< [B, T*n, H, V]
   view<Scalar***> dbeta;               ///< [B, T*n, H]
   view<accumulator_type***> dg;        ///< [B, T, H]; null unless g was given

@@ -10,7 +10,7 @@ namespace gdp {
 
 /// Thrown before any kernel runs when an argument is invalid. `what()` names the argument,
 /// the expected and the actual value, e.g.
-/// `gdp: k: expected shape [B, T*n, H, K] = [2, 400, 3, 60], got [2, 200, 3, 60]`, followed by
+/// `gdp: k: expected shape [B, T*n, Hqk, K] = [2, 400, 3, 60], got [2, 200, 3, 60]`, followed by
 /// the source file and line of the check.
 class InvalidArgument : public std::invalid_argument {
  public:

@@ -15,10 +15,15 @@
 ///
 /// Tensor layout (row-major `Kokkos::LayoutRight`, like contiguous PyTorch tensors):
 ///
-///     q    [B, T,   H, K]     k    [B, T*n, H, K]     v [B, T*n, H, V]
+///     q    [B, T, Hqk, K]     k    [B, T*n, Hqk, K]   v [B, T*n, H, V]
 ///     beta [B, T*n, H]        g    [B, T,   H]        (optional)
 ///     h0   [N, H, K, V]       (optional)              cu_seqlens [N+1] (optional)
 ///     o    [B, T,   H, V]     ht   [N, H, K, V]       (when output_final_state)
+///
+/// Hqk, the heads of q and k, equals H as a rule. It may be smaller with H a multiple of it
+/// (grouped value heads): value head h then reads q/k head h / (H / Hqk), i.e. each group of
+/// H / Hqk consecutive value heads shares one q/k head, while each value head keeps its own
+/// v, beta, g, state and output. The recurrence above runs per (sequence, value head).
 ///
 /// With `cu_seqlens`, B must be 1 and sequence i owns tokens [cu[i], cu[i+1]); otherwise the
 /// N = B batch rows are the sequences. An empty sequence (cu[i] == cu[i+1]) is allowed: it
@@ -89,8 +94,8 @@ struct ForwardInputs {
   template <class T>
   using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
 
-  view<const Scalar****> q;     ///< [B, T, H, K]
-  view<const Scalar****> k;     ///< [B, T*n, H, K]
+  view<const Scalar****> q;     ///< [B, T, Hqk, K]; H a multiple of Hqk
+  view<const Scalar****> k;     ///< [B, T*n, Hqk, K]
   view<const Scalar****> v;     ///< [B, T*n, H, V]
   view<const Scalar***> beta;   ///< [B, T*n, H]
   view<const accumulator_type***> g;              ///< [B, T, H] log gates, optional

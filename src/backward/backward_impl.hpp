@@ -11,6 +11,7 @@
 #include "chunk/state_pass.hpp"
 #include "chunk_gradients.hpp"
 #include "common/view_limits.hpp"
+#include "group_sum.hpp"
 #include "reverse_state_pass.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -50,12 +51,12 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   }
 
   const std::int64_t T = shape.total_tokens(), P = shape.total_positions(), H = shape.heads,
-                     K = shape.key_dim, V = shape.value_dim;
+                     Hqk = shape.qk_heads, K = shape.key_dim, V = shape.value_dim;
   const std::int64_t B = shape.batch, T_row = shape.tokens_per_row, n = shape.num_householder;
   // The last two stages write every element of every gradient.
   InputGradients<Scalar, memory_space> result;
-  result.dq = decltype(result.dq)(uninitialized("gdp::dq"), B, T_row, H, K);
-  result.dk = decltype(result.dk)(uninitialized("gdp::dk"), B, T_row * n, H, K);
+  result.dq = decltype(result.dq)(uninitialized("gdp::dq"), B, T_row, Hqk, K);
+  result.dk = decltype(result.dk)(uninitialized("gdp::dk"), B, T_row * n, Hqk, K);
   result.dv = decltype(result.dv)(uninitialized("gdp::dv"), B, T_row * n, H, V);
   result.dbeta = decltype(result.dbeta)(uninitialized("gdp::dbeta"), B, T_row * n, H);
   if (shape.gated) result.dg = decltype(result.dg)(uninitialized("gdp::dg"), B, T_row, H);
@@ -73,12 +74,31 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
       value_block)
       .run();
   using Finish = ChunkGradients<ExecSpace, Scalar>;
-  Finish(operands, device_layout, workspace, saved,
-         typename Finish::template unmanaged_view<Scalar***>(result.dq.data(), T, H, K),
-         typename Finish::template unmanaged_view<Scalar***>(result.dk.data(), P, H, K),
-         typename Finish::template unmanaged_view<Scalar**>(result.dbeta.data(), P, H),
-         typename Finish::template unmanaged_view<Real**>(result.dg.data(), shape.gated ? T : 0, H))
-      .run();
+  const bool grouped = Hqk != H;
+  Finish finish(
+      operands, device_layout, workspace, saved,
+      typename Finish::template unmanaged_view<Scalar***>(grouped ? nullptr : result.dq.data(), T, H, K),
+      typename Finish::template unmanaged_view<Scalar***>(grouped ? nullptr : result.dk.data(), P, H, K),
+      typename Finish::template unmanaged_view<Scalar**>(result.dbeta.data(), P, H),
+      typename Finish::template unmanaged_view<Real**>(result.dg.data(), shape.gated ? T : 0, H));
+  if (grouped) {
+    // Each value head's share of dq and dk goes over the first value-block slice of dQg and
+    // dBk: a (chunk, head) team reads those rows of its chunk and head, and only those, before
+    // it writes the same rows.
+    finish.query_grad_partial = typename Finish::template unmanaged_view<Real***>(
+        saved.gated_query_grad.data(), T, H, K);
+    finish.key_grad_partial =
+        typename Finish::template unmanaged_view<Real***>(saved.solve_key_grad.data(), P, H, K);
+  }
+  finish.run();
+  if (grouped) {
+    sum_head_groups<ExecSpace>("gdp::dq_group_sum", finish.query_grad_partial,
+                               typename Finish::template unmanaged_view<Scalar***>(
+                                   result.dq.data(), T, Hqk, K));
+    sum_head_groups<ExecSpace>("gdp::dk_group_sum", finish.key_grad_partial,
+                               typename Finish::template unmanaged_view<Scalar***>(
+                                   result.dk.data(), P, Hqk, K));
+  }
   // The workspaces and the caller's inputs must outlive the kernels.
   ExecSpace().fence();
   return result;

@@ -9,7 +9,9 @@
 //   dq   = Md K + scale exp(G_r) o dQg
 //   dbeta = k . (Ad K) + exp(G) k . dBk + sum_e dBv_e v_e
 //
-// dq and dk then go through the backward of the optional L2 normalisation.
+// dq and dk then go through the backward of the optional L2 normalisation. With grouped
+// value heads (H = group * Hqk) each (chunk, value head) team writes its share of dq and dk to
+// arrays of partials in the accumulation type instead, which group_sum.hpp adds per q/k head.
 //
 // The gates. G_r is the sum of the per-position log gates gamma_p, p <= r, and g_t is the
 // gamma of token t's first sub-step. Every exp the forward took is either exp(G_r), reaching
@@ -53,8 +55,12 @@ struct ChunkGradients {
   DeviceChunkLayout<memory_space> layout;
   ChunkWorkspace<Real, memory_space> workspace;
   BackwardWorkspace<Real, memory_space> saved;
-  unmanaged_view<Scalar***> query_grad;  ///< dq [total_tokens, H, K]
-  unmanaged_view<Scalar***> key_grad;    ///< dk [total_positions, H, K]
+  unmanaged_view<Scalar***> query_grad;  ///< dq [total_tokens, H, K]; null when grouped
+  unmanaged_view<Scalar***> key_grad;    ///< dk [total_positions, H, K]; null when grouped
+  /// With grouped value heads, each value head's share of dq and dk (after the backward of
+  /// the normalisation), for sum_head_groups; null otherwise.
+  unmanaged_view<Real***> query_grad_partial;  ///< [total_tokens, H, K]
+  unmanaged_view<Real***> key_grad_partial;    ///< [total_positions, H, K]
   unmanaged_view<Scalar**> step_grad;    ///< dbeta [total_positions, H]
   unmanaged_view<Real**> gate_grad;      ///< dg [total_tokens, H]; null when ungated
   int heads, key_dim, scratch_level = 0;
@@ -136,9 +142,23 @@ struct ChunkGradients {
                                                  bool normalising, Destination* destination) const {
     const Real along = normalising ? row_dot(member, normalised, i, adjoint, i) : Real(0);
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim), [&](const int d) {
-      destination[d] = narrow<Scalar>(
+      destination[d] = narrow<Destination>(
           normalising ? factor * (adjoint(i, d) - along * normalised(i, d)) : adjoint(i, d));
     });
+  }
+
+  /// write_raw_row_grad of tile row i into row `row`, head h of the gradient: of `direct`, or
+  /// with grouped value heads of this value head's share `partial`.
+  KOKKOS_INLINE_FUNCTION void write_gradient_row(const member_type& member, const Tile& adjoint,
+                                                 const Tile& normalised, int i, Real factor,
+                                                 bool normalising,
+                                                 const unmanaged_view<Real***>& partial,
+                                                 const unmanaged_view<Scalar***>& direct,
+                                                 std::int64_t row, int h) const {
+    if (partial.data())
+      write_raw_row_grad(member, adjoint, normalised, i, factor, normalising, &partial(row, h, 0));
+    else
+      write_raw_row_grad(member, adjoint, normalised, i, factor, normalising, &direct(row, h, 0));
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
@@ -166,7 +186,7 @@ struct ChunkGradients {
     const auto query_position = [&](const int j) { return chunk.first_query_local + j * n; };
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
-      team::scaled_row(member, &keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
+      team::scaled_row(member, &keys(r, 0), operands.key_row(p0 + r, h), key_dim,
                        operands.key_factor(p0 + r, h));
       Kokkos::single(Kokkos::PerThread(member), [&]() {
         G(r) = workspace.log_decay(p0 + r, h);
@@ -174,7 +194,7 @@ struct ChunkGradients {
       });
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
-      team::scaled_row(member, &queries(j, 0), &operands.q(t0 + j, h, 0), key_dim,
+      team::scaled_row(member, &queries(j, 0), operands.query_row(t0 + j, h), key_dim,
                        operands.query_factor(t0 + j, h));
     });
     member.team_barrier();
@@ -323,14 +343,14 @@ struct ChunkGradients {
     member.team_barrier();
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
-      write_raw_row_grad(member, key_adjoint, keys, r, operands.key_factor(p0 + r, h), normalising,
-                         &key_grad(p0 + r, h, 0));
+      write_gradient_row(member, key_adjoint, keys, r, operands.key_factor(p0 + r, h), normalising,
+                         key_grad_partial, key_grad, p0 + r, h);
       Kokkos::single(Kokkos::PerThread(member),
                      [&]() { step_grad(p0 + r, h) = narrow<Scalar>(dbeta(r)); });
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
-      write_raw_row_grad(member, query_adjoint, queries, j, operands.query_factor(t0 + j, h),
-                         normalising, &query_grad(t0 + j, h, 0));
+      write_gradient_row(member, query_adjoint, queries, j, operands.query_factor(t0 + j, h),
+                         normalising, query_grad_partial, query_grad, t0 + j, h);
     });
   }
 };

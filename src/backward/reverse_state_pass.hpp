@@ -131,7 +131,7 @@ struct ReverseStatePass {
 
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
         const Real G = workspace.log_decay(p0 + r, h);
-        team::scaled_row(member, &decayed_keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
+        team::scaled_row(member, &decayed_keys(r, 0), operands.key_row(p0 + r, h), key_dim,
                          compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h));
       });
       // The transposed copies store contiguously and gather their reads.
@@ -145,7 +145,7 @@ struct ReverseStatePass {
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
         const std::int64_t t = t0 + j;
         const Real G = workspace.log_decay(p0 + chunk.first_query_local + j * n, h);
-        team::scaled_row(member, &gated_queries(j, 0), &operands.q(t, h, 0), key_dim,
+        team::scaled_row(member, &gated_queries(j, 0), operands.query_row(t, h), key_dim,
                          operands.scale * compat::exp(G) * operands.query_factor(t, h));
         team::scaled_row(member, &output_grad_tile(j, 0), &output_grad(t, h, e0), width, Real(1));
       });

@@ -83,12 +83,12 @@ struct ChunkPrepare {
       }
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, L), [&](const int r) {
-      team::scaled_row(member, &keys(r, 0), &operands.k(p0 + r, h, 0), key_dim,
+      team::scaled_row(member, &keys(r, 0), operands.key_row(p0 + r, h), key_dim,
                        operands.key_factor(p0 + r, h));
     });
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
       const std::int64_t t = chunk.first_query_token + j;
-      team::scaled_row(member, &queries(j, 0), &operands.q(t, h, 0), key_dim,
+      team::scaled_row(member, &queries(j, 0), operands.query_row(t, h), key_dim,
                        operands.query_factor(t, h));
     });
     member.team_barrier();

@@ -67,8 +67,8 @@ ChunkOperands<Scalar, typename ExecSpace::memory_space> make_operands(
   ChunkOperands<Scalar, typename ExecSpace::memory_space> operands(
       in, shape, resolved_scale(options, shape.key_dim));
   if (options.use_qk_l2norm) {
-    operands.query_norm = inverse_l2_norms<ExecSpace>(operands.q);
-    operands.key_norm = inverse_l2_norms<ExecSpace>(operands.k);
+    operands.query_norm = inverse_l2_norms<ExecSpace>(operands.query_rows);
+    operands.key_norm = inverse_l2_norms<ExecSpace>(operands.key_rows);
   }
   return operands;
 }

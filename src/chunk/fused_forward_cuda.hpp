@@ -89,8 +89,8 @@ struct SharedLayout {
 /// What one launch walks. T is the CUDA 16-bit type; every tensor is row-major.
 template <class T>
 struct Params {
-  const T *q, *k, *v, *beta;                ///< [tokens, H, K], [positions, H, K|V], [positions, H]
-  const float *g, *query_norm, *key_norm;   ///< [tokens, H]; [tokens, H]; [positions, H]; or null
+  const T *q, *k, *v, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H, V], [positions, H]
+  const float *g, *query_norm, *key_norm;  ///< [tokens, H]; [tokens, Hqk]; [positions, Hqk]; or null
   bool vector_keys, vector_queries, vector_values;  ///< rows start on 16-byte boundaries
   bool vector_output;  ///< o's rows and value blocks start on 4-byte boundaries
   const ChunkDescriptor* chunks;
@@ -102,6 +102,7 @@ struct Params {
   T* output;  ///< o [tokens, H, V] or null (no read-out)
   ColumnBlocking blocking;
   int heads, key_dim, value_dim, num_householder;
+  int qk_heads, head_group;  ///< Hqk; H / Hqk: value head h reads q/k head h / head_group
   float scale;
 };
 
@@ -112,7 +113,8 @@ template <class T>
 __device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDescriptor& chunk,
                                                int h, const ColumnBlock& owned) {
   constexpr int line = 128 / sizeof(T);
-  const int H = p.heads, K = p.key_dim, V = p.value_dim, L = chunk.length;
+  const int H = p.heads, Hqk = p.qk_heads, hq = h / p.head_group, K = p.key_dim,
+            V = p.value_dim, L = chunk.length;
   const int key_lines = (K + line - 1) / line, value_lines = (owned.width + line - 1) / line;
   const int value_rows = owned.carries_map ? 0 : L;
   const int query_rows = p.output ? chunk.num_queries : 0;
@@ -120,12 +122,12 @@ __device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDe
   const void* address = nullptr;
   int index = threadIdx.x;
   if (index < L * key_lines) {
-    address = p.k + ((p0 + index / key_lines) * H + h) * K + (index % key_lines) * line;
+    address = p.k + ((p0 + index / key_lines) * Hqk + hq) * K + (index % key_lines) * line;
   } else if ((index -= L * key_lines) < value_rows * value_lines) {
     address = p.v + ((p0 + index / value_lines) * H + h) * V + owned.value_first +
               (index % value_lines) * line;
   } else if ((index -= value_rows * value_lines) < query_rows * key_lines) {
-    address = p.q + ((chunk.first_query_token + index / key_lines) * H + h) * K +
+    address = p.q + ((chunk.first_query_token + index / key_lines) * Hqk + hq) * K +
               (index % key_lines) * line;
   } else if ((index -= query_rows * key_lines) < L) {
     address = p.beta + (p0 + index) * H + h;
@@ -170,7 +172,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
             n = p.num_householder;
   const std::int64_t unit = blockIdx.x;
   const ColumnBlock owned = p.blocking(int(unit % blocks));
-  const int h = int((unit / blocks) % H);
+  const int h = int((unit / blocks) % H), Hqk = p.qk_heads, hq = h / p.head_group;
   const std::int64_t walk = unit / (std::int64_t(blocks) * H);
   const SegmentDescriptor segment = p.segments[walk];
   const int key_extent = 16 * ((K + 15) / 16), width = owned.width;
@@ -226,13 +228,14 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
             r < num_queries ? p.scale * expf(gates[first_query + r * n]) : 0.0f;
       }
     }
-    tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * H + h) * K, std::int64_t(H) * K,
-                                         L, K, p.vector_keys,
-                                         p.key_norm ? p.key_norm + p0 * H + h : nullptr, H);
+    tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
+                                         std::int64_t(Hqk) * K, L, K, p.vector_keys,
+                                         p.key_norm ? p.key_norm + p0 * Hqk + hq : nullptr, Hqk);
     if (num_queries > 0)
-      tc::block_load_rows<C, key_capacity>(queries, ldk, p.q + (t0 * H + h) * K,
-                                           std::int64_t(H) * K, num_queries, K, p.vector_queries,
-                                           p.query_norm ? p.query_norm + t0 * H + h : nullptr, H);
+      tc::block_load_rows<C, key_capacity>(queries, ldk, p.q + (t0 * Hqk + hq) * K,
+                                           std::int64_t(Hqk) * K, num_queries, K, p.vector_queries,
+                                           p.query_norm ? p.query_norm + t0 * Hqk + hq : nullptr,
+                                           Hqk);
     tc::block_load_rows<C, Layout::value_capacity>(
         values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
         owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
@@ -406,8 +409,8 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     const int tiles = value_tiles(segments.count() * H, V, multiprocessors);
 
     fused::Params<T> params{};
-    params.q = reinterpret_cast<const T*>(operands.q.data());
-    params.k = reinterpret_cast<const T*>(operands.k.data());
+    params.q = reinterpret_cast<const T*>(operands.query_rows.data());
+    params.k = reinterpret_cast<const T*>(operands.key_rows.data());
     params.v = reinterpret_cast<const T*>(operands.v.data());
     params.beta = reinterpret_cast<const T*>(operands.beta.data());
     params.g = operands.g.data();
@@ -420,6 +423,8 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     params.chunks = device_layout.chunks.data();
     params.segments = segments.segments.data();
     params.heads = H;
+    params.qk_heads = operands.qk_heads();
+    params.head_group = operands.head_group;
     params.key_dim = K;
     params.value_dim = V;
     params.num_householder = operands.num_householder;

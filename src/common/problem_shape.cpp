@@ -33,24 +33,28 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
   ProblemShape shape;
   shape.batch = q.dims[0];
   shape.tokens_per_row = q.dims[1];
-  shape.heads = q.dims[2];
+  shape.qk_heads = q.dims[2];
   shape.key_dim = q.dims[3];
-  shape.value_dim = v.dims[3];
   shape.num_householder = options.num_householder;
   shape.gated = g.present;
   shape.has_initial_state = initial_state.present;
   shape.varlen = cu_seqlens_extents.present;
 
-  GDP_EXPECT(shape.batch >= 1 && shape.tokens_per_row >= 1 && shape.heads >= 1 &&
+  GDP_EXPECT(shape.batch >= 1 && shape.tokens_per_row >= 1 && shape.qk_heads >= 1 &&
                  shape.key_dim >= 1,
-             q.name, "expected shape [B, T, H, K] with every extent >= 1, got ",
+             q.name, "expected shape [B, T, Hqk, K] with every extent >= 1, got ",
              format_shape(q.dims));
-  const std::int64_t B = shape.batch, T = shape.tokens_per_row, H = shape.heads,
+  const std::int64_t B = shape.batch, T = shape.tokens_per_row, Hqk = shape.qk_heads,
                      K = shape.key_dim, n = shape.num_householder;
-  expect_shape(k, {B, T * n, H, K}, "[B, T*n, H, K]");
-  GDP_EXPECT(v.dims[0] == B && v.dims[1] == T * n && v.dims[2] == H && v.dims[3] >= 1, v.name,
-             "expected shape [B, T*n, H, V] = [", B, ", ", T * n, ", ", H,
-             ", V >= 1], got ", format_shape(v.dims));
+  expect_shape(k, {B, T * n, Hqk, K}, "[B, T*n, Hqk, K]");
+  GDP_EXPECT(v.dims[0] == B && v.dims[1] == T * n && v.dims[2] >= 1 && v.dims[3] >= 1, v.name,
+             "expected shape [B, T*n, H, V] = [", B, ", ", T * n,
+             ", H >= 1, V >= 1], got ", format_shape(v.dims));
+  shape.heads = v.dims[2];
+  shape.value_dim = v.dims[3];
+  const std::int64_t H = shape.heads;
+  GDP_EXPECT(H % Hqk == 0, v.name, "expected its heads H (axis 2) to be a multiple of the q/k ",
+             "heads Hqk = ", Hqk, " (axis 2 of q and k), got H = ", H);
   expect_shape(beta, {B, T * n, H}, "[B, T*n, H]");
   if (g.present) expect_shape(g, {B, T, H}, "[B, T, H]");
 

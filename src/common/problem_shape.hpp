@@ -36,7 +36,10 @@ void expect_shape(const TensorExtents& tensor, const std::vector<std::int64_t>& 
 struct ProblemShape {
   std::int64_t batch = 0;           ///< B
   std::int64_t tokens_per_row = 0;  ///< T
-  std::int64_t heads = 0;           ///< H
+  std::int64_t heads = 0;           ///< H: value heads (of v, beta, g, h0, o)
+  /// Hqk: heads of q and k, H a multiple of it; value head h reads q/k head
+  /// h / (H / Hqk). 0 means Hqk = H (a shape built by hand without groups).
+  std::int64_t qk_heads = 0;
   std::int64_t key_dim = 0;         ///< K
   std::int64_t value_dim = 0;       ///< V
   int num_householder = 1;          ///< n
@@ -45,6 +48,10 @@ struct ProblemShape {
   bool varlen = false;
   std::vector<std::int64_t> token_offsets;  ///< N+1 offsets into the flattened token axis
 
+  /// Value heads per q/k head: H / Hqk.
+  std::int64_t head_group() const { return qk_heads > 0 ? heads / qk_heads : 1; }
+  /// The q/k head value head h reads.
+  std::int64_t qk_head(std::int64_t h) const { return h / head_group(); }
   std::int64_t num_sequences() const { return std::int64_t(token_offsets.size()) - 1; }
   std::int64_t total_tokens() const { return batch * tokens_per_row; }
   std::int64_t total_positions() const { return total_tokens() * num_householder; }

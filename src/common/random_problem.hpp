@@ -20,6 +20,8 @@ namespace gdp {
 
 struct RandomProblemSpec {
   std::int64_t batch = 1, tokens = 64, heads = 1, key_dim = 64, value_dim = 64;
+  /// Heads of q and k (heads must be a multiple of it); 0: as many as heads.
+  std::int64_t qk_heads = 0;
   int num_householder = 1;
   bool gated = true;
   bool initial_state = false;
@@ -77,10 +79,11 @@ OwnedInputs<Scalar, MemorySpace> make_random_problem(const RandomProblemSpec& sp
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   const std::int64_t B = spec.batch, T = spec.tokens, H = spec.heads, K = spec.key_dim,
                      V = spec.value_dim, n = spec.num_householder;
+  const std::int64_t Hqk = spec.qk_heads > 0 ? spec.qk_heads : H;
   const auto gaussian = [&](std::size_t) { return narrow<Scalar>(normal(engine)); };
 
   Owned out;
-  out.q = detail::make_filled<typename Owned::template view<Scalar****>>("gdp::q", gaussian, B, T, H, K);
+  out.q = detail::make_filled<typename Owned::template view<Scalar****>>("gdp::q", gaussian, B, T, Hqk, K);
   // Keys are drawn a row at a time so that each row can be scaled to unit length.
   std::vector<double> key_row(K);
   out.k = detail::make_filled<typename Owned::template view<Scalar****>>(
@@ -95,7 +98,7 @@ OwnedInputs<Scalar, MemorySpace> make_random_problem(const RandomProblemSpec& sp
         }
         return narrow<Scalar>(key_row[d]);
       },
-      B, T * n, H, K);
+      B, T * n, Hqk, K);
   out.v = detail::make_filled<typename Owned::template view<Scalar****>>("gdp::v", gaussian, B, T * n, H, V);
   out.beta = detail::make_filled<typename Owned::template view<Scalar***>>(
       "gdp::beta",

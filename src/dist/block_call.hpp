@@ -39,8 +39,8 @@ struct BlockHostOutputs {
   using Real = accumulator_t<Scalar>;
   Scalar* o = nullptr;      ///< [B, T, H, V]
   Real* ht = nullptr;       ///< [N, H, K, V]
-  Scalar* dq = nullptr;     ///< [B, T, H, K]
-  Scalar* dk = nullptr;     ///< [B, T*n, H, K]
+  Scalar* dq = nullptr;     ///< [B, T, Hqk, K]
+  Scalar* dk = nullptr;     ///< [B, T*n, Hqk, K]
   Scalar* dv = nullptr;     ///< [B, T*n, H, V]
   Scalar* dbeta = nullptr;  ///< [B, T*n, H]
   Real* dg = nullptr;       ///< [B, T, H] when gated
@@ -62,8 +62,8 @@ class BlockCall {
     if (empty()) return;
     const auto& s = shape_;
     const std::int64_t B = s.batch, T = s.tokens_per_row, P = T * s.num_householder;
-    inputs_.q = device(Host<Scalar****>(in.q, B, T, s.heads, s.key_dim));
-    inputs_.k = device(Host<Scalar****>(in.k, B, P, s.heads, s.key_dim));
+    inputs_.q = device(Host<Scalar****>(in.q, B, T, s.qk_heads, s.key_dim));
+    inputs_.k = device(Host<Scalar****>(in.k, B, P, s.qk_heads, s.key_dim));
     inputs_.v = device(Host<Scalar****>(in.v, B, P, s.heads, s.value_dim));
     inputs_.beta = device(Host<Scalar***>(in.beta, B, P, s.heads));
     if (in.g) inputs_.g = device(Host<Real***>(in.g, B, T, s.heads));
@@ -96,8 +96,8 @@ class BlockCall {
     if (host_.dht) upstream.final_state = device(state(host_.dht));
     const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(inputs_, upstream, options);
     const std::int64_t B = s.batch, T = s.tokens_per_row, P = T * s.num_householder;
-    Kokkos::deep_copy(output(out.dq, s.key_dim), gradients.dq);
-    Kokkos::deep_copy(Host<Scalar****>(out.dk, B, P, s.heads, s.key_dim), gradients.dk);
+    Kokkos::deep_copy(Host<Scalar****>(out.dq, B, T, s.qk_heads, s.key_dim), gradients.dq);
+    Kokkos::deep_copy(Host<Scalar****>(out.dk, B, P, s.qk_heads, s.key_dim), gradients.dk);
     Kokkos::deep_copy(Host<Scalar****>(out.dv, B, P, s.heads, s.value_dim), gradients.dv);
     Kokkos::deep_copy(Host<Scalar***>(out.dbeta, B, P, s.heads), gradients.dbeta);
     if (out.dg) Kokkos::deep_copy(Host<Real***>(out.dg, B, T, s.heads), gradients.dg);
@@ -116,7 +116,7 @@ class BlockCall {
     return Kokkos::create_mirror_view_and_copy(memory_space(), host);
   }
 
-  /// A [B, T, H, width] host view of the block's token rows (o or dq).
+  /// A [B, T, H, width] host view of the block's value-head token rows (o).
   Host<Scalar****> output(Scalar* data, std::int64_t width) const {
     return Host<Scalar****>(data, shape_.batch, shape_.tokens_per_row, shape_.heads, width);
   }

@@ -7,8 +7,9 @@ namespace gdp::dist {
 
 io::Slab block_slab(const std::string& tensor_name, const WorkBlock& block, int num_householder) {
   io::Slab slab;
-  slab.head_begin = block.head_begin;
-  slab.head_end = block.head_end;
+  const bool qk = io::has_query_key_heads(tensor_name);
+  slab.head_begin = qk ? block.qk_head_begin() : block.head_begin;
+  slab.head_end = qk ? block.qk_head_end() : block.head_end;
   if (io::is_state_tensor(tensor_name)) {
     slab.row_begin = block.sequence_begin;
     slab.row_end = block.sequence_end;

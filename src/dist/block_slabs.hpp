@@ -3,8 +3,9 @@
 // sit in the file and in the rank's packed buffer. A block of sequences [s0, s1), heads
 // [h0, h1) and tokens [t0, t1) owns rows [t0, t1) of q, g and o, rows [n t0, n t1) of k, v and
 // beta, and rows [s0, s1) of h0 and ht (and the same rows of their gradients), each for heads
-// [h0, h1). Packed one block after the other, each part is exactly the block's tensor as a
-// compact sub-problem expects it.
+// [h0, h1) - q/k heads [h0, h1) / group for q, k, dq and dk with grouped value heads. Packed
+// one block after the other, each part is exactly the block's tensor as a compact sub-problem
+// expects it.
 #pragma once
 
 #include "io/tensor_slab.hpp"

@@ -17,12 +17,15 @@ std::int64_t sequence_tokens(const detail::ProblemShape& shape, std::int64_t seq
 
 std::vector<UnitRange> partition_units(const detail::ProblemShape& shape, int ranks) {
   GDP_EXPECT(ranks >= 1, "ranks", "expected >= 1, got ", ranks);
-  const std::int64_t units = shape.num_sequences() * shape.heads;
-  // Cumulative work before each unit boundary; a problem of empty sequences only (no work)
+  // The ranges are cut between groups of value heads (of one head each without grouping).
+  const std::int64_t group = shape.head_group();
+  const std::int64_t units = shape.num_sequences() * shape.heads / group;
+  // Cumulative work before each group boundary; a problem of empty sequences only (no work)
   // is shared by unit count instead.
   std::vector<double> before(std::size_t(units) + 1, 0.0);
   for (std::int64_t u = 0; u < units; ++u)
-    before[std::size_t(u) + 1] = before[std::size_t(u)] + double(sequence_tokens(shape, u / shape.heads));
+    before[std::size_t(u) + 1] =
+        before[std::size_t(u)] + double(sequence_tokens(shape, u * group / shape.heads));
   if (before.back() == 0)
     for (std::int64_t u = 0; u <= units; ++u) before[std::size_t(u)] = double(u);
 
@@ -43,6 +46,10 @@ std::vector<UnitRange> partition_units(const detail::ProblemShape& shape, int ra
       boundary = next;
     }
     ranges[std::size_t(r)].end = boundary;
+  }
+  for (UnitRange& range : ranges) {
+    range.begin *= group;
+    range.end *= group;
   }
   return ranges;
 }
@@ -67,13 +74,16 @@ detail::CallExtent extent_of_sequences(const detail::ProblemShape& shape, const 
   return e;
 }
 
-/// How many heads of sequence s, at most `wanted`, fit in one call (at least 1).
+/// How many heads of sequence s, at most `wanted`, fit in one call: whole groups of value heads
+/// (`wanted` is a multiple of the group), at least one group.
 std::int64_t heads_that_fit(const detail::ProblemShape& shape, const detail::CallLimits& limits,
                             std::int64_t s, std::int64_t wanted) {
-  std::int64_t heads = wanted;
-  while (heads > 1 && !detail::fits_in_one_call(limits, extent_of_sequences(shape, limits, s, s + 1, heads)))
-    heads = (heads + 1) / 2;
-  return heads;
+  const std::int64_t group = shape.head_group();
+  std::int64_t groups = wanted / group;
+  while (groups > 1 &&
+         !detail::fits_in_one_call(limits, extent_of_sequences(shape, limits, s, s + 1, groups * group)))
+    groups = (groups + 1) / 2;
+  return groups * group;
 }
 
 }  // namespace
@@ -84,6 +94,7 @@ std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRa
   std::vector<WorkBlock> blocks;
   for (std::int64_t u = range.begin; u < range.end;) {
     WorkBlock b;
+    b.head_group = shape.head_group();
     b.sequence_begin = u / H;
     b.head_begin = u % H;
     b.sequence_end = b.sequence_begin + 1;
@@ -125,6 +136,7 @@ detail::CallLimits app_call_limits(const detail::ProblemShape& shape, const Forw
 detail::ProblemShape block_shape(const detail::ProblemShape& shape, const WorkBlock& block) {
   detail::ProblemShape s = shape;
   s.heads = block.heads();
+  if (shape.qk_heads > 0) s.qk_heads = block.qk_head_end() - block.qk_head_begin();
   s.token_offsets.clear();
   if (shape.varlen) {
     s.batch = 1;

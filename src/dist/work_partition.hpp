@@ -11,6 +11,13 @@
 // of each tensor, unless a call would need a view larger than one Kokkos view can hold
 // (common/view_limits.hpp): then those blocks are cut further, by sequences and then by heads.
 // Different pairs never interact, so the split changes no result.
+//
+// With grouped value heads (H = group * Hqk, value head h reading q/k head h / group), the
+// ranges start and end only at group boundaries, and so do the blocks: the value heads of a
+// group all read the same q and k rows and together make its dq and dk rows (summed in a fixed
+// order inside one call), so a group is never split between ranks or calls; each block is then
+// a grouped problem of its own, with heads [head_begin, head_end) and q/k heads
+// [head_begin, head_end) / group.
 #pragma once
 
 #include "common/problem_shape.hpp"
@@ -29,7 +36,8 @@ struct UnitRange {
 
 /// One contiguous range of units per rank (empty for idle ranks, when there are more ranks
 /// than units), in rank order, covering all units. Rank r's range ends at the unit boundary
-/// whose cumulative token count is nearest to r+1 / ranks of the total.
+/// (a group boundary, with grouped value heads) whose cumulative token count is nearest to
+/// r+1 / ranks of the total.
 std::vector<UnitRange> partition_units(const detail::ProblemShape& shape, int ranks);
 
 /// Tokens of each sequence times heads, summed over `range`: the range's share of the work.
@@ -41,9 +49,13 @@ struct WorkBlock {
   std::int64_t sequence_begin = 0, sequence_end = 0;
   std::int64_t head_begin = 0, head_end = 0;
   std::int64_t token_begin = 0, token_end = 0;  ///< on the flattened token axis
+  std::int64_t head_group = 1;  ///< value heads per q/k head; head_begin, head_end multiples
 
   std::int64_t sequences() const { return sequence_end - sequence_begin; }
   std::int64_t heads() const { return head_end - head_begin; }
+  /// The q/k heads the block reads: [qk_head_begin(), qk_head_end()).
+  std::int64_t qk_head_begin() const { return head_begin / head_group; }
+  std::int64_t qk_head_end() const { return head_end / head_group; }
   std::int64_t tokens() const { return token_end - token_begin; }
 };
 

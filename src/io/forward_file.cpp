@@ -17,7 +17,7 @@ struct InputTensorRule {
 };
 
 constexpr InputTensorRule input_rules[] = {
-    {"q", true, 4, "[B, T, H, K]"},         {"k", true, 4, "[B, T*n, H, K]"},
+    {"q", true, 4, "[B, T, Hqk, K]"},       {"k", true, 4, "[B, T*n, Hqk, K]"},
     {"v", true, 4, "[B, T*n, H, V]"},       {"beta", true, 3, "[B, T*n, H]"},
     {"g", false, 3, "[B, T, H]"},           {"h0", false, 4, "[N, H, K, V]"},
     {"cu_seqlens", false, 1, "[N+1]"},
@@ -176,11 +176,11 @@ std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input, bool
   const auto& s = input.shape;
   const DType stored = input.storage, accumulated = accumulation_dtype(stored);
   const std::int64_t B = s.batch, T = s.tokens_per_row, P = T * s.num_householder, H = s.heads,
-                     K = s.key_dim, V = s.value_dim, N = s.num_sequences();
+                     Hqk = s.qk_heads, K = s.key_dim, V = s.value_dim, N = s.num_sequences();
   std::vector<TensorSpec> specs{{"o", stored, {B, T, H, V}}, {"ht", accumulated, {N, H, K, V}}};
   if (!backward) return specs;
-  specs.insert(specs.end(), {{"dq", stored, {B, T, H, K}},
-                             {"dk", stored, {B, P, H, K}},
+  specs.insert(specs.end(), {{"dq", stored, {B, T, Hqk, K}},
+                             {"dk", stored, {B, P, Hqk, K}},
                              {"dv", stored, {B, P, H, V}},
                              {"dbeta", stored, {B, P, H}}});
   if (s.gated) specs.push_back({"dg", accumulated, {B, T, H}});
@@ -190,6 +190,12 @@ std::vector<TensorSpec> forward_output_specs(const ForwardInputFile& input, bool
 
 bool is_state_tensor(const std::string& tensor_name) {
   return tensor_name == "h0" || tensor_name == "ht" || tensor_name == "dh0" || tensor_name == "dht";
+}
+
+bool has_query_key_heads(const std::string& tensor_name) {
+  for (const char* name : {"q", "k", "dq", "dk"})
+    if (tensor_name == name) return true;
+  return false;
 }
 
 bool is_substep_tensor(const std::string& tensor_name) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // What gdp's forward input and output files hold, on top of the safetensors format:
 //
-//   input:  q [B,T,H,K], k [B,T*n,H,K], v [B,T*n,H,V], beta [B,T*n,H]   (one dtype: F64, F32,
+//   input:  q [B,T,Hqk,K], k [B,T*n,Hqk,K], v [B,T*n,H,V], beta [B,T*n,H] (one dtype: F64, F32,
 //           BF16 or F16, the storage type), and optionally g [B,T,H], h0 [N,H,K,V] (any float
 //           dtype; converted exactly to the accumulation type) and cu_seqlens [N+1] (I32, I64);
 //           __metadata__: num_householder, scale, l2norm (strings; defaults 1, 1/sqrt(K), false)
@@ -11,6 +11,8 @@
 // with respect to the outputs, do [B,T,H,V] (storage dtype, required) and dht [N,H,K,V] (any
 // float dtype, optional), and the output also holds the gradients with respect to the inputs:
 // dq, dk, dv, dbeta (storage dtype) and dg, dh0 (accumulation dtype, when g, h0 are given).
+// The shapes carry the head grouping: H value heads, a multiple of the Hqk q/k heads (equal
+// without grouping); dq and dk have Hqk heads like q and k.
 #pragma once
 
 #include <gdp/forward.hpp>
@@ -69,6 +71,9 @@ int head_axis(const std::string& tensor_name);
 /// Whether a forward tensor has one row per sequence (h0, ht and their gradients), rather than
 /// one per token or expanded position.
 bool is_state_tensor(const std::string& tensor_name);
+
+/// Whether a forward tensor's heads are q/k heads (q, k, dq, dk) rather than value heads.
+bool has_query_key_heads(const std::string& tensor_name);
 
 /// Whether a forward tensor has one row per expanded position (k, v, beta and their gradients).
 bool is_substep_tensor(const std::string& tensor_name);

@@ -31,12 +31,12 @@ ExpandedSequence expand(const ReferenceProblem<double>& p, std::int64_t seq, std
       const std::int64_t pos = t * n + j;
       x.gamma.push_back(j == 0 && p.g.data() ? p.g(t, h) : 0.0);
       x.beta.push_back(p.beta(pos, h));
-      x.keys.push_back(row<double>(p.k, pos, h, p.use_qk_l2norm));
+      x.keys.push_back(row<double>(p.k, pos, s.qk_head(h), p.use_qk_l2norm));
       std::vector<double> value(x.V);
       for (std::int64_t e = 0; e < x.V; ++e) value[e] = p.v(pos, h, e);
       x.values.push_back(value);
       const bool reads = j == n - 1;
-      x.queries.push_back(reads ? row<double>(p.q, t, h, p.use_qk_l2norm) : std::vector<double>{});
+      x.queries.push_back(reads ? row<double>(p.q, t, s.qk_head(h), p.use_qk_l2norm) : std::vector<double>{});
       x.output_token.push_back(reads ? t : -1);
     }
   x.positions = std::int64_t(x.gamma.size());

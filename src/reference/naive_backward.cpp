@@ -18,15 +18,17 @@ constexpr std::int64_t checkpoint_interval = 16;
 
 using State = std::vector<double>;  // K x V, row-major
 
-/// Turns row r of `gradient` (with respect to the normalised row x / sqrt(|x|^2 + eps) of `raw`)
-/// into the gradient with respect to the raw row: (dy - (y . dy) y) / sqrt(|x|^2 + eps).
+/// Turns row r, head h of `gradient` (with respect to the normalised row x / sqrt(|x|^2 + eps)
+/// of `raw`'s row r, head raw_head) into the gradient with respect to the raw row:
+/// (dy - (y . dy) y) / sqrt(|x|^2 + eps).
 template <class View>
-void normalisation_backward(const View& raw, const View& gradient, std::int64_t r, std::int64_t h) {
+void normalisation_backward(const View& raw, std::int64_t raw_head, const View& gradient,
+                            std::int64_t r, std::int64_t h) {
   const std::int64_t D = std::int64_t(raw.extent(2));
-  const std::vector<double> normalised = row<double>(raw, r, h, true);
+  const std::vector<double> normalised = row<double>(raw, r, raw_head, true);
   double sum = 0, projection = 0;
   for (std::int64_t d = 0; d < D; ++d) {
-    sum += raw(r, h, d) * raw(r, h, d);
+    sum += raw(r, raw_head, d) * raw(r, raw_head, d);
     projection += normalised[d] * gradient(r, h, d);
   }
   const double factor = 1.0 / std::sqrt(sum + detail::l2_norm_eps);
@@ -34,13 +36,22 @@ void normalisation_backward(const View& raw, const View& gradient, std::int64_t 
     gradient(r, h, d) = factor * (gradient(r, h, d) - projection * normalised[d]);
 }
 
-/// The adjoint of one (sequence, head): reads the upstream gradients, writes every gradient of
-/// the sequence's rows.
+/// out(r, hq, d) = the sum over the value heads h of q/k head hq of shares(r, h, d).
+void sum_head_groups(const detail::ProblemShape& s, const ReferenceGradients::view<double***>& shares,
+                     const ReferenceGradients::view<double***>& out) {
+  for (std::size_t r = 0; r < shares.extent(0); ++r)
+    for (std::int64_t h = 0; h < s.heads; ++h)
+      for (std::size_t d = 0; d < shares.extent(2); ++d) out(r, s.qk_head(h), d) += shares(r, h, d);
+}
+
+/// The adjoint of one (sequence, value head): reads the upstream gradients, writes every
+/// gradient of the sequence's rows, dq and dk as the value head's share ([rows, H, K]).
 void sequence_adjoint(const ReferenceProblem<double>& p, const ReferenceOutputGradients& up,
                       std::int64_t seq, std::int64_t h, const ReferenceGradients& out) {
   const auto& s = p.shape;
   const std::int64_t K = s.key_dim, V = s.value_dim, n = s.num_householder;
   const std::int64_t first = s.token_offsets[seq], last = s.token_offsets[seq + 1];
+  const std::int64_t hq = s.qk_head(h);
   const auto ignore = [](std::int64_t, const State&) {};
 
   State S(K * V, 0.0);
@@ -69,7 +80,7 @@ void sequence_adjoint(const ReferenceProblem<double>& p, const ReferenceOutputGr
     for (std::int64_t t = t1 - 1; t >= t0; --t) {
       const State* token_states = &states[(t - t0) * (n + 1)];
       // o_t = scale S^T q_t, S the state after the token.
-      const std::vector<double> query = row<double>(p.q, t, h, p.use_qk_l2norm);
+      const std::vector<double> query = row<double>(p.q, t, hq, p.use_qk_l2norm);
       for (std::int64_t d = 0; d < K; ++d) {
         double sum = 0;
         for (std::int64_t e = 0; e < V; ++e) sum += token_states[n][d * V + e] * up.o(t, h, e);
@@ -80,7 +91,7 @@ void sequence_adjoint(const ReferenceProblem<double>& p, const ReferenceOutputGr
       for (std::int64_t j = n - 1; j >= 0; --j) {
         const std::int64_t pos = t * n + j;
         const State& before = token_states[j];
-        const std::vector<double> key = row<double>(p.k, pos, h, p.use_qk_l2norm);
+        const std::vector<double> key = row<double>(p.k, pos, hq, p.use_qk_l2norm);
         const double step = p.beta(pos, h);
         for (std::int64_t e = 0; e < V; ++e) {
           double projected = 0, gradient_key = 0;
@@ -120,9 +131,9 @@ void sequence_adjoint(const ReferenceProblem<double>& p, const ReferenceOutputGr
   if (out.dh0.data())
     for (std::int64_t i = 0; i < K * V; ++i) out.dh0(seq, h, i / V, i % V) = dS[i];
   if (p.use_qk_l2norm) {
-    for (std::int64_t t = first; t < last; ++t) normalisation_backward(p.q, out.dq, t, h);
+    for (std::int64_t t = first; t < last; ++t) normalisation_backward(p.q, hq, out.dq, t, h);
     for (std::int64_t pos = first * n; pos < last * n; ++pos)
-      normalisation_backward(p.k, out.dk, pos, h);
+      normalisation_backward(p.k, hq, out.dk, pos, h);
   }
 }
 
@@ -132,7 +143,7 @@ ReferenceGradients naive_backward(const ReferenceProblem<double>& p,
                                   const ReferenceOutputGradients& output_gradients) {
   const auto& s = p.shape;
   const std::int64_t H = s.heads, K = s.key_dim, V = s.value_dim;
-  ReferenceGradients out;
+  ReferenceGradients out;  // dq and dk per value head first
   out.dq = decltype(out.dq)("reference::dq", s.total_tokens(), H, K);
   out.dk = decltype(out.dk)("reference::dk", s.total_positions(), H, K);
   out.dv = decltype(out.dv)("reference::dv", s.total_positions(), H, V);
@@ -147,6 +158,13 @@ ReferenceGradients naive_backward(const ReferenceProblem<double>& p,
         sequence_adjoint(p, output_gradients, unit / H, unit % H, out);
       });
   Kokkos::DefaultHostExecutionSpace().fence();
+  if (s.head_group() > 1) {
+    const auto shares_q = out.dq, shares_k = out.dk;
+    out.dq = decltype(out.dq)("reference::dq", s.total_tokens(), s.qk_heads, K);
+    out.dk = decltype(out.dk)("reference::dk", s.total_positions(), s.qk_heads, K);
+    sum_head_groups(s, shares_q, out.dq);
+    sum_head_groups(s, shares_k, out.dk);
+  }
   return out;
 }
 

@@ -24,8 +24,8 @@ struct ReferenceOutputGradients {
 struct ReferenceGradients {
   template <class T>
   using view = Kokkos::View<T, Kokkos::LayoutRight, Kokkos::HostSpace>;
-  view<double***> dq;    ///< [total_tokens, H, K] (with respect to the raw q)
-  view<double***> dk;    ///< [total_positions, H, K] (with respect to the raw k)
+  view<double***> dq;    ///< [total_tokens, Hqk, K] (with respect to the raw q)
+  view<double***> dk;    ///< [total_positions, Hqk, K] (with respect to the raw k)
   view<double***> dv;    ///< [total_positions, H, V]
   view<double**> dbeta;  ///< [total_positions, H]
   view<double**> dg;     ///< [total_tokens, H]; null when ungated
@@ -47,8 +47,9 @@ ReferenceOutputGradients make_reference_output_gradients(
   return out;
 }
 
-/// Runs the adjoint for every (sequence, head) pair, in parallel on the host. States are
+/// Runs the adjoint for every (sequence, value head) pair, in parallel on the host. States are
 /// recomputed from checkpoints kept every few tokens, so memory stays far below T states.
+/// With grouped value heads, dq and dk of a q/k head are the sums of its value heads' shares.
 ReferenceGradients naive_backward(const ReferenceProblem<double>& problem,
                                   const ReferenceOutputGradients& output_gradients);
 

@@ -25,7 +25,7 @@ ReferenceResult<Real> naive_recurrence(const ReferenceProblem<Real>& p) {
           for (std::int64_t i = 0; i < K * V; ++i) S[i] = p.h0(seq, h, i / V, i % V);
         for (std::int64_t t = s.token_offsets[seq]; t < s.token_offsets[seq + 1]; ++t) {
           advance_token(p, t, h, S, [](std::int64_t, const std::vector<Real>&) {});
-          const std::vector<Real> query = row<Real>(p.q, t, h, p.use_qk_l2norm);
+          const std::vector<Real> query = row<Real>(p.q, t, s.qk_head(h), p.use_qk_l2norm);
           for (std::int64_t e = 0; e < V; ++e) {
             Real sum = 0;
             for (std::int64_t d = 0; d < K; ++d) sum += S[d * V + e] * query[d];

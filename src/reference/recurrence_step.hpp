@@ -27,7 +27,7 @@ void advance_token(const ReferenceProblem<Real>& p, std::int64_t t, std::int64_t
   for (std::int64_t j = 0; j < n; ++j) {
     before_sub_step(j, std::as_const(S));
     const std::int64_t pos = t * n + j;
-    const std::vector<Real> key = row<Real>(p.k, pos, h, p.use_qk_l2norm);
+    const std::vector<Real> key = row<Real>(p.k, pos, p.shape.qk_head(h), p.use_qk_l2norm);
     for (std::int64_t e = 0; e < V; ++e) projection[e] = p.v(pos, h, e);
     for (std::int64_t d = 0; d < K; ++d)
       for (std::int64_t e = 0; e < V; ++e) projection[e] -= S[d * V + e] * key[d];

@@ -24,8 +24,8 @@ struct ReferenceProblem {
   detail::ProblemShape shape;
   Real scale = 1;
   bool use_qk_l2norm = false;
-  view<Real***> q;      ///< [total_tokens, H, K]
-  view<Real***> k;      ///< [total_positions, H, K]
+  view<Real***> q;      ///< [total_tokens, Hqk, K]: value head h reads shape.qk_head(h)
+  view<Real***> k;      ///< [total_positions, Hqk, K]
   view<Real***> v;      ///< [total_positions, H, V]
   view<Real**> beta;    ///< [total_positions, H]
   view<Real**> g;       ///< [total_tokens, H], null when ungated
@@ -59,8 +59,8 @@ ReferenceProblem<Real> make_reference_problem(const ForwardInputs<Scalar, Memory
   p.use_qk_l2norm = options.use_qk_l2norm;
   using view3 = typename ReferenceProblem<Real>::template view<Real***>;
   using view2 = typename ReferenceProblem<Real>::template view<Real**>;
-  p.q = view3("reference::q", s.total_tokens(), s.heads, s.key_dim);
-  p.k = view3("reference::k", s.total_positions(), s.heads, s.key_dim);
+  p.q = view3("reference::q", s.total_tokens(), s.qk_heads, s.key_dim);
+  p.k = view3("reference::k", s.total_positions(), s.qk_heads, s.key_dim);
   p.v = view3("reference::v", s.total_positions(), s.heads, s.value_dim);
   p.beta = view2("reference::beta", s.total_positions(), s.heads);
   copy_converted<Real>(p.q, in.q);

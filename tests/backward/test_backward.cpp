@@ -60,6 +60,8 @@ TEST_P(ChunkedBackward, MatchesNaiveAdjoint) {
 std::string case_name(const ::testing::TestParamInfo<ForwardCase>& info) { return info.param.name; }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ChunkedBackward, ::testing::ValuesIn(backward_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(GroupedHeads, ChunkedBackward, ::testing::ValuesIn(grouped_cases()),
+                         case_name);
 INSTANTIATE_TEST_SUITE_P(FlaShapes, ChunkedBackward, ::testing::ValuesIn(backward_long_cases()),
                          case_name);
 

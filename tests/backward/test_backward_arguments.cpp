@@ -85,7 +85,7 @@ TEST(BackwardArguments, ForwardRulesApply) {
   auto in = p.inputs.inputs();
   in.k = View<double****>("k", 2, 10, 3, 4);
   expect_backward_rejected(in, p.upstream.gradients(), p.options, "k",
-                           {"[B, T*n, H, K] = [2, 20, 3, 4]", "got [2, 10, 3, 4]"});
+                           {"[B, T*n, Hqk, K] = [2, 20, 3, 4]", "got [2, 10, 3, 4]"});
 }
 
 }  // namespace

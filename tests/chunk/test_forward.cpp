@@ -46,6 +46,8 @@ std::string case_name(const ::testing::TestParamInfo<ForwardCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(FlaShapes, ChunkedForward, ::testing::ValuesIn(fla_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(EdgeCases, ChunkedForward, ::testing::ValuesIn(edge_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(GroupedHeads, ChunkedForward, ::testing::ValuesIn(grouped_cases()),
+                         case_name);
 
 }  // namespace
 }  // namespace gdp::test

@@ -36,6 +36,8 @@ std::vector<PathCase> path_cases() {
   }
   bases.push_back(fla_case(1, 1000, 2, 100, 0, 2, false, true, {0, 63, 100, 500, 1000}));
   bases.push_back(fla_case(1, 700, 2, 128, 0, 3, false, true));
+  for (const ForwardCase& grouped : grouped_cases())
+    if (grouped.spec.qk_heads != grouped.spec.heads) bases.push_back(grouped);
   std::vector<PathCase> cases;
   for (const ForwardCase& base : bases) {
     cases.push_back({base, ForwardAlgorithm::sequential, 0, base.name + "_sequential"});

@@ -116,6 +116,35 @@ inline std::vector<ForwardCase> edge_cases() {
   return cases;
 }
 
+/// Grouped value heads: H = group * Hqk value heads, each group of `group` consecutive ones
+/// reading one of the Hqk q/k heads, for groups of 1, 2 and 4: per group n = 1 gated with
+/// equal lengths, n = 2 ungated and L2-normalised with variable lengths (an empty sequence
+/// among them), n = 3 gated with variable lengths, chunks of 16 and value blocks of 8 columns.
+inline std::vector<ForwardCase> grouped_cases() {
+  std::vector<ForwardCase> cases;
+  for (const std::int64_t group : {1, 2, 4}) {
+    const std::int64_t qk_heads = group == 4 ? 1 : 2;
+    const auto add = [&](int n, bool gated, bool l2norm, std::vector<std::int64_t> cu_seqlens,
+                         auto&& adjust) {
+      ForwardCase c = fla_case(cu_seqlens.empty() ? 2 : 1, cu_seqlens.empty() ? 37 : cu_seqlens.back(),
+                               group * qk_heads, 16, 0, n, l2norm, gated, cu_seqlens);
+      c.name = "group" + std::to_string(group) + "_Hqk" + std::to_string(qk_heads) + "_" + c.name;
+      c.spec.qk_heads = qk_heads;
+      c.spec.value_dim = 24;
+      adjust(c);
+      c.spec.seed = std::hash<std::string>()(c.name);
+      cases.push_back(c);
+    };
+    add(1, true, false, {}, [](ForwardCase&) {});
+    add(2, false, true, {0, 20, 20, 70}, [](ForwardCase&) {});
+    add(3, true, false, {0, 9, 40}, [](ForwardCase& c) {
+      c.options.chunk_size = 16;
+      c.options.value_block = 8;
+    });
+  }
+  return cases;
+}
+
 /// What make() returns for the case called `name`, computed once per process.
 template <class Result, class Make>
 const Result& computed_once(const std::string& name, Make&& make) {

@@ -18,8 +18,9 @@ using Space = Kokkos::DefaultHostExecutionSpace;
 using Memory = Space::memory_space;
 using Owned = OwnedInputs<double, Memory>;
 
-Owned valid_problem(bool varlen = false) {
+Owned valid_problem(bool varlen = false, std::int64_t qk_heads = 0) {
   RandomProblemSpec spec;
+  spec.qk_heads = qk_heads;
   spec.batch = varlen ? 1 : 2;
   spec.tokens = 10;
   spec.heads = 3;
@@ -51,6 +52,8 @@ TEST(ForwardArguments, ValidProblemRuns) {
   EXPECT_NO_THROW((chunk_gated_delta_product<Space, double>(owned.inputs(), valid_options())));
   const auto varlen = valid_problem(true);
   EXPECT_NO_THROW((chunk_gated_delta_product<Space, double>(varlen.inputs(), valid_options())));
+  const auto grouped = valid_problem(false, 1);  // 3 value heads share one q/k head
+  EXPECT_NO_THROW((chunk_gated_delta_product<Space, double>(grouped.inputs(), valid_options())));
 }
 
 TEST(ForwardArguments, NumHouseholderAtLeastOne) {
@@ -92,15 +95,30 @@ TEST(ForwardArguments, QueryExtentsPositive) {
 TEST(ForwardArguments, KeyShapeFollowsQueryAndN) {
   auto in = valid_problem().inputs();
   in.k = Owned::view<double****>("k", 2, 10, 3, 4);
-  expect_rejected(in, valid_options(), "k", {"[B, T*n, H, K] = [2, 20, 3, 4]", "got [2, 10, 3, 4]"});
+  expect_rejected(in, valid_options(), "k", {"[B, T*n, Hqk, K] = [2, 20, 3, 4]", "got [2, 10, 3, 4]"});
+  in.k = Owned::view<double****>("k", 2, 20, 1, 4);  // q and k must have the same heads
+  expect_rejected(in, valid_options(), "k", {"[B, T*n, Hqk, K] = [2, 20, 3, 4]", "got [2, 20, 1, 4]"});
 }
 
 TEST(ForwardArguments, ValueShape) {
   auto in = valid_problem().inputs();
-  in.v = Owned::view<double****>("v", 2, 20, 2, 5);
-  expect_rejected(in, valid_options(), "v", {"[2, 20, 3, V >= 1]", "got [2, 20, 2, 5]"});
+  in.v = Owned::view<double****>("v", 2, 19, 3, 5);
+  expect_rejected(in, valid_options(), "v", {"[2, 20, H >= 1, V >= 1]", "got [2, 19, 3, 5]"});
   in.v = Owned::view<double****>("v", 2, 20, 3, 0);
   expect_rejected(in, valid_options(), "v", {"got [2, 20, 3, 0]"});
+}
+
+TEST(ForwardArguments, ValueHeadsMultipleOfQueryKeyHeads) {
+  auto in = valid_problem().inputs();  // Hqk = 3
+  in.v = Owned::view<double****>("v", 2, 20, 4, 5);
+  expect_rejected(in, valid_options(), "v",
+                  {"heads H (axis 2) to be a multiple of the q/k heads Hqk = 3", "got H = 4"});
+}
+
+TEST(ForwardArguments, GroupedValueHeadsShapeTheValueTensors) {
+  auto in = valid_problem(false, 1).inputs();  // H = 3 value heads, Hqk = 1
+  in.beta = Owned::view<double***>("beta", 2, 20, 1);
+  expect_rejected(in, valid_options(), "beta", {"[B, T*n, H] = [2, 20, 3]", "got [2, 20, 1]"});
 }
 
 TEST(ForwardArguments, BetaShape) {

@@ -200,6 +200,18 @@ TEST(BlockIndependence, VariableLengths) {
   check_everywhere(variable_lengths(), options_for(variable_lengths()), false);
 }
 
+TEST(BlockIndependence, GroupedValueHeads) {
+  for (const std::int64_t qk_heads : {1, 2}) {
+    RandomProblemSpec spec = variable_lengths();
+    spec.heads = 4;
+    spec.qk_heads = qk_heads;
+    spec.raw_keys = qk_heads == 2;
+    ForwardOptions options = options_for(spec);
+    options.use_qk_l2norm = spec.raw_keys;
+    check_everywhere(spec, options, false);
+  }
+}
+
 TEST(BlockIndependence, ChunkParallelWalk) {
   ForwardOptions options = options_for(variable_lengths());
   options.algorithm = ForwardAlgorithm::chunk_parallel;

@@ -246,6 +246,16 @@ TEST(DistributedForward, BackwardVariableLengthsFloat64) {
   check_against_one_call<double>(p, true);
 }
 
+TEST(DistributedForward, BackwardGroupedValueHeadsFloat32) {
+  Problem p = equal_lengths();
+  p.spec.batch = 1;
+  p.spec.tokens = 160;
+  p.spec.heads = 4;
+  p.spec.qk_heads = 2;
+  p.spec.cu_seqlens = {0, 10, 10, 100, 160};
+  check_against_one_call<float>(p, true);
+}
+
 TEST(DistributedForward, Float64WithL2NormUngated) {
   Problem p = equal_lengths();
   p.spec.gated = false;

@@ -84,6 +84,27 @@ TEST(Partition, UnevenSplitsAndEmptySequences) {
   }
 }
 
+TEST(Partition, GroupsOfValueHeadsAreNeverSplit) {
+  auto s = shape_of(6, {7, 0, 13, 1, 30}, true);
+  s.qk_heads = 2;  // groups of 3 value heads
+  for (int ranks : {2, 3, 4, 5, 7, 20}) {
+    SCOPED_TRACE(ranks);
+    const auto ranges = dist::partition_units(s, ranks);
+    expect_cover(s, ranges, ranks);
+    for (const auto& r : ranges) {
+      EXPECT_EQ(r.begin % 3, 0);
+      EXPECT_EQ(r.end % 3, 0);
+      for (const dist::WorkBlock& block : dist::blocks_of(s, r)) {
+        EXPECT_EQ(block.head_begin % 3, 0);
+        EXPECT_EQ(block.head_end % 3, 0);
+        const auto sub = dist::block_shape(s, block);
+        EXPECT_EQ(sub.qk_heads * 3, sub.heads);
+        EXPECT_EQ(block.qk_head_begin(), block.head_begin / 3);
+      }
+    }
+  }
+}
+
 TEST(Blocks, ARangeIsAtMostThreeBlocks) {
   const auto s = shape_of(4, {10, 20, 30, 40}, true);
   // Units 2..13: heads 2-3 of sequence 0, all of sequences 1 and 2, head 0-1 of sequence 3.
@@ -186,6 +207,23 @@ TEST(BlockSlabs, PackedInBlockOrder) {
   ASSERT_EQ(states.runs.size(), 1u) << "state (0,1) adjoins sequence 1's states";
   EXPECT_EQ(states.runs[0].offset, 64u);
   EXPECT_EQ(states.bytes(), 3 * 64u);
+}
+
+TEST(BlockSlabs, QueryKeyTensorsTakeTheGroupsQueryKeyHeads) {
+  auto s = shape_of(4, {3, 3}, false);  // B=2, T=3, H=4, n=2
+  s.qk_heads = 2;                       // value heads 0-1 read q/k head 0, 2-3 head 1
+  const auto blocks = dist::blocks_of(s, {2, 6});  // (0, heads 2..3) then (1, heads 0..1)
+  ASSERT_EQ(blocks.size(), 2u);
+  const io::Slab q = dist::block_slab("dq", blocks[0], 2);
+  EXPECT_EQ(q.head_begin, 1);
+  EXPECT_EQ(q.head_end, 2);
+  const io::Slab v = dist::block_slab("v", blocks[0], 2);
+  EXPECT_EQ(v.head_begin, 2);
+  EXPECT_EQ(v.head_end, 4);
+  io::TensorEntry k{"k", io::DType::F32, {2, 6, 2, 4}, 0, 2 * 6 * 2 * 4 * 4};
+  const dist::PackedSlabs packed = dist::pack_slabs(k, blocks, 2);
+  // Block 0: q/k head 1 of rows 0..5 (16 bytes each); block 1: q/k head 0 of rows 6..11.
+  EXPECT_EQ(packed.block_begin, (std::vector<std::uint64_t>{0, 6 * 16, 12 * 16}));
 }
 
 }  // namespace

@@ -111,7 +111,7 @@ TEST(ForwardFile, ShapeDisagreeingWithTheOthers) {
   auto specs = valid_specs();
   specs[1].shape = {2, 10, 3, 4};  // k with T rows where n = 2 needs T*n
   const std::string message = describe_error(header_of(specs, two_substeps));
-  EXPECT_NE(message.find("k: expected shape [B, T*n, H, K] = [2, 20, 3, 4], got [2, 10, 3, 4]"),
+  EXPECT_NE(message.find("k: expected shape [B, T*n, Hqk, K] = [2, 20, 3, 4], got [2, 10, 3, 4]"),
             std::string::npos)
       << message;
 }

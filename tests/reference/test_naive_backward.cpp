@@ -130,6 +130,19 @@ std::vector<FiniteDifferenceCase> finite_difference_cases() {
     c.spec.num_householder = c.options.num_householder = 4;
     c.options.scale = 0.7;
   });
+  add("grouped_heads_l2norm", [](FiniteDifferenceCase& c) {
+    c.spec.heads = 4;
+    c.spec.qk_heads = 2;  // dq and dk sum two value heads each
+    c.spec.raw_keys = true;
+    c.options.use_qk_l2norm = true;
+  });
+  add("grouped_heads_one_qk_head_varlen", [](FiniteDifferenceCase& c) {
+    c.spec.heads = 3;
+    c.spec.qk_heads = 1;
+    c.spec.batch = 1;
+    c.spec.tokens = 4;
+    c.spec.cu_seqlens = {0, 1, 4};
+  });
   return cases;
 }
 

@@ -42,6 +42,37 @@ TEST(NaiveRecurrence, OneTokenByHand) {
   EXPECT_DOUBLE_EQ(r.o(0, 0, 0), 0.5 * S * 2.0);
 }
 
+/// q or k [B, rows, Hqk, K] with every q/k head repeated for the `group` value heads that read
+/// it: [B, rows, Hqk * group, K].
+template <class View>
+View repeated_heads(const View& x, std::int64_t group) {
+  View out("repeated", x.extent(0), x.extent(1), x.extent(2) * group, x.extent(3));
+  for (std::size_t b = 0; b < out.extent(0); ++b)
+    for (std::size_t r = 0; r < out.extent(1); ++r)
+      for (std::size_t h = 0; h < out.extent(2); ++h)
+        for (std::size_t d = 0; d < out.extent(3); ++d) out(b, r, h, d) = x(b, r, h / group, d);
+  return out;
+}
+
+// The convention of grouped value heads: value head h reads q/k head h / (H / Hqk), so a
+// grouped problem is the ungrouped one with each q/k head repeated for its group.
+TEST(NaiveRecurrence, GroupedHeadsReadTheirGroupsQueryKeyHead) {
+  for (const ForwardCase& c : grouped_cases()) {
+    if (c.spec.qk_heads == c.spec.heads) continue;
+    SCOPED_TRACE(c.name);
+    const auto grouped = make_random_problem<double, Memory>(c.spec);
+    auto repeated = grouped;
+    const std::int64_t group = c.spec.heads / c.spec.qk_heads;
+    repeated.q = repeated_heads(grouped.q, group);
+    repeated.k = repeated_heads(grouped.k, group);
+    const auto expected =
+        reference::naive_recurrence(reference::make_reference_problem<double>(repeated.inputs(), c.options));
+    const auto& actual = naive_reference(c);
+    EXPECT_EQ(reference::relative_error(actual.o, expected.o), 0.0);
+    EXPECT_EQ(reference::relative_error(actual.final_state, expected.final_state), 0.0);
+  }
+}
+
 class ExpandedSequence : public ::testing::TestWithParam<ForwardCase> {};
 
 TEST_P(ExpandedSequence, MatchesNaiveRecurrence) {
@@ -58,6 +89,8 @@ std::string case_name(const ::testing::TestParamInfo<ForwardCase>& info) { retur
 
 INSTANTIATE_TEST_SUITE_P(FlaShapes, ExpandedSequence, ::testing::ValuesIn(fla_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(EdgeCases, ExpandedSequence, ::testing::ValuesIn(edge_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(GroupedHeads, ExpandedSequence, ::testing::ValuesIn(grouped_cases()),
+                         case_name);
 
 }  // namespace
 }  // namespace gdp::test
