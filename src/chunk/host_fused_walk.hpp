@@ -155,23 +155,23 @@ struct HostFusedWalk {
       const Real chunk_decay = compat::exp(cumulative);
       for (int r = 0; r < L; ++r) {
         tail_decay[r] = host::exp_lanes(cumulative - G[r]);
-        copy_row(keys + r * Kp, &operands.k(p0 + r, h, 0), K, operands.key_factor(p0 + r, h));
+        copy_row(keys + r * Kp, operands.key_row(p0 + r, h), K, operands.key_factor(p0 + r, h));
       }
       for (int d = 0; d < K; ++d)
         for (int r = 0; r < L; ++r) keys_t[d * Cp + r] = keys[r * Kp + d];
       for (int j = 0; j < Q; ++j)
-        copy_row(queries + j * Kp, &operands.q(t0 + j, h, 0), K,
+        copy_row(queries + j * Kp, operands.query_row(t0 + j, h), K,
                  operands.query_factor(t0 + j, h));
 
       // The next chunk's rows of k, v and q start their way from memory while this one computes.
       if (c + 1 < end) {
         const ChunkDescriptor next = layout.chunks(c + 1);
         for (int r = 0; r < next.length; ++r) {
-          host::prefetch(&operands.k(next.first_position + r, h, 0), K * sizeof(Scalar));
+          host::prefetch(operands.key_row(next.first_position + r, h), K * sizeof(Scalar));
           host::prefetch(&operands.v(next.first_position + r, h, e0), width * sizeof(Scalar));
         }
         for (int j = 0; j < next.num_queries; ++j)
-          host::prefetch(&operands.q(next.first_query_token + j, h, 0), K * sizeof(Scalar));
+          host::prefetch(operands.query_row(next.first_query_token + j, h), K * sizeof(Scalar));
       }
 
       // K K^T below the diagonal and Q K^T up to each query's position.

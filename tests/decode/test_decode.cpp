@@ -163,11 +163,11 @@ auto leading_rows(const HostView& source, std::int64_t rows) {
 }
 
 /// The chunked forward over the first 60 tokens, then decode steps from its final state: the
-/// read-outs and final state of the whole 100 tokens' recurrence.
+/// read-outs and final state of the whole 100 tokens' recurrence. Grouped value heads, so that
+/// the forward and the decode step must agree on which q/k head a value head reads.
 TEST(DecodeContinuation, ForwardFinalStateThenDecodeSteps) {
   DecodeCase c;
-  c.name = "continuation";
-  c.qk_heads = c.value_heads = 3;
+  c.name = "continuation";  // grouped: 4 value heads, 2 q/k heads, in the forward and the steps
   c.n = 2;
   const std::int64_t prefix = 60;
   for_each_space([&](auto space) {

@@ -94,13 +94,16 @@ TEST(Partition, GroupsOfValueHeadsAreNeverSplit) {
     for (const auto& r : ranges) {
       EXPECT_EQ(r.begin % 3, 0);
       EXPECT_EQ(r.end % 3, 0);
-      for (const dist::WorkBlock& block : dist::blocks_of(s, r)) {
-        EXPECT_EQ(block.head_begin % 3, 0);
-        EXPECT_EQ(block.head_end % 3, 0);
-        const auto sub = dist::block_shape(s, block);
-        EXPECT_EQ(sub.qk_heads * 3, sub.heads);
-        EXPECT_EQ(block.qk_head_begin(), block.head_begin / 3);
-      }
+      // Without a view limit, and with one that cuts sequence 4 (30 tokens x 6 heads) by heads.
+      for (const detail::CallLimits& limits : {no_cut, detail::CallLimits{4, 4, 1, 4, 1, false, 400}})
+        for (const dist::WorkBlock& block : dist::blocks_of(s, r, limits)) {
+          EXPECT_EQ(block.head_begin % 3, 0);
+          EXPECT_EQ(block.head_end % 3, 0);
+          EXPECT_GT(block.heads(), 0);
+          const auto sub = dist::block_shape(s, block);
+          EXPECT_EQ(sub.qk_heads * 3, sub.heads);
+          EXPECT_EQ(block.qk_head_begin(), block.head_begin / 3);
+        }
     }
   }
 }
@@ -212,7 +215,7 @@ TEST(BlockSlabs, PackedInBlockOrder) {
 TEST(BlockSlabs, QueryKeyTensorsTakeTheGroupsQueryKeyHeads) {
   auto s = shape_of(4, {3, 3}, false);  // B=2, T=3, H=4, n=2
   s.qk_heads = 2;                       // value heads 0-1 read q/k head 0, 2-3 head 1
-  const auto blocks = dist::blocks_of(s, {2, 6});  // (0, heads 2..3) then (1, heads 0..1)
+  const auto blocks = dist::blocks_of(s, {2, 6}, no_cut);  // (0, heads 2..3) then (1, heads 0..1)
   ASSERT_EQ(blocks.size(), 2u);
   const io::Slab q = dist::block_slab("dq", blocks[0], 2);
   EXPECT_EQ(q.head_begin, 1);

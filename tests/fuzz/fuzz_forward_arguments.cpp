@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the forward's and the backward's input validation, through the public
-// API on Kokkos::Serial. The fuzzer's bytes choose a problem (B, T, H, K, V, n), the extents
+// API on Kokkos::Serial. The fuzzer's bytes choose a problem (B, T, Hqk, K, V, n and the value
+// heads H = Hqk times 1 to 3, grouped value heads), the extents
 // of every tensor (each possibly off by one from the problem's), whether g, h0, cu_seqlens
 // and the backward's dht are given, the cu_seqlens values (sorted or raw 64-bit integers) and
 // every option (num_householder, chunk_size, chunks_per_segment, value_block, algorithm,
@@ -77,9 +78,10 @@ bool forward_allowed(const Inputs& in, const ForwardOptions& o) {
   const Dims q = dims_of(in.q), v = dims_of(in.v);
   for (const std::int64_t extent : q)
     if (extent < 1) return false;
-  const std::int64_t B = q[0], T = q[1], H = q[2], K = q[3], n = o.num_householder;
-  if (dims_of(in.k) != Dims{B, T * n, H, K}) return false;
-  if (v[0] != B || v[1] != T * n || v[2] != H || v[3] < 1) return false;
+  const std::int64_t B = q[0], T = q[1], Hqk = q[2], K = q[3], n = o.num_householder;
+  if (dims_of(in.k) != Dims{B, T * n, Hqk, K}) return false;
+  const std::int64_t H = v[2];  // value heads: a multiple of the q/k heads
+  if (v[0] != B || v[1] != T * n || H < 1 || H % Hqk != 0 || v[3] < 1) return false;
   if (dims_of(in.beta) != Dims{B, T * n, H}) return false;
   if (in.g.data() && dims_of(in.g) != Dims{B, T, H}) return false;
   std::int64_t N = B;
@@ -101,6 +103,7 @@ void run(Choices& in) {
   const std::int64_t B = in.in_range<int>(0, 3), T = in.in_range<int>(0, 20),
                      H = in.in_range<int>(0, 3), K = in.in_range<int>(0, 8),
                      V = in.in_range<int>(0, 8), n = in.in_range<int>(1, 3);
+  const std::int64_t Hv = H * in.in_range<int>(1, 3);  // value heads
   std::mt19937_64 engine(in.any<std::uint32_t>());
   const auto uniform = [&](double low, double high) {
     return [&engine, low, high](std::size_t) {
@@ -136,9 +139,9 @@ void run(Choices& in) {
   // Keys of length at most 1, so that beta in [0, 2) keeps every step a contraction.
   const double key_bound = 1.0 / std::sqrt(double(std::max<std::int64_t>(K, 1)));
   inputs.k = filled<Q>("k", extents_for(in, {B, T * n, H, K}), storage(uniform(-key_bound, key_bound)));
-  inputs.v = filled<Q>("v", extents_for(in, {B, T * n, H, V}), storage(uniform(-1, 1)));
-  inputs.beta = filled<B3>("beta", extents_for(in, {B, T * n, H}), storage(uniform(0, 2)));
-  if (in.flag()) inputs.g = filled<G>("g", extents_for(in, {B, T, H}), real(uniform(-2, 0)));
+  inputs.v = filled<Q>("v", extents_for(in, {B, T * n, Hv, V}), storage(uniform(-1, 1)));
+  inputs.beta = filled<B3>("beta", extents_for(in, {B, T * n, Hv}), storage(uniform(0, 2)));
+  if (in.flag()) inputs.g = filled<G>("g", extents_for(in, {B, T, Hv}), real(uniform(-2, 0)));
   std::int64_t N = B;
   if (in.flag()) {
     const std::size_t count = in.in_range<std::size_t>(0, 6);
@@ -156,7 +159,7 @@ void run(Choices& in) {
   }
   const std::int64_t n_states = std::max<std::int64_t>(N, 0);
   if (in.flag())
-    inputs.initial_state = filled<H0>("h0", extents_for(in, {n_states, H, K, V}), real(uniform(-0.5, 0.5)));
+    inputs.initial_state = filled<H0>("h0", extents_for(in, {n_states, Hv, K, V}), real(uniform(-0.5, 0.5)));
 
   const bool allowed = forward_allowed(inputs, options);
   ForwardResult<Scalar, Memory> result;
@@ -181,7 +184,7 @@ void run(Choices& in) {
   OutputGradients<Scalar, Memory> gradients;
   gradients.o = filled<Q>("do", extents_for(in, dims_of(result.o)), storage(uniform(-1, 1)));
   if (in.flag())
-    gradients.final_state = filled<H0>("dht", extents_for(in, {n_states, dims_of(inputs.q)[2],
+    gradients.final_state = filled<H0>("dht", extents_for(in, {n_states, dims_of(inputs.v)[2],
                                                                dims_of(inputs.q)[3], dims_of(inputs.v)[3]}),
                                        real(uniform(-1, 1)));
   const auto& s = problem.shape;
