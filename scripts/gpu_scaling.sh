@@ -12,7 +12,8 @@
 # Usage: bash scripts/gpu_scaling.sh
 # Environment: OUT (default <repo>/build-cuda/gpu_scaling), GDP_GPU_DIR (default <repo>/.gpu),
 #   GDP_SCALING_CASES (default "strong weak seq"), GDP_SCALING_REPEATS (default 5),
-#   GDP_SCALING_SEQ_TOKENS (default 4194304), GDP_SCALING_BUDGET_S (default 420: cases not
+#   GDP_SCALING_SEQ_TOKENS (default 4194304), GDP_SCALING_SEQ_SHAPE (default
+#   "-H 16 -K 128 -V 128 -n 2 --gated --dtype bf16"), GDP_SCALING_BUDGET_S (default 420: cases not
 #   started by then are reported as not run).
 set -uo pipefail
 
@@ -22,6 +23,7 @@ out=${OUT:-$repo_root/build-cuda/gpu_scaling}
 cases=" ${GDP_SCALING_CASES:-strong weak seq} "
 repeats=${GDP_SCALING_REPEATS:-5}
 seq_tokens=${GDP_SCALING_SEQ_TOKENS:-4194304}
+read -r -a seq_shape <<<"${GDP_SCALING_SEQ_SHAPE:--H 16 -K 128 -V 128 -n 2 --gated --dtype bf16}"
 budget=${GDP_SCALING_BUDGET_S:-420}
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -77,7 +79,7 @@ for ranks in "${counts[@]}"; do
   [[ $cases == *" weak "* ]] && bench weak "$ranks" -B $((8 * ranks)) "${shape[@]}" --backward
   if [[ $cases == *" seq "* ]]; then
     if ((has_seq_parallel)); then
-      bench seq "$ranks" -B 1 -T "$seq_tokens" -H 16 -K 128 -V 128 -n 2 --gated --dtype bf16 --seq-parallel
+      bench seq "$ranks" -B 1 -T "$seq_tokens" "${seq_shape[@]}" --seq-parallel
     else
       printf '%s\t%s\tno --seq-parallel in this gdp_app\t-\t-\t-\n' seq "$ranks" >>"$work/results"
     fi
