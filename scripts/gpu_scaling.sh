@@ -58,16 +58,18 @@ bench() {
     printf '%s\t%s\tfailed\t-\t-\t-\n' "$name" "$ranks" >>"$work/results"
     return
   fi
-  # The "all" row: all, units, calls, tokens, s/call, tokens/s, GFLOP/s[, bwd s/call, bwd GFLOP/s]
-  # (tokens and tokens/s may carry an SI prefix after a space).
+  # The table's columns are 2 or more spaces apart (a value such as "16.4 M" holds one):
+  # the header row names them, the "all" row holds the slowest rank's times.
   python3 - "$log" "$name" "$ranks" >>"$work/results" <<'PY'
 import re, sys
-text = open(sys.argv[1]).read()
-si = r"[\d.]+(?: [kMGTP])?"
-row = re.search(r"^\s*all\s+\d+\s+\d+\s+%s\s+([\d.]+)\s+(%s)\s+[\d.]+(?:\s+([\d.]+))?" % (si, si), text, re.M)
-imbalance = re.search(r"^load imbalance.*: ([\d.]+)", text, re.M)
-fields = [row.group(1), row.group(2).replace(" ", ""), row.group(3) or "-"] if row else ["unparsed", "-", "-"]
-print("\t".join([sys.argv[2], sys.argv[3]] + fields + [imbalance.group(1) if imbalance else "-"]))
+lines = open(sys.argv[1]).read().splitlines()
+split = lambda line: re.split(r"\s{2,}", line.strip())
+header = next((split(l) for l in lines if l.strip().startswith("rank ")), None)
+row = next((split(l) for l in lines if l.strip().startswith("all ")), None)
+imbalance = next((l.rsplit(":", 1)[1].strip() for l in lines if l.startswith("load imbalance")), "-")
+cells = dict(zip(header, row)) if header and row else {}
+fields = [cells.get("s/call", "unparsed"), cells.get("tokens/s", "-").replace(" ", ""), cells.get("bwd s/call", "-")]
+print("\t".join([sys.argv[2], sys.argv[3]] + fields + [imbalance]))
 PY
   tail -n 3 "$log"
 }
