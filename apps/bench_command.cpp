@@ -33,7 +33,7 @@ namespace {
 
 struct BenchSettings {
   int repeats = 5, warmup = 1, chunk_size = 64, sgemm_size = 2048;
-  bool baseline = false, backward = false, seq_parallel = false;
+  bool baseline = false, backward = false, seq_parallel = false, allow_non_finite = false;
   bool decode = false;
   int decode_steps = 20, decode_max_batch = 256;
 };
@@ -146,6 +146,7 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
       flags, runtime.rank(), runtime.size());
   ForwardOptions chosen = flags.options();
   chosen.chunk_size = settings.chunk_size;
+  chosen.allow_non_finite = settings.allow_non_finite;
   // The options `run` would use, so that the blocks are timed as `run` computes them.
   const ForwardOptions options = dist::whole_problem_options<ExecSpace>(problems.shape, chosen);
   RankTimes times;
@@ -279,6 +280,7 @@ class BenchCommand : public Command {
                    "token axis (every head), the ordered scan of the state maps included")
         ->excludes("--backward")
         ->excludes("--baseline");
+    add_allow_non_finite_flag(*subcommand_, settings_.allow_non_finite);
   }
 
   int run(const dist::Runtime& runtime) override {

@@ -14,6 +14,12 @@ void add_space_option(CLI::App& command, std::string& space) {
       ->capture_default_str();
 }
 
+void add_allow_non_finite_flag(CLI::App& command, bool& allow) {
+  command.add_flag("--allow-non-finite", allow,
+                   "let NaN and infinite input values through; by default the first one fails "
+                   "the command, named by tensor and index");
+}
+
 std::string placement(const dist::Runtime& runtime, const std::string& space) {
   std::string where = space + ", " + std::to_string(runtime.size()) + " rank" +
                       (runtime.size() > 1 ? "s" : "");

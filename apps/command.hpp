@@ -32,6 +32,8 @@ std::unique_ptr<Command> inspect_command(CLI::App& app);
 
 /// Adds `--space` (the execution spaces of this build, the fastest by default).
 void add_space_option(CLI::App& command, std::string& space);
+/// Adds `--allow-non-finite` (ForwardOptions::allow_non_finite).
+void add_allow_non_finite_flag(CLI::App& command, bool& allow);
 /// "openmp, 2 ranks x 1 thread" or "cuda, 2 ranks x 1 GPU": where the work runs.
 std::string placement(const dist::Runtime& runtime, const std::string& space);
 

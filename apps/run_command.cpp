@@ -82,6 +82,10 @@ class RunCommand : public Command {
                    "later ranks starting from the state an ordered scan of the ranks' state maps "
                    "gives them (for few long sequences; the same output within rounding)")
         ->excludes("--backward");
+    add_allow_non_finite_flag(*subcommand_, config_.allow_non_finite);
+    subcommand_->add_flag("--check-outputs", config_.check_outputs,
+                          "fail when an output holds a NaN or an infinity, naming the tensor and "
+                          "the first such element (no output file is then written)");
   }
 
   int run(const dist::Runtime& runtime) override {

@@ -7,6 +7,7 @@
 #include "report_table.hpp"
 
 #include "common/execution_spaces.hpp"
+#include "common/finite_check.hpp"
 #include "dist/collective_failure.hpp"
 #include "dist/whole_problem_options.hpp"
 #include "io/forward_file.hpp"
@@ -46,8 +47,13 @@ RankErrors check_rank(const ProblemFlags& flags, const ForwardOptions& chosen, c
   errors.units = double(problems.units.size());
   errors.blocks = double(problems.blocks.size());
   errors.token_heads = double(dist::token_heads(problems.shape, problems.units));
-  for (const auto& owned : problems.inputs) {
+  for (std::size_t b = 0; b < problems.inputs.size(); ++b) {
+    const auto& owned = problems.inputs[b];
     const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
+    // A NaN or an infinity in a result fails the check, named by its index in the whole problem.
+    const detail::IndexOrigin origin = dist::block_origin(problems.shape, problems.blocks[b]);
+    detail::expect_finite_output<ExecSpace>("o", result.o, origin);
+    detail::expect_finite_output<ExecSpace>("ht", result.final_state, origin);
     const auto expected =
         reference::naive_recurrence(reference::make_reference_problem<double>(owned.inputs(), options));
     errors.error_o = std::max(errors.error_o, reference::relative_error(result.o, expected.o));
@@ -66,7 +72,8 @@ class VerifyCommand : public Command {
         "Check the chunked forward against the float64 naive recurrence on random inputs of the "
         "given shape: each rank checks its share of the (sequence, head) pairs (as `run` would "
         "share them); rank 0 prints the largest relative Frobenius errors of o and ht, and every "
-        "rank exits non-zero when one is above the tolerance.");
+        "rank exits non-zero when one is above the tolerance or when an output holds a NaN or an "
+        "infinity (named by tensor and index).");
     flags_.tokens = 512;
     flags_.heads = 2;
     flags_.key_dim = flags_.value_dim = 64;
@@ -78,6 +85,7 @@ class VerifyCommand : public Command {
     subcommand_->add_option("--tolerance", tolerance_,
                             "largest relative error accepted (default: 1e-10 f64, 1e-4 f32, 1e-2 "
                             "bf16 and f16)");
+    add_allow_non_finite_flag(*subcommand_, allow_non_finite_);
   }
 
   int run(const dist::Runtime& runtime) override {
@@ -85,6 +93,7 @@ class VerifyCommand : public Command {
     dist::run_collectively(runtime.comm(), [&] {
       ForwardOptions options = flags_.options();
       options.chunk_size = chunk_size_;
+      options.allow_non_finite = allow_non_finite_;
       io::with_storage_type(flags_.storage(), [&](auto storage) {
         with_execution_space(space_, [&](auto space) {
           mine = check_rank<decltype(space), decltype(storage)>(flags_, options, runtime);
@@ -126,6 +135,7 @@ class VerifyCommand : public Command {
   std::string space_;
   int chunk_size_ = 64;
   double tolerance_ = 0;
+  bool allow_non_finite_ = false;
 };
 
 }  // namespace

@@ -43,8 +43,10 @@
 /// heads need no more: each value head's share of dq and dk goes over the first value block's
 /// slice of the adjoints of the gated queries and of beta o exp(G) o K, once those are read.
 ///
-/// Every argument is checked before any kernel runs; a violation throws gdp::InvalidArgument
-/// naming the argument ("do", "dht", or a forward argument), the expected and the actual value.
+/// Every argument is checked before any kernel computes; a violation throws
+/// gdp::InvalidArgument naming the argument ("do", "dht", or a forward argument), the expected
+/// and the actual value. Non-finite values in any input, do and dht included, are rejected as
+/// in the forward unless ForwardOptions::allow_non_finite.
 #pragma once
 
 #include <gdp/errors.hpp>

@@ -33,8 +33,10 @@
 /// gdp::float16); g, h0 and ht are `accumulator_t<Scalar>` (double for double, float
 /// otherwise), which is also the type every computation runs in.
 ///
-/// All inputs are checked before any kernel runs; a violation throws gdp::InvalidArgument
-/// naming the argument, the expected and the actual value, and nothing is allocated.
+/// All inputs are checked before any kernel computes; a violation throws gdp::InvalidArgument
+/// naming the argument, the expected and the actual value, and nothing is allocated. The
+/// values are checked too: a NaN or an infinity in any input is rejected with the tensor's
+/// name and the element's index unless ForwardOptions::allow_non_finite.
 #pragma once
 
 #include <gdp/errors.hpp>
@@ -82,6 +84,14 @@ struct ForwardOptions {
   /// the same bits for a (sequence, head) pair in problems of different sizes (gdp_app does,
   /// so that its results do not depend on the number of ranks).
   int value_block = 0;
+  /// Accept NaN and infinite values in the inputs. By default (false) every input tensor
+  /// (q, k, v, beta, g, h0, and the backward's do and dht) is scanned before any other kernel
+  /// runs, and the first non-finite element throws gdp::InvalidArgument naming the tensor, the
+  /// element's multi-index and its value, e.g.
+  /// `gdp: v: expected finite values, got nan at [b, p, h, v] = [0, 17, 2, 5] ...`
+  /// (p is the expanded position t*n + j). The scan is one reduction per tensor, which waits
+  /// for its result; true skips it (docs/HARDENING.md gives its cost).
+  bool allow_non_finite = false;
 };
 
 /// The inputs, as views in the memory space `MemorySpace`. A default-constructed (null) view
@@ -114,8 +124,9 @@ struct ForwardResult {
 /// The chunked Gated DeltaProduct forward on execution space `ExecSpace`.
 ///
 /// Instantiated for every enabled Kokkos execution space and every storage type. Runs
-/// asynchronously on a default instance of `ExecSpace` except for the small host-side
-/// validation of cu_seqlens; results are ready after `ExecSpace().fence()`.
+/// asynchronously on a default instance of `ExecSpace` except for the validation: the small
+/// host-side check of cu_seqlens and the scan of the inputs for non-finite values (see
+/// ForwardOptions::allow_non_finite); results are ready after `ExecSpace().fence()`.
 /// \throws gdp::InvalidArgument on any invalid input (see the file comment).
 template <class ExecSpace, class Scalar>
 ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product(

@@ -31,6 +31,8 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   const int value_blocks = int((shape.value_dim + value_block - 1) / value_block);
   expect_call_fits(shape, call_limits(shape, options, value_blocks, /*backward=*/true));
+  check_finite_inputs<ExecSpace>(in, options);
+  check_finite_output_gradients<ExecSpace>(upstream, options);
 
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);

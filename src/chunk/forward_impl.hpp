@@ -11,6 +11,7 @@
 #include "chunk_parallel.hpp"
 #include "chunk_prepare.hpp"
 #include "chunk_workspace.hpp"
+#include "common/finite_check.hpp"
 #include "common/problem_shape.hpp"
 #include "common/view_limits.hpp"
 #include "forward_plan.hpp"
@@ -144,6 +145,7 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> chunked_forward(
     const ForwardOptions& options) {
   const ProblemShape shape = check_forward_inputs(in, options);
   expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
+  check_finite_inputs<ExecSpace>(in, options);
   const auto result =
       allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
   chunked_forward_into<ExecSpace>(in, options, shape, result);

@@ -29,6 +29,8 @@ struct RandomProblemSpec {
   std::vector<std::int64_t> cu_seqlens;
   /// Keep k rows as drawn (for use_qk_l2norm); otherwise they are scaled to unit length.
   bool raw_keys = false;
+  /// Length of every k row (raw_keys: factor on every row as drawn instead).
+  double key_scale = 1.0;
   double beta_max = 1.0;
   std::optional<double> beta_value;  ///< every beta equal to this, when set
   std::optional<double> gate_value;  ///< every g equal to this, when set
@@ -93,7 +95,7 @@ OwnedInputs<Scalar, MemorySpace> make_random_problem(const RandomProblemSpec& sp
         if (d == 0) {
           double sum = 0;
           for (auto& x : key_row) sum += (x = normal(engine)) * x;
-          const double factor = spec.raw_keys ? 1.0 : 1.0 / std::sqrt(sum);
+          const double factor = spec.key_scale * (spec.raw_keys ? 1.0 : 1.0 / std::sqrt(sum));
           for (auto& x : key_row) x *= factor;
         }
         return narrow<Scalar>(key_row[d]);

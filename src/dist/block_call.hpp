@@ -8,6 +8,7 @@
 #include <gdp/backward.hpp>
 #include <gdp/forward.hpp>
 
+#include "common/finite_check.hpp"
 #include "common/problem_shape.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -23,6 +24,7 @@ template <class Scalar>
 struct BlockHostInputs {
   using Real = accumulator_t<Scalar>;
   detail::ProblemShape shape;  ///< the block as a problem of its own (block_shape)
+  detail::IndexOrigin origin;  ///< where the block sits in the whole problem (block_origin)
   Scalar* q = nullptr;
   Scalar* k = nullptr;
   Scalar* v = nullptr;
@@ -72,20 +74,31 @@ class BlockCall {
     if (s.varlen) inputs_.cu_seqlens = device(Host<std::int64_t*>(offsets_.data(), offsets_.size()));
   }
 
-  /// o and ht of the block.
-  void forward(ForwardOptions options, const BlockHostOutputs<Scalar>& out) const {
+  /// o and ht of the block. Non-finite inputs are rejected (unless options.allow_non_finite)
+  /// and, with `check_outputs`, non-finite results too, naming the element by its indices in
+  /// the whole problem.
+  void forward(ForwardOptions options, const BlockHostOutputs<Scalar>& out,
+               bool check_outputs = false) const {
     if (empty()) {  // empty sequences only: each state passes through unchanged
       copy_or_zero(host_.h0, out.ht);
       return;
     }
+    detail::check_finite_inputs<ExecSpace>(inputs_, options, host_.origin);
+    options.allow_non_finite = true;  // checked just above, with the whole problem's indices
     options.output_final_state = true;
     const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(inputs_, options);
+    if (check_outputs) {
+      detail::expect_finite_output<ExecSpace>("o", result.o, host_.origin);
+      detail::expect_finite_output<ExecSpace>("ht", result.final_state, host_.origin);
+    }
     Kokkos::deep_copy(output(out.o, shape_.value_dim), result.o);
     Kokkos::deep_copy(state(out.ht), result.final_state);
   }
 
-  /// The gradients of the block, from its do and dht.
-  void backward(const ForwardOptions& options, const BlockHostOutputs<Scalar>& out) const {
+  /// The gradients of the block, from its do and dht; non-finite values checked as forward()
+  /// does.
+  void backward(ForwardOptions options, const BlockHostOutputs<Scalar>& out,
+                bool check_outputs = false) const {
     if (empty()) {  // the final state is the initial state: dh0 = dht
       if (out.dh0) copy_or_zero(host_.dht, out.dh0);
       return;
@@ -94,7 +107,18 @@ class BlockCall {
     OutputGradients<Scalar, memory_space> upstream;
     upstream.o = device(Host<Scalar****>(host_.d_o, s.batch, s.tokens_per_row, s.heads, s.value_dim));
     if (host_.dht) upstream.final_state = device(state(host_.dht));
+    detail::check_finite_inputs<ExecSpace>(inputs_, options, host_.origin);
+    detail::check_finite_output_gradients<ExecSpace>(upstream, options, host_.origin);
+    options.allow_non_finite = true;
     const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(inputs_, upstream, options);
+    if (check_outputs) {
+      detail::expect_finite_output<ExecSpace>("dq", gradients.dq, host_.origin);
+      detail::expect_finite_output<ExecSpace>("dk", gradients.dk, host_.origin);
+      detail::expect_finite_output<ExecSpace>("dv", gradients.dv, host_.origin);
+      detail::expect_finite_output<ExecSpace>("dbeta", gradients.dbeta, host_.origin);
+      detail::expect_finite_output<ExecSpace>("dg", gradients.dg, host_.origin);
+      detail::expect_finite_output<ExecSpace>("dh0", gradients.dh0, host_.origin);
+    }
     const std::int64_t B = s.batch, T = s.tokens_per_row, P = T * s.num_householder;
     Kokkos::deep_copy(Host<Scalar****>(out.dq, B, T, s.qk_heads, s.key_dim), gradients.dq);
     Kokkos::deep_copy(Host<Scalar****>(out.dk, B, P, s.qk_heads, s.key_dim), gradients.dk);

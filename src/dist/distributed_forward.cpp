@@ -83,14 +83,15 @@ class RankRun {
     slabs_.plan_output(io::forward_output_specs(input_, config_.backward), blocks_);
     ForwardOptions chosen = input_.options;
     chosen.chunk_size = config_.chunk_size;
+    chosen.allow_non_finite = config_.allow_non_finite;
     run_collectively(comm_, [&] {
       with_execution_space(config_.space, [&](auto space) {
         using ExecSpace = decltype(space);
         const ForwardOptions options = whole_problem_options<ExecSpace>(input_.shape, chosen);
         for (std::size_t b = 0; b < blocks_.size(); ++b) {
           const BlockCall<ExecSpace, Scalar> call(block_inputs(b));
-          call.forward(options, block_outputs(b));
-          if (config_.backward) call.backward(options, block_outputs(b));
+          call.forward(options, block_outputs(b), config_.check_outputs);
+          if (config_.backward) call.backward(options, block_outputs(b), config_.check_outputs);
         }
       });
     });
@@ -109,6 +110,7 @@ class RankRun {
   BlockHostInputs<Scalar> block_inputs(std::size_t b) {
     BlockHostInputs<Scalar> in;
     in.shape = block_shape(input_.shape, blocks_[b]);
+    in.origin = block_origin(input_.shape, blocks_[b]);
     in.q = slabs_.stored("q", b);
     in.k = slabs_.stored("k", b);
     in.v = slabs_.stored("v", b);

@@ -37,6 +37,11 @@ struct RunConfig {
   /// Also compute the gradients (the input then holds do and maybe dht; the output gets dq,
   /// dk, dv, dbeta, dg, dh0).
   bool backward = false;
+  /// Let NaN and infinite inputs through (ForwardOptions::allow_non_finite); otherwise the
+  /// first one fails the run, named by tensor and index in the file's tensor.
+  bool allow_non_finite = false;
+  /// Fail the run when an output holds a NaN or an infinity, naming the first.
+  bool check_outputs = false;
   /// Called on rank 0 after each step with a short description of it.
   std::function<void(const std::string&)> progress;
 };

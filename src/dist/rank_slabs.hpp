@@ -10,6 +10,7 @@
 #include "collective_failure.hpp"
 #include "mpi_file.hpp"
 #include "output_commit.hpp"
+#include "test_hooks.hpp"
 
 #include "io/exact_conversion.hpp"
 #include "io/forward_file.hpp"
@@ -17,10 +18,24 @@
 #include <mpi.h>
 
 #include <map>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace gdp::dist {
+
+/// `buffer` resized to `bytes`; an allocation failure says what could not be allocated.
+inline void allocate_slabs(MPI_Comm comm, std::vector<std::byte>& buffer, std::uint64_t bytes,
+                           const std::string& what) {
+  try {
+    if (test_failure_requested(comm, "allocate")) throw std::bad_alloc();
+    buffer.resize(bytes);
+  } catch (const std::bad_alloc& e) {
+    throw std::runtime_error("gdp: " + what + ": cannot allocate " + std::to_string(bytes) +
+                             " bytes for this rank's slabs (" + e.what() + ")");
+  }
+}
 
 template <class Scalar>
 class RankSlabs {
@@ -36,9 +51,12 @@ class RankSlabs {
     for (const std::string& name : names)
       if (input_.header.find(name)) present.push_back(name);
     run_collectively(comm_, [&] {
+      std::vector<WorkBlock> sliced = blocks;
+      if (test_failure_requested(comm_, "slice"))  // test hook: slabs past the tensors' heads
+        for (WorkBlock& block : sliced) block.head_end += input_.shape.heads;
       for (const std::string& name : present) {
-        slabs_[name] = pack_slabs(*input_.header.find(name), blocks, input_.shape.num_householder);
-        bytes_[name].resize(slabs_[name].bytes());
+        slabs_[name] = pack_slabs(*input_.header.find(name), sliced, input_.shape.num_householder);
+        allocate_slabs(comm_, bytes_[name], slabs_[name].bytes(), name);
       }
     });
     run_collectively(comm_, [&] {
@@ -65,11 +83,13 @@ class RankSlabs {
   /// Lays out the output file of `specs` and allocates the packed slabs of `blocks` of each
   /// of its tensors.
   void plan_output(const std::vector<io::TensorSpec>& specs, const std::vector<WorkBlock>& blocks) {
-    layout_ = io::plan_safetensors(specs, io::options_metadata(input_.options, input_.shape.key_dim));
-    for (const io::TensorEntry& tensor : layout_.tensors) {
-      output_slabs_[tensor.name] = pack_slabs(tensor, blocks, input_.shape.num_householder);
-      outputs_[tensor.name].resize(output_slabs_[tensor.name].bytes());
-    }
+    run_collectively(comm_, [&] {
+      layout_ = io::plan_safetensors(specs, io::options_metadata(input_.options, input_.shape.key_dim));
+      for (const io::TensorEntry& tensor : layout_.tensors) {
+        output_slabs_[tensor.name] = pack_slabs(tensor, blocks, input_.shape.num_householder);
+        allocate_slabs(comm_, outputs_[tensor.name], output_slabs_[tensor.name].bytes(), tensor.name);
+      }
+    });
   }
 
   /// Writes every rank's output slabs into `path` (collective; see output_commit.hpp).

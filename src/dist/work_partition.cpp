@@ -150,4 +150,15 @@ detail::ProblemShape block_shape(const detail::ProblemShape& shape, const WorkBl
   return s;
 }
 
+detail::IndexOrigin block_origin(const detail::ProblemShape& shape, const WorkBlock& block) {
+  detail::IndexOrigin origin;
+  // Equal lengths: the block's batch rows are sequences; variable: one row of the block's tokens.
+  origin.row = shape.varlen ? 0 : block.sequence_begin;
+  origin.token = shape.varlen ? block.token_begin : 0;
+  origin.head = block.head_begin;
+  origin.sequence = block.sequence_begin;
+  origin.num_householder = shape.num_householder;
+  return origin;
+}
+
 }  // namespace gdp::dist

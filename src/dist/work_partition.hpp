@@ -20,6 +20,7 @@
 // [head_begin, head_end) / group.
 #pragma once
 
+#include "common/finite_check.hpp"
 #include "common/problem_shape.hpp"
 #include "common/view_limits.hpp"
 
@@ -73,5 +74,9 @@ detail::CallLimits app_call_limits(const detail::ProblemShape& shape, const Forw
 /// The shape of a block as a problem of its own: B rows of T tokens when the problem has
 /// equal lengths, else one row with the block's sequences as cu_seqlens (from 0).
 detail::ProblemShape block_shape(const detail::ProblemShape& shape, const WorkBlock& block);
+
+/// Where element [0, ...] of each of a block's tensors sits in the whole problem's (for
+/// messages that name an element: detail::describe_non_finite).
+detail::IndexOrigin block_origin(const detail::ProblemShape& shape, const WorkBlock& block);
 
 }  // namespace gdp::dist

@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
+#include <limits>
 
 namespace gdp::test {
 namespace {
@@ -268,11 +270,13 @@ TEST(DistributedForward, Float64WithL2NormUngated) {
 /// Runs `input` and expects every rank to fail with rank `failing`'s message containing
 /// `message`, leaving only the files `left`.
 void expect_failed_run(const SharedDirectory& dir, const std::string& input, const std::string& output,
-                       int failing, const std::string& message, const std::vector<std::string>& left) {
+                       int failing, const std::string& message, const std::vector<std::string>& left,
+                       bool check_outputs = false) {
   dist::RunConfig config;
   config.input = input;
   config.output = output;
   config.space = "serial";
+  config.check_outputs = check_outputs;
   try {
     dist::run_forward_file(MPI_COMM_WORLD, config);
     ADD_FAILURE() << "the run succeeded";
@@ -330,6 +334,73 @@ TEST(DistributedForward, UnwritableOutputLeavesNothing) {
                     "cannot open for writing", {"in.safetensors"});
   expect_failed_run(dir, dir.file("absent.safetensors"), dir.file("out.safetensors"), 0,
                     "cannot open for reading", {"in.safetensors"});
+}
+
+/// Writes the equal-lengths problem in float32 with `poke` applied to its host inputs, and
+/// the options `options`.
+template <class Poke>
+std::string write_poked_problem(const SharedDirectory& dir, const Problem& p, Poke&& poke) {
+  const auto owned = make_random_problem<float, Kokkos::HostSpace>(p.spec);
+  poke(owned);
+  write_on_rank0(dir.file("in.safetensors"), io::forward_input_tensors(owned.inputs()),
+                 io::options_metadata(p.options, p.spec.key_dim));
+  return dir.file("in.safetensors");
+}
+
+TEST(DistributedForward, NonFiniteInputOnTheLastRankFailsEveryRank) {
+  // A NaN in v in the last rank's share: every rank fails with its message, which names the
+  // element by its index in the file's tensor (not in the rank's block).
+  SharedDirectory dir;
+  const Problem p = equal_lengths();
+  std::int64_t sequence = 0, head = 0;
+  const std::string input = write_poked_problem(dir, p, [&](const OwnedInputs<float, Kokkos::HostSpace>& owned) {
+    const detail::ProblemShape shape = detail::check_forward_inputs(owned.inputs(), p.options);
+    const dist::UnitRange last = dist::partition_units(shape, ranks()).back();
+    sequence = last.begin / shape.heads;
+    head = last.begin % shape.heads;
+    owned.v(sequence, 11, head, 3) = std::numeric_limits<float>::quiet_NaN();
+  });
+  expect_failed_run(dir, input, dir.file("out.safetensors"), ranks() - 1,
+                    "gdp: v: expected finite values, got nan at [b, p, h, v] = [" +
+                        std::to_string(sequence) + ", 11, " + std::to_string(head) + ", 3]",
+                    {"in.safetensors"});
+}
+
+TEST(DistributedForward, NonFiniteOutputFailsACheckedRun) {
+  // A read-out scale beyond float's range (it becomes an infinity in float): no o is finite.
+  // `run` writes the file as it is, unless asked to check the outputs.
+  SharedDirectory dir;
+  Problem p = equal_lengths();
+  p.options.scale = 1e300;
+  const std::string input = write_poked_problem(dir, p, [](const auto&) {});
+  expect_failed_run(dir, input, dir.file("out.safetensors"), 0,
+                    "gdp: o: non-finite output: ", {"in.safetensors"}, true);
+  expect_failed_run(dir, input, dir.file("out.safetensors"), 0,
+                    " at [b, t, h, v] = [0, 0, 0, 0] (the first", {"in.safetensors"}, true);
+  dist::RunConfig config;
+  config.input = input;
+  config.output = dir.file("out.safetensors");
+  config.space = "serial";
+  EXPECT_NO_THROW(dist::run_forward_file(MPI_COMM_WORLD, config));
+  EXPECT_EQ(dir.files(), (std::vector<std::string>{"in.safetensors", "out.safetensors"}));
+}
+
+/// Runs with the test hook GDP_TEST_FAIL_RANK=<last rank>:<stage> set.
+void expect_forced_failure(const std::string& stage, const std::string& message) {
+  SharedDirectory dir;
+  const std::string input = write_poked_problem(dir, equal_lengths(), [](const auto&) {});
+  const std::string request = std::to_string(ranks() - 1) + ":" + stage;
+  ::setenv("GDP_TEST_FAIL_RANK", request.c_str(), 1);
+  expect_failed_run(dir, input, dir.file("out.safetensors"), ranks() - 1, message, {"in.safetensors"});
+  ::unsetenv("GDP_TEST_FAIL_RANK");
+}
+
+TEST(DistributedForward, BadSliceOnTheLastRankFailsEveryRank) {
+  expect_forced_failure("slice", "gdp: q: slab of rows");
+}
+
+TEST(DistributedForward, AllocationFailureOnTheLastRankFailsEveryRank) {
+  expect_forced_failure("allocate", "gdp: q: cannot allocate");
 }
 
 }  // namespace
