@@ -51,7 +51,8 @@ std::string describe_non_finite(const std::string& name, const std::vector<std::
     index[1] += axes.kind == AxisKind::positions ? origin.token * origin.num_householder
                                                  : origin.token;
   }
-  index[1 + (axes.kind == AxisKind::states ? 0 : 1)] += origin.head;
+  const bool qk = name == "q" || name == "k" || name == "dq" || name == "dk";
+  index[1 + (axes.kind == AxisKind::states ? 0 : 1)] += qk ? origin.qk_head : origin.head;
   std::string labels = "[";
   for (std::size_t r = 0; r < index.size(); ++r)
     labels += concat(r ? ", " : "", r < axes.labels.size() ? axes.labels[r] : "?");

@@ -75,6 +75,7 @@ std::optional<NonFiniteElement> first_non_finite(const Scalar* data, std::int64_
 struct IndexOrigin {
   std::int64_t row = 0, token = 0, head = 0, sequence = 0;
   int num_householder = 1;  ///< n: the token offset of k, v, beta is token * n
+  std::int64_t qk_head = 0;  ///< the head offset of q, k (and dq, dk) with grouped heads
 };
 
 /// "nan at [b, t, h, k] = [0, 3, 1, 2]": element `element` of tensor `name` (one of the

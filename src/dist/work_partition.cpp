@@ -156,6 +156,7 @@ detail::IndexOrigin block_origin(const detail::ProblemShape& shape, const WorkBl
   origin.row = shape.varlen ? 0 : block.sequence_begin;
   origin.token = shape.varlen ? block.token_begin : 0;
   origin.head = block.head_begin;
+  origin.qk_head = block.qk_head_begin();
   origin.sequence = block.sequence_begin;
   origin.num_householder = shape.num_householder;
   return origin;

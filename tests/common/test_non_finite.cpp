@@ -171,8 +171,9 @@ TEST(NonFinite, FirstIndexOfALargeTensor) {
 }
 
 TEST(NonFinite, IndicesOfABlockAreThoseOfTheWholeProblem) {
-  // gdp_app's blocks: the block starts at batch row 1, token 10, head 3, sequence 2, n = 2.
-  const detail::IndexOrigin origin{1, 10, 3, 2, 2};
+  // gdp_app's blocks: the block starts at batch row 1, token 10, head 3 (q/k head 3: no
+  // groups), sequence 2, n = 2.
+  const detail::IndexOrigin origin{1, 10, 3, 2, 2, 3};
   const std::vector<std::int64_t> tokens{2, 4, 2, 5}, states{2, 2, 4, 5};
   // Flat index of [1, 2, 1, 3] in [2, 4, 2, 5]: ((1*4 + 2)*2 + 1)*5 + 3 = 68.
   EXPECT_EQ(detail::describe_non_finite("q", tokens, {68, nan}, origin),
