@@ -109,7 +109,8 @@ class SliceComputation {
   SliceComputation(const detail::ProblemShape& shape, const SlicePlan& slice, ForwardOptions options,
                    const SliceHostInputs<Scalar>& in, const SliceHostOutputs<Scalar>& out)
       : slice_(slice), block_(start_block_shape(shape, slice)), options_(options), in_(in), out_(out),
-        H_(int(shape.heads)), K_(int(shape.key_dim)), V_(int(shape.value_dim)),
+        H_(int(shape.heads)), Hqk_(int(shape.head_group() > 1 ? shape.qk_heads : shape.heads)),
+        K_(int(shape.key_dim)), V_(int(shape.value_dim)),
         n_(shape.num_householder), C_(slice.continued_tokens()),
         state_size_(std::int64_t(H_) * K_ * V_) {
     options_.output_final_state = true;
@@ -124,8 +125,8 @@ class SliceComputation {
     using HostSpace = Kokkos::DefaultHostExecutionSpace;
     if (C_ > 0) {  // the piece that continues a sequence: its map and read-outs
       ForwardInputs<Scalar, memory_space> piece;
-      piece.q = device(UnmanagedHostView<Scalar****>(in_.q, 1, C_, H_, K_));
-      piece.k = device(UnmanagedHostView<Scalar****>(in_.k, 1, C_ * n_, H_, K_));
+      piece.q = device(UnmanagedHostView<Scalar****>(in_.q, 1, C_, Hqk_, K_));
+      piece.k = device(UnmanagedHostView<Scalar****>(in_.k, 1, C_ * n_, Hqk_, K_));
       piece.v = device(UnmanagedHostView<Scalar****>(in_.v, 1, C_ * n_, H_, V_));
       piece.beta = device(UnmanagedHostView<Scalar***>(in_.beta, 1, C_ * n_, H_));
       if (in_.g) piece.g = device(UnmanagedHostView<Real***>(in_.g, 1, C_, H_));
@@ -136,8 +137,8 @@ class SliceComputation {
     if (block_.num_sequences() > 0) {
       BlockHostInputs<Scalar> block_in;
       block_in.shape = block_;
-      block_in.q = in_.q + C_ * H_ * K_;
-      block_in.k = in_.k + C_ * n_ * H_ * K_;
+      block_in.q = in_.q + C_ * Hqk_ * K_;
+      block_in.k = in_.k + C_ * n_ * Hqk_ * K_;
       block_in.v = in_.v + C_ * n_ * H_ * V_;
       block_in.beta = in_.beta + C_ * n_ * H_;
       block_in.g = in_.g ? in_.g + C_ * H_ : nullptr;
@@ -196,7 +197,7 @@ class SliceComputation {
   ForwardOptions options_;
   SliceHostInputs<Scalar> in_;
   SliceHostOutputs<Scalar> out_;
-  int H_, K_, V_, n_;
+  int H_, Hqk_, K_, V_, n_;  ///< value heads, q/k heads (grouped value heads: fewer), ...
   std::int64_t C_, state_size_;
   std::optional<SegmentMap<Scalar, memory_space>> segment_;
   std::vector<Real> block_states_, element_;

@@ -31,6 +31,7 @@ class SliceRun {
     // ending in it), every head.
     reads_ = {slice_.start_begin, slice_.start_end, 0, shape.heads, slice_.token_begin, slice_.token_end};
     writes_ = {slice_.final_begin, slice_.final_end, 0, shape.heads, slice_.token_begin, slice_.token_end};
+    reads_.head_group = writes_.head_group = shape.head_group();  // q and k: every q/k head
     report_.units = double((slice_.continued_tokens() > 0) + (slice_.start_end - slice_.start_begin));
     report_.token_heads = double(slice_.tokens() * shape.heads);
     report_.flops = detail::useful_flops(shape, report_.token_heads);
