@@ -62,16 +62,14 @@ std::int64_t token_heads(const detail::ProblemShape& shape, const UnitRange& ran
 
 namespace {
 
-/// The extent of sequences [begin, end) with `heads` heads.
-detail::CallExtent extent_of_sequences(const detail::ProblemShape& shape, const detail::CallLimits& limits,
-                                       std::int64_t begin, std::int64_t end, std::int64_t heads) {
-  detail::CallExtent e{0, 0, end - begin, heads};
-  for (std::int64_t s = begin; s < end; ++s) {
-    e.tokens += sequence_tokens(shape, s);
-    e.chunks += detail::chunks_of_sequence(sequence_tokens(shape, s), limits.num_householder,
-                                           limits.chunk_size);
-  }
-  return e;
+/// `extent` with sequence s added.
+detail::CallExtent with_sequence(detail::CallExtent extent, const detail::ProblemShape& shape,
+                                 const detail::CallLimits& limits, std::int64_t s) {
+  extent.tokens += sequence_tokens(shape, s);
+  extent.chunks += detail::chunks_of_sequence(sequence_tokens(shape, s), limits.num_householder,
+                                              limits.chunk_size);
+  extent.sequences += 1;
+  return extent;
 }
 
 /// How many heads of sequence s, at most `wanted`, fit in one call: whole groups of value heads
@@ -81,7 +79,7 @@ std::int64_t heads_that_fit(const detail::ProblemShape& shape, const detail::Cal
   const std::int64_t group = shape.head_group();
   std::int64_t groups = wanted / group;
   while (groups > 1 &&
-         !detail::fits_in_one_call(limits, extent_of_sequences(shape, limits, s, s + 1, groups * group)))
+         !detail::fits_in_one_call(limits, with_sequence(detail::CallExtent{0, 0, 0, groups * group}, shape, limits, s)))
     groups = (groups + 1) / 2;
   return groups * group;
 }
@@ -104,11 +102,7 @@ std::vector<WorkBlock> blocks_of(const detail::ProblemShape& shape, const UnitRa
     } else {  // every head of as many whole sequences as fit, else some heads of one
       detail::CallExtent extent{0, 0, 0, H};
       for (std::int64_t s = b.sequence_begin; s < range.end / H; ++s) {
-        detail::CallExtent grown = extent;
-        grown.tokens += sequence_tokens(shape, s);
-        grown.chunks += detail::chunks_of_sequence(sequence_tokens(shape, s), limits.num_householder,
-                                                   limits.chunk_size);
-        grown.sequences += 1;
+        const detail::CallExtent grown = with_sequence(extent, shape, limits, s);
         if (!detail::fits_in_one_call(limits, grown)) break;
         extent = grown;
       }
