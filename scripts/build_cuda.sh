@@ -106,8 +106,9 @@ fi
 find "$pack_dir/lib" "$pack_dir/bin" -type f -size +4M -exec xz -9 -T 0 {} +
 
 # The suite as commands, one a line, tab-separated: name, labels, environment, the regular
-# expression the output must match ("-": the exit status decides), WILL_FAIL (0 or 1), the
-# working directory, then the arguments (none: the program was not built). Paths are rewritten for the GPU machine: a program of
+# expression the output must match ("-": the exit status decides; newlines and tabs in it as
+# \n and \t), WILL_FAIL (0 or 1), the working directory, then the arguments (none: the
+# program was not built). Paths are rewritten for the GPU machine: a program of
 # this build becomes @BIN@/name, another path of the build @WORK@/path (a scratch folder
 # there), a file of the source tree @SRC@/path, and a tool outside both (mpiexec, cmake,
 # python3) its bare name, found on that machine's PATH.
@@ -132,6 +133,10 @@ def place(path):
     if os.path.isfile(real) and os.access(real, os.X_OK):
         return os.path.basename(path)
     return path
+def escaped(text):
+    # A line of the list is one test: control characters in a field (CTest pass expressions
+    # may hold newlines) go as the escapes that Python regular expressions read back.
+    return text.replace("\n", "\\n").replace("\t", "\\t")
 def rewrite(arg):
     return re.sub(r"/[^\s;=\"]+", lambda m: place(m.group(0)), arg)
 for test in json.load(sys.stdin)["tests"]:
@@ -140,7 +145,7 @@ for test in json.load(sys.stdin)["tests"]:
         test["name"],
         ",".join(properties.get("LABELS", [])) or "-",
         ";".join(properties.get("ENVIRONMENT", [])) or "-",
-        "|".join(properties.get("PASS_REGULAR_EXPRESSION", [])) or "-",
+        escaped("|".join(properties.get("PASS_REGULAR_EXPRESSION", []))) or "-",
         "1" if properties.get("WILL_FAIL") else "0",
         rewrite(properties.get("WORKING_DIRECTORY", build)),
     ]

@@ -21,9 +21,14 @@
 namespace gdp::test {
 namespace {
 
+/// Relative Frobenius error bounds per storage. `forward` and `backward` hold against the
+/// float64 references of the exact inputs, so they cover the rounding of the inputs to the
+/// storage type as well as the arithmetic; the forward is also held to the default bounds
+/// against the float64 recurrence of the stored (rounded) inputs, which leaves the arithmetic
+/// alone.
 struct ExtremeCase {
   ForwardCase problem;
-  StorageTolerances forward, backward;  ///< relative Frobenius error bounds per storage
+  StorageTolerances forward, backward;
 };
 
 std::ostream& operator<<(std::ostream& out, const ExtremeCase& c) { return out << c.problem.name; }
@@ -50,10 +55,17 @@ std::vector<ExtremeCase> extreme_cases() {
       extreme("gate_zero", [](ForwardCase& c) { c.spec.gate_value = 0.0; }),
       extreme("beta_zero", [](ForwardCase& c) { c.spec.beta_value = 0.0; }),
       extreme("beta_two", [](ForwardCase& c) { c.spec.beta_value = 2.0; }),
-      extreme("beta_two_no_decay", [](ForwardCase& c) {
-        c.spec.beta_value = 2.0;
-        c.spec.gate_value = 0.0;
-      }),
+      // Pure reflections: nothing decays, so every rounding of the 16-bit inputs persists in
+      // the state, and the inputs' rounding alone costs about 7e-3 (docs/HARDENING.md): the
+      // bound of 16-bit storage against the exact inputs is 2e-2 here, the backward's. The
+      // arithmetic keeps the default 1e-2 against the rounded inputs.
+      extreme(
+          "beta_two_no_decay",
+          [](ForwardCase& c) {
+            c.spec.beta_value = 2.0;
+            c.spec.gate_value = 0.0;
+          },
+          StorageTolerances{forward_bounds.float64, forward_bounds.float32, 2e-2}),
       // |k| = 1.3 with beta <= 1: beta |k|^2 <= 1.69 < 2, the sub-steps stay contractions.
       extreme("keys_longer_than_one", [](ForwardCase& c) { c.spec.key_scale = 1.3; }),
       extreme("keys_shorter_than_one", [](ForwardCase& c) { c.spec.key_scale = 0.25; }),
@@ -119,6 +131,12 @@ TEST_P(Extremes, FiniteAndWithinTheirBounds) {
           const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(inputs.inputs(), c.options);
           check(storage_name<Scalar>(), "o", result.o, expected.o, bound);
           check(storage_name<Scalar>(), "ht", result.final_state, expected.final_state, bound);
+          const auto stored = reference::naive_recurrence(
+              reference::make_reference_problem<double>(inputs.inputs(), c.options));
+          const double arithmetic_bound = storage_bound<Scalar>(forward_bounds);
+          check(storage_name<Scalar>(), "o (stored inputs)", result.o, stored.o, arithmetic_bound);
+          check(storage_name<Scalar>(), "ht (stored inputs)", result.final_state,
+                stored.final_state, arithmetic_bound);
         },
         e.forward);
     for_each_storage(

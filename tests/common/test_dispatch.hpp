@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 namespace gdp::test {
 
@@ -58,24 +59,32 @@ struct StorageTolerances {
 /// accumulation).
 inline constexpr StorageTolerances forward_tolerances{1e-10, 1e-4, 1e-2};
 
+/// The bound of `tolerances` for storage type Scalar.
+template <class Scalar>
+constexpr double storage_bound(const StorageTolerances& tolerances) {
+  return std::is_same<Scalar, double>::value  ? tolerances.float64
+         : std::is_same<Scalar, float>::value ? tolerances.float32
+                                              : tolerances.bits16;
+}
+
 /// Calls body(Scalar{}, tolerance) for every storage type with its tolerance.
 template <class Body>
 void for_each_storage(Body&& body, const StorageTolerances& tolerances = forward_tolerances) {
   {
     SCOPED_TRACE("storage float64");
-    body(double(), tolerances.float64);
+    body(double(), storage_bound<double>(tolerances));
   }
   {
     SCOPED_TRACE("storage float32");
-    body(float(), tolerances.float32);
+    body(float(), storage_bound<float>(tolerances));
   }
   {
     SCOPED_TRACE("storage bfloat16");
-    body(bfloat16(), tolerances.bits16);
+    body(bfloat16(), storage_bound<bfloat16>(tolerances));
   }
   {
     SCOPED_TRACE("storage float16");
-    body(float16(), tolerances.bits16);
+    body(float16(), storage_bound<float16>(tolerances));
   }
 }
 
