@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repo root, with the packed build (.gpu, from
+# scripts/build_cuda.sh): where the time of one `gdp_app bench` call goes, kernel by kernel.
+# Nsight Compute (ncu) times every kernel of the command (gpu__time_duration, clocks left
+# alone as the machine's METHOD.md asks); the table printed last sums them per kernel, the
+# largest first, with each kernel's share of the summed time. Kernels are profiled one at a
+# time, so the sum is the GPU's busy time without overlap between kernels, and it includes
+# the warm-up call and every timed call of the bench (pass --warmup 0 --repeats 1 to see one).
+# Logs and ncu's raw CSV go to $OUT.
+#
+# Usage: bash scripts/gpu_profile.sh [gdp_app bench arguments]
+#   e.g. bash scripts/gpu_profile.sh --backward -B 8 -T 2048 -H 16 -K 128 -V 128 -n 2 \
+#          --dtype bf16 --space cuda --warmup 0 --repeats 1
+# Environment: OUT (default <repo>/build-cuda/gpu_profile), GDP_GPU_DIR (default <repo>/.gpu).
+set -uo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+gpu=${GDP_GPU_DIR:-$repo_root/.gpu}
+out=${OUT:-$repo_root/build-cuda/gpu_profile}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# shellcheck source=scripts/gpu_env.sh
+source "$repo_root/scripts/gpu_env.sh"
+echo "$gpu_env_report"
+
+ncu=$(command -v ncu || true)
+for candidate in /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu; do
+  [[ -z $ncu && -x $candidate ]] && ncu=$candidate
+done
+[[ -n $ncu ]] || { echo "no ncu on this machine" >&2; exit 1; }
+
+"$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+  "$gpu/bin/gdp_app" bench "$@" >"$out/ncu.csv" 2>"$out/ncu.log"
+status=$?
+grep -v '^==PROF==' "$out/ncu.log" | tail -n 20
+python3 - "$out/ncu.csv" "$status" "$*" <<'PY'
+import collections, csv, re, sys
+path, status, arguments = sys.argv[1:4]
+rows = [line for line in open(path, errors="replace") if line.startswith('"')]
+totals, counts = collections.defaultdict(float), collections.Counter()
+for row in csv.DictReader(rows):
+    if row.get("Metric Name") != "gpu__time_duration.sum":
+        continue
+    name = row["Kernel Name"]
+    # Kokkos launches name the functor: keep gdp's class name, else the kernel's own.
+    found = re.findall(r"gdp::detail::(?:\w+::)*(\w+)", name)
+    short = found[0] if found else re.sub(r"[<(].*", "", name)[:60]
+    totals[short] += float(row["Metric Value"]) * 1e-6  # ns -> ms
+    counts[short] += 1
+whole = sum(totals.values())
+print(f"\n== ncu, gdp_app bench {arguments} (exit {status})")
+print(f"{'kernel':44} {'launches':>8} {'total ms':>10} {'share':>6}")
+for name, ms in sorted(totals.items(), key=lambda item: -item[1]):
+    print(f"{name:44} {counts[name]:>8} {ms:>10.3f} {100 * ms / whole:>5.1f}%")
+print(f"{'all kernels':44} {sum(counts.values()):>8} {whole:>10.3f}")
+PY
