@@ -37,12 +37,32 @@ KOKKOS_INLINE_FUNCTION bool is_finite_value(double x) {
   return (bits & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
 }
 
-/// The smallest flat index i < count with data[i] non-finite (a min-reduction).
+/// The smallest flat index i < count with data[i] non-finite (a min-reduction). Iteration g
+/// reads the `group` consecutive elements from g * group before testing any: on a GPU one
+/// element a thread leaves the scan latency-bound (about a tenth of the memory bandwidth on
+/// the H100), and contiguous groups keep a warp's loads contiguous.
 template <class Scalar>
 struct FirstNonFinite {
+  static constexpr int group = 8;
   const Scalar* data;
-  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t i, std::int64_t& first) const {
-    if (i < first && !is_finite_value(widen(data[i]))) first = i;
+  std::int64_t count;
+
+  static std::int64_t iterations(std::int64_t count) { return (count + group - 1) / group; }
+
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t g, std::int64_t& first) const {
+    const std::int64_t begin = g * group;
+    if (begin >= first) return;
+    unsigned bad = 0;  // bit u: element begin + u is non-finite
+    if (begin + group <= count) {
+      for (int u = 0; u < group; ++u) bad |= unsigned(!is_finite_value(widen(data[begin + u]))) << u;
+    } else {
+      for (int u = 0; begin + u < count; ++u)
+        bad |= unsigned(!is_finite_value(widen(data[begin + u]))) << u;
+    }
+    if (bad == 0) return;
+    int u = 0;
+    while (!((bad >> u) & 1u)) ++u;
+    if (begin + u < first) first = begin + u;
   }
 };
 
@@ -58,9 +78,11 @@ template <class ExecSpace, class Scalar>
 std::optional<NonFiniteElement> first_non_finite(const Scalar* data, std::int64_t count) {
   if (count == 0 || data == nullptr) return std::nullopt;
   std::int64_t first = count;
-  Kokkos::parallel_reduce("gdp::first_non_finite",
-                          Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(0, count),
-                          FirstNonFinite<Scalar>{data}, Kokkos::Min<std::int64_t>(first));
+  using Scan = FirstNonFinite<Scalar>;
+  Kokkos::parallel_reduce(
+      "gdp::first_non_finite",
+      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(0, Scan::iterations(count)),
+      Scan{data, count}, Kokkos::Min<std::int64_t>(first));
   if (first >= count) return std::nullopt;
   using Flat = Kokkos::View<const Scalar*, typename ExecSpace::memory_space,
                             Kokkos::MemoryTraits<Kokkos::Unmanaged>>;

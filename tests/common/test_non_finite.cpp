@@ -170,6 +170,34 @@ TEST(NonFinite, FirstIndexOfALargeTensor) {
   });
 }
 
+TEST(NonFinite, EveryPositionOfShortTensors) {
+  // The scan reads groups of elements: a bad element at every position of a group, in a last
+  // group cut short, and before a second bad one, in every storage type.
+  for_each_space([](auto space) {
+    using ExecSpace = decltype(space);
+    using Memory = typename ExecSpace::memory_space;
+    for_each_storage([](auto storage, double) {
+      using Scalar = decltype(storage);
+      for (const std::int64_t count : {1, 7, 8, 9, 16, 23}) {
+        Kokkos::View<Scalar*, Memory> data("data", count);
+        const auto host = Kokkos::create_mirror_view(data);
+        for (std::int64_t bad = 0; bad < count; ++bad) {
+          for (std::int64_t i = 0; i < count; ++i) host(i) = narrow<Scalar>(double(i % 5) - 2.0);
+          host(bad) = narrow<Scalar>(bad % 2 ? nan : -inf);
+          if (bad + 3 < count) host(bad + 3) = narrow<Scalar>(inf);
+          Kokkos::deep_copy(data, host);
+          const auto found = detail::first_non_finite<ExecSpace>(data.data(), count);
+          ASSERT_TRUE(found.has_value()) << "count " << count << ", bad at " << bad;
+          EXPECT_EQ(found->index, bad) << "count " << count;
+        }
+        for (std::int64_t i = 0; i < count; ++i) host(i) = narrow<Scalar>(1.0);
+        Kokkos::deep_copy(data, host);
+        EXPECT_FALSE(detail::first_non_finite<ExecSpace>(data.data(), count).has_value());
+      }
+    });
+  });
+}
+
 TEST(NonFinite, IndicesOfABlockAreThoseOfTheWholeProblem) {
   // gdp_app's blocks: the block starts at batch row 1, token 10, head 3 (q/k head 3: no
   // groups), sequence 2, n = 2.
