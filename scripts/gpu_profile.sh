@@ -46,7 +46,7 @@ for row in csv.DictReader(rows):
     # Kokkos launches name the functor: keep gdp's class name, else the kernel's own.
     found = re.findall(r"gdp::detail::(?:\w+::)*(\w+)", name)
     short = found[0] if found else re.sub(r"[<(].*", "", name)[:60]
-    totals[short] += float(row["Metric Value"]) * 1e-6  # ns -> ms
+    totals[short] += float(row["Metric Value"].replace(",", "")) * 1e-6  # ns -> ms
     counts[short] += 1
 whole = sum(totals.values())
 print(f"\n== ncu, gdp_app bench {arguments} (exit {status})")
