@@ -100,8 +100,10 @@ RankTimes bench_slice(const ProblemFlags& flags, const BenchSettings& settings,
                       const dist::Runtime& runtime, Progress& progress) {
   using Real = accumulator_t<Scalar>;
   const detail::ProblemShape shape = flags.shape();
-  const auto slices = dist::partition_slices(shape, runtime.size(),
-                                             dist::continuing_cost(shape, settings.chunk_size));
+  constexpr bool host_walk =
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename ExecSpace::memory_space>::accessible;
+  const auto slices = dist::partition_slices(
+      shape, runtime.size(), dist::continuing_cost(shape, settings.chunk_size, host_walk));
   const dist::SlicePlan& slice = slices[std::size_t(runtime.rank())];
   RandomProblemSpec spec = flags.spec();
   spec.batch = 1;

@@ -16,6 +16,11 @@
 // Every product is host::Block's register-blocked loop (common/host_microkernels.hpp) on
 // row-major tiles whose rows are padded to whole SIMD vectors. The driver takes this walk
 // for the sequential plan on host spaces; the chunk-parallel plan keeps the two stages.
+//
+// The same walk gives a sequence-parallel slice's map (segment_map, sequence_parallel_impl.hpp):
+// one thread per (sequence, head) carries the augmented state [R | M] (the value columns, then
+// K columns started from the identity whose values are zero: Vnew = -W M), so that stage 1 is
+// done once for all K + V columns, and keeps every column's read-out instead of the outputs.
 #pragma once
 
 #include "chunk_layout.hpp"
@@ -47,11 +52,12 @@ struct HostFusedWalk {
   /// Where each tile lives in a thread's scratch, in Reals from a 64-byte boundary, and the
   /// padded leading dimensions.
   struct Tiles {
-    int Kp, Wp, Cp, ldx;  ///< K, value block, chunk padded to vectors; ldx = Kp + Wp
+    int Kp, Wp, Cp, ldx;  ///< K, state columns, chunk padded to vectors; ldx = Kp + Wp
     std::size_t state, keys, keys_t, queries, products, query_products, rhs, decayed, gates,
-        steps, tail_decays, query_gates, size;
+        steps, tail_decays, query_gates, readouts, size;
 
-    Tiles(int C, int Q, int K, int W)
+    /// W state columns; readout_rows rows of read-outs kept in scratch (segment maps: Q).
+    Tiles(int C, int Q, int K, int W, int readout_rows)
         : Kp(host::padded<Real>(K)), Wp(host::padded<Real>(W)), Cp(host::padded<Real>(C)),
           ldx(Kp + Wp) {
       std::size_t at = 0;
@@ -72,6 +78,7 @@ struct HostFusedWalk {
       steps = take(C);                                                    // beta
       tail_decays = take(C);                                              // exp(G_L - G)
       query_gates = take(Q);                                              // scale exp(G_r)
+      readouts = take(std::size_t(readout_rows) * Wp);                    // [R | M] read-outs
       size = at;
     }
     std::size_t bytes() const { return size * sizeof(Real) + host::vector_bytes; }
@@ -81,18 +88,34 @@ struct HostFusedWalk {
   DeviceChunkLayout<memory_space> layout;
   unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
   unmanaged_view<Scalar***> output;              ///< o [total_tokens, H, V]
-  unmanaged_view<Real****> final_state;          ///< [N, H, K, V] or null
+  /// [N, H, K, V] or null; in a segment-map walk [N, H, K, K + V], the final [M | R].
+  unmanaged_view<Real****> final_state;
+  /// Segment-map walks only (null otherwise): the read-out of every column of [M | R],
+  /// [total_tokens, H, K + V], as StatePass::map_output.
+  unmanaged_view<Real***> map_output;
   ColumnBlocking blocking;
   Tiles tiles;
   int heads, key_dim, value_dim;
 
+  /// The forward: o and ht from h0, one thread per (sequence, head, block of value columns).
   HostFusedWalk(const ChunkOperands<Scalar, memory_space>& ops,
                 const DeviceChunkLayout<memory_space>& chunk_layout,
                 unmanaged_view<const Real****> h0, unmanaged_view<Scalar***> o,
                 unmanaged_view<Real****> ht, int value_block)
       : operands(ops), layout(chunk_layout), initial_state(h0), output(o), final_state(ht),
         blocking(ops.key_dim(), ops.value_dim(), value_block, false),
-        tiles(chunk_layout.chunk_size, chunk_layout.max_queries, ops.key_dim(), value_block),
+        tiles(chunk_layout.chunk_size, chunk_layout.max_queries, ops.key_dim(), value_block, 0),
+        heads(ops.heads()), key_dim(ops.key_dim()), value_dim(ops.value_dim()) {}
+
+  /// The segment maps: every sequence walked with [M | R] from [I | 0], its final [M | R] into
+  /// `maps` [N, H, K, K + V] and every token's read-outs into `readout` [total_tokens, H, K + V].
+  HostFusedWalk(const ChunkOperands<Scalar, memory_space>& ops,
+                const DeviceChunkLayout<memory_space>& chunk_layout, unmanaged_view<Real****> maps,
+                unmanaged_view<Real***> readout)
+      : operands(ops), layout(chunk_layout), final_state(maps), map_output(readout),
+        blocking(ops.key_dim(), ops.value_dim(), ops.value_dim(), false),
+        tiles(chunk_layout.chunk_size, chunk_layout.max_queries, ops.key_dim(),
+              host::padded<Real>(ops.value_dim()) + ops.key_dim(), chunk_layout.max_queries),
         heads(ops.heads()), key_dim(ops.key_dim()), value_dim(ops.value_dim()) {}
 
   void run() {
@@ -107,6 +130,8 @@ struct HostFusedWalk {
   }
 
   /// The walk of one (sequence, head, block of value columns) through its sequence's chunks.
+  /// A segment-map walk owns every value column and, after them from column map_first of
+  /// the state tiles on, the K columns of M.
   void walk(const std::int64_t unit, void* scratch_memory) const {
     const ColumnBlock owned = blocking(int(unit % blocking.count()));
     const int h = int((unit / blocking.count()) % heads);
@@ -114,7 +139,11 @@ struct HostFusedWalk {
     const int K = key_dim, width = owned.width, e0 = owned.value_first;
     const int n = operands.num_householder;
     const int Kp = tiles.Kp, Wp = tiles.Wp, Cp = tiles.Cp, ldx = tiles.ldx;
-    const int width_vectors = host::padded<Real>(width) / lanes;
+    const bool maps = map_output.data() != nullptr;
+    const int map_first = host::padded<Real>(width);
+    // Columns of the state products (value block, then M), and of the substitution ([-W | U]).
+    const int width_vectors = (maps ? map_first + Kp : map_first) / lanes;
+    const int solve_vectors = (Kp + map_first) / lanes;
 
     std::uintptr_t address = reinterpret_cast<std::uintptr_t>(scratch_memory);
     address = (address + host::vector_bytes - 1) / host::vector_bytes * host::vector_bytes;
@@ -133,11 +162,14 @@ struct HostFusedWalk {
     Real* const beta = base + tiles.steps;
     Real* const tail_decay = base + tiles.tail_decays;
     Real* const query_gate = base + tiles.query_gates;
+    Real* const readouts = base + tiles.readouts;
 
-    for (int d = 0; d < K; ++d)
+    for (int d = 0; d < K; ++d) {
       for (int e = 0; e < width; ++e)
         S[d * Wp + e] = initial_state.data() ? initial_state(sequence, h, d, owned.state_first + e)
                                              : Real(0);
+      if (maps) S[d * Wp + map_first + d] = Real(1);  // M from the identity
+    }
 
     const std::int64_t end = layout.sequence_first_chunk(sequence + 1);
     for (std::int64_t c = layout.sequence_first_chunk(sequence); c < end; ++c) {
@@ -222,7 +254,7 @@ GDP_HOST_SIMD
         copy_row(row + Kp, &operands.v(p0 + r, h, e0), width, beta[r]);
       }
       host::for_blocks<Real>(
-          L, ldx / lanes,
+          L, solve_vectors,
           [&](int column0, int row0, int rows, auto& block) {
             Real* const x = X + row0 * ldx + column0;
             block.load(x, ldx, rows);
@@ -230,6 +262,11 @@ GDP_HOST_SIMD
             block.substitute(negated_a + row0 * Cp + row0, Cp);
             block.store(x, ldx, rows);
           });
+
+      // The values of the M columns are zero (their Vnew of the previous chunk is there).
+      if (maps)
+        for (int r = 0; r < L; ++r)
+          std::memset(static_cast<void*>(X + r * ldx + Kp + map_first), 0, Kp * sizeof(Real));
 
       // Vnew = U + (-W) S, over U; and exp(G_L - G) o Vnew for the state update.
       host::for_blocks<Real>(
@@ -248,10 +285,19 @@ GDP_HOST_SIMD
           [&](int column0, int row0, int rows, auto& block) {
             block.multiply_add(queries + row0 * Kp, Kp, 1, rows, S + column0, Wp, K);
             block.multiply_add(P + row0 * Cp, Cp, 1, rows, X + Kp + column0, ldx, L);
-            block.store_to(&output(t0 + row0, h, e0 + column0), long(heads) * value_dim, rows,
-                           std::min(block.columns, width - column0),
-                           [](Real x) { return narrow<Scalar>(x); });
+            if (maps)
+              block.store(readouts + row0 * Wp + column0, Wp, rows);
+            else
+              block.store_to(&output(t0 + row0, h, e0 + column0), long(heads) * value_dim, rows,
+                             std::min(block.columns, width - column0),
+                             [](Real x) { return narrow<Scalar>(x); });
           });
+      if (maps)  // [R | M] in scratch, [M | R] in map_output
+        for (int j = 0; j < Q; ++j) {
+          Real* const readout = &map_output(t0 + j, h, 0);
+          std::memcpy(static_cast<void*>(readout), readouts + j * Wp + map_first, K * sizeof(Real));
+          std::memcpy(static_cast<void*>(readout + K), readouts + j * Wp, width * sizeof(Real));
+        }
 
       // S = exp(G_L) S + K^T (exp(G_L - G) o Vnew).
       host::for_blocks<Real>(
@@ -266,9 +312,12 @@ GDP_HOST_SIMD
     }
 
     if (final_state.data())
-      for (int d = 0; d < K; ++d)
+      for (int d = 0; d < K; ++d) {
         for (int e = 0; e < width; ++e)
-          final_state(sequence, h, d, owned.state_first + e) = S[d * Wp + e];
+          final_state(sequence, h, d, (maps ? K : 0) + owned.state_first + e) = S[d * Wp + e];
+        if (maps)
+          for (int c = 0; c < K; ++c) final_state(sequence, h, d, c) = S[d * Wp + map_first + c];
+      }
   }
 
  private:

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The sequence-parallel building blocks of include/gdp/sequence_parallel.hpp on any execution
-// space. They reuse the pieces of the chunk-parallel forward (segment_map.hpp): segment_map()
-// is stage 1 (ChunkPrepare) and one state pass over the slice in segment-map mode, walking
-// [M | R] from [I | 0], with its read-out kept for every column (StatePass::map_output); the
-// maps compose and apply with team::compose_segment_maps and team::apply_segment_map.
+// space. They reuse the pieces of the forward: segment_map() walks the slice with [M | R] from
+// [I | 0] and keeps the read-out of every column, on the host spaces in the fused walk of the
+// forward (host_fused_walk.hpp, one thread per head owning all K + V columns), elsewhere as
+// stage 1 (ChunkPrepare) and the state pass in segment-map mode (StatePass::map_output), or
+// chunk-parallel as the forward would (segment_map.hpp); the maps compose and apply with
+// team::compose_segment_maps and team::apply_segment_map.
 //
 // Why the read-out of the M columns gives the outputs: entering chunk c the state is
 // S_c = M_c S_in + R_c, and a token's output scale exp(G) q^T S_c + intra (U - W S_c) is
@@ -18,6 +20,8 @@
 #include "chunk_prepare.hpp"
 #include "chunk_workspace.hpp"
 #include "common/gdp_asserts.hpp"
+#include "common/host_microkernels.hpp"
+#include "common/kokkos_compat.hpp"
 #include "common/launch.hpp"
 #include "common/team_dense.hpp"
 #include "common/team_scratch.hpp"
@@ -143,6 +147,63 @@ struct FinishSegment {
   }
 };
 
+/// FinishSegment on the host spaces: one thread per (tile of tokens, head) multiplies the
+/// tile's M read-outs by S_in with host::Block's register-blocked loop (the team gemm's
+/// generic loop took about a fifth of the forward's time there, four times its share of flops),
+/// then adds the R read-outs.
+template <class ExecSpace, class Scalar>
+struct HostFinishSegment {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  using policy_type = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
+  using member_type = typename policy_type::member_type;
+  static constexpr int tile_rows = 16 * host::block_rows;
+  static constexpr int lanes = host::lanes<Real>;
+
+  Kokkos::View<const Real***, Kokkos::LayoutRight, memory_space> readout;  ///< [T, H, K + V]
+  Kokkos::View<const Real****, Kokkos::LayoutRight, memory_space> entering;
+  Kokkos::View<Scalar***, Kokkos::LayoutRight, memory_space> o;  ///< [T, H, V]
+  int heads = 0, K = 0, V = 0;
+
+  int padded_values() const { return host::padded<Real>(V); }
+  /// S_in padded to whole vectors, then the tile's products.
+  std::size_t bytes() const {
+    return std::size_t(K + tile_rows) * padded_values() * sizeof(Real) + host::vector_bytes;
+  }
+
+  void run() const {
+    const std::int64_t tiles = (std::int64_t(o.extent(0)) + tile_rows - 1) / tile_rows;
+    policy_type policy(tiles * heads, 1);
+    launch("gdp::host_finish_segment", policy.set_scratch_size(1, Kokkos::PerThread(bytes())),
+           *this);
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
+    GDP_IF_ON_HOST((finish(member.league_rank(), member.thread_scratch(1).get_shmem(bytes()));))
+  }
+
+  void finish(const std::int64_t unit, void* scratch_memory) const {
+    const int Vp = padded_values(), h = int(unit % heads);
+    const std::int64_t t0 = (unit / heads) * tile_rows, T = std::int64_t(o.extent(0));
+    const int rows = int(T - t0 < tile_rows ? T - t0 : tile_rows);
+    std::uintptr_t address = reinterpret_cast<std::uintptr_t>(scratch_memory);
+    address = (address + host::vector_bytes - 1) / host::vector_bytes * host::vector_bytes;
+    Real* const S = reinterpret_cast<Real*>(address);
+    Real* const out = S + std::size_t(K) * Vp;
+    for (int d = 0; d < K; ++d)
+      for (int e = 0; e < Vp; ++e) S[d * Vp + e] = e < V ? entering(0, h, d, e) : Real(0);
+    host::for_blocks<Real>(rows, Vp / lanes, [&](int column0, int row0, int count, auto& block) {
+      block.multiply_add(&readout(t0 + row0, h, 0), long(heads) * (K + V), 1, count, S + column0, Vp, K);
+      block.store(out + row0 * Vp + column0, Vp, count);
+    });
+    for (int j = 0; j < rows; ++j) {
+      const Real* const offset = &readout(t0 + j, h, K);
+      Scalar* const row = &o(t0 + j, h, 0);
+      for (int e = 0; e < V; ++e) row[e] = narrow<Scalar>(out[j * Vp + e] + offset[e]);
+    }
+  }
+};
+
 template <class ExecSpace, class Scalar>
 SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
@@ -170,8 +231,6 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
   const DeviceChunkLayout<memory_space> device_layout(layout);
-  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
-  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
 
   SegmentMap<Scalar, memory_space> result;
   result.options = options;
@@ -182,6 +241,18 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   const typename Pass::template unmanaged_view<Real****> map(result.map.matrix.data(), 1, H, K, K + V);
   const ForwardPlan plan = plan_forward(layout, options, H, 1, concurrent_walks<ExecSpace>());
+  // As the forward: host spaces walk the chunks sequentially in one fused pass, one thread
+  // per head carrying all K + V columns (stage 1 done once for them); otherwise stage 1, then
+  // the state pass.
+  if constexpr (team::runs_on_host<ExecSpace>) {
+    if (!plan.chunk_parallel) {
+      HostFusedWalk<ExecSpace, Scalar>(operands, device_layout, map, result.readout).run();
+      ExecSpace().fence();
+      return result;
+    }
+  }
+  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
+  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   if (!plan.chunk_parallel) {
     // One segment: the whole slice, walked once by each (head, block of [M | R] columns).
     Pass pass(operands, device_layout, workspace, {}, {}, map, value_block);
@@ -216,21 +287,50 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
 }
 
 template <class ExecSpace, class Scalar>
+void finish_segment_into(
+    const SegmentMap<Scalar, typename ExecSpace::memory_space>& segment,
+    const state_view<accumulator_t<Scalar>, typename ExecSpace::memory_space>& entering,
+    const Kokkos::View<Scalar****, Kokkos::LayoutRight, typename ExecSpace::memory_space>& o,
+    const Kokkos::View<accumulator_t<Scalar>****, Kokkos::LayoutRight,
+                       typename ExecSpace::memory_space>& final_state) {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  const int H = segment.map.heads(), K = segment.map.key_dim(), V = segment.map.value_dim;
+  const std::int64_t T = std::int64_t(segment.readout.extent(0));
+  expect_state_shape("entering_state", entering, H, K, V);
+  expect_state_shape("final_state", final_state, H, K, V);
+  GDP_EXPECT(o.data() && o.extent(0) == 1 && std::int64_t(o.extent(1)) == T && int(o.extent(2)) == H &&
+                 int(o.extent(3)) == V,
+             "o", "expected shape [1, T, H, V] = ", format_shape({1, T, H, V}), ", got ",
+             o.data() ? format_shape({std::int64_t(o.extent(0)), std::int64_t(o.extent(1)),
+                                      std::int64_t(o.extent(2)), std::int64_t(o.extent(3))})
+                      : std::string("none"));
+  const Kokkos::View<Scalar***, Kokkos::LayoutRight, memory_space> rows(o.data(), T, H, V);
+  if constexpr (team::runs_on_host<ExecSpace>)
+    HostFinishSegment<ExecSpace, Scalar>{segment.readout, entering, rows, H, K, V}.run();
+  else
+    FinishSegment<ExecSpace, Scalar>{segment.readout, entering, rows, H, K, V}.run();
+  StateMapKernel<ExecSpace, Real> kernel;
+  kernel.later = segment.map.matrix;
+  kernel.state = entering;
+  kernel.applied = final_state;
+  kernel.K = K;
+  kernel.V = V;
+  kernel.run("gdp::apply_state_map");  // fences
+}
+
+template <class ExecSpace, class Scalar>
 ForwardResult<Scalar, typename ExecSpace::memory_space> finish_segment(
     const SegmentMap<Scalar, typename ExecSpace::memory_space>& segment,
     const state_view<accumulator_t<Scalar>, typename ExecSpace::memory_space>& entering) {
-  using memory_space = typename ExecSpace::memory_space;
   const int H = segment.map.heads(), K = segment.map.key_dim(), V = segment.map.value_dim;
   expect_state_shape("entering_state", entering, H, K, V);
-  ForwardResult<Scalar, memory_space> result;
-  const std::int64_t T = std::int64_t(segment.readout.extent(0));
-  result.o = decltype(result.o)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::o"), 1, T, H, V);
-  FinishSegment<ExecSpace, Scalar>{segment.readout, entering,
-                                   Kokkos::View<Scalar***, Kokkos::LayoutRight, memory_space>(
-                                       result.o.data(), T, H, V),
-                                   H, K, V}
-      .run();
-  result.final_state = apply_state_map<ExecSpace>(segment.map, entering);
+  ForwardResult<Scalar, typename ExecSpace::memory_space> result;
+  result.o = decltype(result.o)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::o"), 1,
+                                segment.readout.extent(0), H, V);
+  result.final_state = decltype(result.final_state)(
+      Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::leaving_state"), 1, H, K, V);
+  detail::finish_segment_into<ExecSpace, Scalar>(segment, entering, result.o, result.final_state);
   return result;
 }
 
@@ -322,6 +422,17 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> finish_segment(
   return detail::finish_segment<ExecSpace, Scalar>(segment, entering_state);
 }
 
+template <class ExecSpace, class Scalar>
+void finish_segment_into(
+    const SegmentMap<Scalar, typename ExecSpace::memory_space>& segment,
+    const Kokkos::View<const accumulator_t<Scalar>****, Kokkos::LayoutRight,
+                       typename ExecSpace::memory_space>& entering_state,
+    const Kokkos::View<Scalar****, Kokkos::LayoutRight, typename ExecSpace::memory_space>& o,
+    const Kokkos::View<accumulator_t<Scalar>****, Kokkos::LayoutRight,
+                       typename ExecSpace::memory_space>& final_state) {
+  detail::finish_segment_into<ExecSpace, Scalar>(segment, entering_state, o, final_state);
+}
+
 template <class ExecSpace, class Real>
 StateMap<Real, typename ExecSpace::memory_space> compose_state_maps(
     const StateMap<Real, typename ExecSpace::memory_space>& earlier,
@@ -361,6 +472,13 @@ StateMap<Real, typename ExecSpace::memory_space> known_state_map(
   gdp::finish_segment<ExecSpace, Scalar>(                                                         \
       const ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>&,                                  \
       const Kokkos::View<const ::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,            \
+                         ExecSpace::memory_space>&);                                              \
+  template void gdp::finish_segment_into<ExecSpace, Scalar>(                                      \
+      const ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>&,                                  \
+      const Kokkos::View<const ::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,            \
+                         ExecSpace::memory_space>&,                                               \
+      const Kokkos::View<Scalar****, Kokkos::LayoutRight, ExecSpace::memory_space>&,              \
+      const Kokkos::View<::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,                  \
                          ExecSpace::memory_space>&)
 #define GDP_INSTANTIATE_STATE_MAPS(ExecSpace, Real)                                               \
   template ::gdp::StateMap<Real, ExecSpace::memory_space> gdp::compose_state_maps<ExecSpace, Real>( \

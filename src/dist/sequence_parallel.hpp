@@ -4,8 +4,9 @@
 //
 //   1. the flattened token axis of all sequences is cut into one contiguous slice per rank,
 //      balanced by estimated cost (partition_slices): a token of a piece that starts in the
-//      middle of a sequence costs about 1.6 times one of a piece that starts at its
-//      sequence's start, since the former walks [M | R] (K + V state columns) instead of S;
+//      middle of a sequence costs about 1.3 (host spaces) to 1.55 (flop count) times one of
+//      a piece that starts at its sequence's start, since the former walks [M | R] (K + V
+//      state columns) instead of S;
 //   2. each rank computes its slice's pieces: the one that continues a sequence started on an
 //      earlier rank (at most one, at the slice's start) through segment_map(), the sequences
 //      that start in the slice (the last one maybe cut at the slice's end) through the
@@ -36,6 +37,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace gdp::dist {
@@ -56,9 +58,11 @@ struct SlicePlan {
   std::int64_t continued_tokens() const { return continued_end - token_begin; }
 };
 
-/// Estimated cost of a token of a continuing piece relative to one of a piece that starts at
-/// its sequence's start (the flop counts of the chunked stages, for K, V, n and chunk_size).
-double continuing_cost(const detail::ProblemShape& shape, int chunk_size);
+/// Estimated cost of a token of a continuing piece before the scan relative to one of a piece
+/// that starts at its sequence's start (the flop counts of the chunked stages, for K, V, n and
+/// chunk_size; with `host_walk`, as the host spaces' fused walk runs them, stage 1 weighted
+/// by 3).
+double continuing_cost(const detail::ProblemShape& shape, int chunk_size, bool host_walk);
 
 /// One slice per rank, in rank order, covering the flattened token axis, such that the
 /// largest estimated cost (tokens, weighted by `continuing` for continuing pieces) is
@@ -172,11 +176,19 @@ class SliceComputation {
       prefix.value_dim = V_;
       prefix.matrix = device(UnmanagedHostView<Real***>(element_.data(), H_, K_, K_ + V_));
       const Kokkos::View<Real****, Kokkos::LayoutRight, memory_space> zero("gdp::zero_state", 1, H_, K_, V_);
-      const auto finished =
-          finish_segment<ExecSpace, Scalar>(*segment_, apply_state_map<ExecSpace>(prefix, zero));
-      Kokkos::deep_copy(UnmanagedHostView<Scalar****>(out_.o, 1, C_, H_, V_), finished.o);
-      if (continued_ends_here)
-        Kokkos::deep_copy(UnmanagedHostView<Real****>(out_.ht, 1, H_, K_, V_), finished.final_state);
+      const auto entering = apply_state_map<ExecSpace>(prefix, zero);
+      const UnmanagedHostView<Scalar****> o(out_.o, 1, C_, H_, V_);
+      const Kokkos::View<Real****, Kokkos::LayoutRight, memory_space> leaving(
+          Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::leaving_state"), 1, H_, K_, V_);
+      if constexpr (std::is_same<memory_space, Kokkos::HostSpace>::value) {
+        finish_segment_into<ExecSpace, Scalar>(*segment_, entering, o, leaving);  // no copy of o
+      } else {
+        const Kokkos::View<Scalar****, Kokkos::LayoutRight, memory_space> rows(
+            Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::o"), 1, C_, H_, V_);
+        finish_segment_into<ExecSpace, Scalar>(*segment_, entering, rows, leaving);
+        Kokkos::deep_copy(o, rows);
+      }
+      if (continued_ends_here) Kokkos::deep_copy(UnmanagedHostView<Real****>(out_.ht, 1, H_, K_, V_), leaving);
       segment_.reset();
     }
     // The final states of the sequences that start and end in the slice.

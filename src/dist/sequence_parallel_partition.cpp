@@ -9,16 +9,24 @@
 
 namespace gdp::dist {
 
-double continuing_cost(const detail::ProblemShape& shape, int chunk_size) {
+double continuing_cost(const detail::ProblemShape& shape, int chunk_size, bool host_walk) {
   // Flops per expanded position (ALGORITHM.md section 4, chunk C, n sub-steps per token):
   // stage 1 forms K K^T (2CK), the queries' Q K^T (2CK/n) and solves for U and W (C(K + V));
   // the state pass costs 4K + 2K/n + 2C/n per state column (W S, the read-out's q S and
-  // intra Vnew, the update K^T Vnew); a continuing piece walks K + V columns instead of V
-  // and finishes each token with a K x V product (2KV/n).
+  // intra Vnew, the update K^T Vnew); a continuing piece walks K + V columns instead of V.
+  // Its finish (a K x V product per token) comes after the scan, when the slices before it
+  // are done whatever the cut: it is left out, the cut balances the work before the scan.
+  // The host spaces' fused walk runs stage 1 (exponentials of the masks, the blocked
+  // substitution) at about a third of the flop rate of the state products (register-blocked
+  // products): measured at K = V = 64, n = 2, chunk 64 on the development machine,
+  // 2026-11-26, the K columns of M add 0.29 of the forward's time where the flop count says
+  // 0.55 (docs/PERFORMANCE.md).
   const double K = double(shape.key_dim), V = double(shape.value_dim), C = chunk_size,
                n = shape.num_householder;
-  const double prepare = C * (3 * K + 2 * K / n + V), column = 4 * K + 2 * K / n + 2 * C / n;
-  return (prepare + (K + V) * column + 2 * K * V / n) / (prepare + V * column);
+  const double stage1_weight = host_walk ? 3.0 : 1.0;
+  const double prepare = stage1_weight * C * (3 * K + 2 * K / n + V),
+               column = 4 * K + 2 * K / n + 2 * C / n;
+  return (prepare + (K + V) * column) / (prepare + V * column);
 }
 
 namespace {

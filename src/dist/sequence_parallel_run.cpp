@@ -26,7 +26,8 @@ class SliceRun {
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &ranks);
     const auto& shape = input.shape;
-    slice_ = partition_slices(shape, ranks, continuing_cost(shape, config.chunk_size))[std::size_t(rank)];
+    const bool host_walk = config.space != "cuda";  // an unknown name fails in compute()
+    slice_ = partition_slices(shape, ranks, continuing_cost(shape, config.chunk_size, host_walk))[std::size_t(rank)];
     // The rows a slice reads (h0 of the sequences starting in it) and writes (ht of those
     // ending in it), every head.
     reads_ = {slice_.start_begin, slice_.start_end, 0, shape.heads, slice_.token_begin, slice_.token_end};

@@ -211,6 +211,21 @@ TEST(StateMaps, ArgumentsAreChecked) {
                   {"[1, 2, 8, 8]", "[1, 2, 8, 7]"});
   expect_rejected([&] { compose_state_maps<ExecSpace>(segment.map, random_map<ExecSpace>(2, 8, 7, 1)); },
                   "earlier", {"[2, 8, 7]", "[2, 8, 8]"});
+  // finish_segment_into: the caller's outputs checked, and written as finish_segment's.
+  Kokkos::View<double****, Kokkos::LayoutRight, Memory> entering("entering", 1, 2, 8, 8), leaving("leaving", 1, 2, 8, 8);
+  Kokkos::deep_copy(entering, 0.5);
+  Kokkos::View<double****, Kokkos::LayoutRight, Memory> o("o", 1, 20, 2, 8), short_o("short_o", 1, 19, 2, 8);
+  expect_rejected([&] { finish_segment_into<ExecSpace, double>(segment, entering, short_o, leaving); }, "o",
+                  {"[1, 20, 2, 8]", "[1, 19, 2, 8]"});
+  expect_rejected([&] { finish_segment_into<ExecSpace, double>(segment, entering, o, wrong); }, "final_state",
+                  {"[1, 2, 8, 8]", "[1, 2, 8, 7]"});
+  finish_segment_into<ExecSpace, double>(segment, entering, o, leaving);
+  const auto finished = finish_segment<ExecSpace, double>(segment, entering);
+  for (std::size_t i = 0; i < o.size(); ++i) EXPECT_EQ(o.data()[i], finished.o.data()[i]);
+  for (std::size_t i = 0; i < leaving.size(); ++i) EXPECT_EQ(leaving.data()[i], finished.final_state.data()[i]);
+  double largest = 0;
+  for (std::size_t i = 0; i < o.size(); ++i) largest = std::max(largest, std::abs(o.data()[i]));
+  EXPECT_GT(largest, 0.0);
 }
 
 }  // namespace
