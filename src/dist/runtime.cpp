@@ -36,6 +36,25 @@ int cores_available() {
 
 }  // namespace
 
+}  // namespace gdp::dist
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)  // clang's spelling of GCC's __SANITIZE_ADDRESS__
+#define GDP_ADDRESS_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(GDP_ADDRESS_SANITIZER)
+/// AddressSanitizer builds (GDP_SANITIZE, scripts/sanitize.sh; docs/HARDENING.md): every
+/// program that starts MPI through gdp unwinds the stack of each allocation fully, through
+/// Open MPI's libraries, which have no frame pointers. Open MPI keeps allocations of MPI_Init
+/// until exit, some made in components it unloads in MPI_Finalize; with the fast unwinder their
+/// stacks stop in those unloaded modules, and LeakSanitizer's suppressions (scripts/lsan.supp),
+/// which name Open MPI's libraries, cannot match. ASAN_OPTIONS still overrides this default.
+extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
+#endif
+
+namespace gdp::dist {
+
 Runtime::Runtime(int& argc, char** argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
