@@ -33,3 +33,17 @@ function(gdp_enable_sanitizers)
     message(STATUS "gdp: sanitizers ${GDP_SANITIZE} on gdp's targets")
   endif()
 endfunction()
+
+# Called at the end of each CMakeLists.txt whose tests run gdp's programs (tests/,
+# tests/fuzz/): in a sanitizer build, every test of that directory fails when its output holds
+# a sanitizer report, whatever its exit status (some tests pass on a printed pattern,
+# PASS_REGULAR_EXPRESSION, and ignore it). scripts/sanitize.sh also makes every report exit
+# with status 86, apart from gdp_app's error status 1 that the failure tests expect
+# (docs/HARDENING.md).
+function(gdp_fail_tests_on_sanitizer_reports)
+  get_property(tests DIRECTORY PROPERTY TESTS)
+  if(NOT GDP_SANITIZE STREQUAL "" AND tests)
+    set_tests_properties(${tests} PROPERTIES FAIL_REGULAR_EXPRESSION
+      "ERROR: AddressSanitizer;ERROR: LeakSanitizer;runtime error: ;SUMMARY: UndefinedBehaviorSanitizer")
+  endif()
+endfunction()
