@@ -43,8 +43,9 @@ for row in csv.DictReader(rows):
     if row.get("Metric Name") != "gpu__time_duration.sum":
         continue
     name = row["Kernel Name"]
-    # Kokkos launches name the functor: keep gdp's class name, else the kernel's own.
-    found = re.findall(r"gdp::detail::(?:\w+::)*(\w+)", name)
+    # Kokkos launches name the functor: keep gdp's class name (ncu drops the leading gdp::),
+    # else Kokkos's own functor (view initialisation, copies), else the kernel's name.
+    found = re.findall(r"(?:detail|fused)::(\w+)", name) or re.findall(r"Impl::(View\w+)", name)
     short = found[0] if found else re.sub(r"[<(].*", "", name)[:60]
     totals[short] += float(row["Metric Value"].replace(",", "")) * 1e-6  # ns -> ms
     counts[short] += 1
