@@ -37,21 +37,25 @@ KOKKOS_INLINE_FUNCTION bool is_finite_value(double x) {
   return (bits & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
 }
 
-/// The smallest flat index i < count with data[i] non-finite (a min-reduction). Iteration g
-/// reads the `group` consecutive elements from g * group before testing any: on a GPU one
-/// element a thread leaves the scan latency-bound (about a tenth of the memory bandwidth on
-/// the H100), and contiguous groups keep a warp's loads contiguous.
-template <class Scalar>
+/// Lowers `first` to the smallest flat index i < count with data[i] non-finite, by an atomic
+/// minimum where an iteration finds one (rare: a scan of finite data writes nothing). Not a
+/// Kokkos reduction: Kokkos 3.4's CUDA reduction makes compute-sanitizer's racecheck report
+/// thousands of shared-memory hazards in its own tree, and the smallest index is the same
+/// whatever order the atomics land in. Iteration g reads the `group` consecutive elements from
+/// g * group before testing any: on a GPU one element a thread leaves the scan latency-bound
+/// (about a tenth of the memory bandwidth on the H100), and contiguous groups keep a warp's
+/// loads contiguous.
+template <class Scalar, class MemorySpace>
 struct FirstNonFinite {
   static constexpr int group = 8;
   const Scalar* data;
   std::int64_t count;
+  Kokkos::View<unsigned long long, MemorySpace> first;  ///< count while none is found
 
   static std::int64_t iterations(std::int64_t count) { return (count + group - 1) / group; }
 
-  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t g, std::int64_t& first) const {
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t g) const {
     const std::int64_t begin = g * group;
-    if (begin >= first) return;
     unsigned bad = 0;  // bit u: element begin + u is non-finite
     if (begin + group <= count) {
       for (int u = 0; u < group; ++u) bad |= unsigned(!is_finite_value(widen(data[begin + u]))) << u;
@@ -62,7 +66,7 @@ struct FirstNonFinite {
     if (bad == 0) return;
     int u = 0;
     while (!((bad >> u) & 1u)) ++u;
-    if (begin + u < first) first = begin + u;
+    Kokkos::atomic_fetch_min(&first(), static_cast<unsigned long long>(begin + u));
   }
 };
 
@@ -73,16 +77,22 @@ struct NonFiniteElement {
 };
 
 /// The first non-finite element of the `count` elements at `data` (memory of `ExecSpace`),
-/// found with one reduction on `ExecSpace` (it waits for the result).
+/// found with one scan on `ExecSpace` (it waits for the result).
 template <class ExecSpace, class Scalar>
 std::optional<NonFiniteElement> first_non_finite(const Scalar* data, std::int64_t count) {
   if (count == 0 || data == nullptr) return std::nullopt;
-  std::int64_t first = count;
-  using Scan = FirstNonFinite<Scalar>;
-  Kokkos::parallel_reduce(
+  using Scan = FirstNonFinite<Scalar, typename ExecSpace::memory_space>;
+  const Scan scan{data, count,
+                  decltype(Scan::first)(Kokkos::view_alloc(Kokkos::WithoutInitializing,
+                                                           "gdp::first_non_finite_index"))};
+  Kokkos::deep_copy(scan.first, static_cast<unsigned long long>(count));
+  Kokkos::parallel_for(
       "gdp::first_non_finite",
       Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(0, Scan::iterations(count)),
-      Scan{data, count}, Kokkos::Min<std::int64_t>(first));
+      scan);
+  unsigned long long found = 0;
+  Kokkos::deep_copy(found, scan.first);
+  const auto first = static_cast<std::int64_t>(found);
   if (first >= count) return std::nullopt;
   using Flat = Kokkos::View<const Scalar*, typename ExecSpace::memory_space,
                             Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
