@@ -28,7 +28,11 @@ timeout=${GDP_SANITIZE_TIMEOUT:-3000}
 # GCC, whatever CXX says (it matters when build_dir is configured the first time): the prebuilt
 # Kokkos runs OpenMP on GCC's libgomp, and gdp's own OpenMP code must use the same runtime
 # (clang would link its libomp beside it). The benchmarks are not tests; -g1 gives the reports
-# file and line numbers.
+# file and line numbers. Optimisation: -O1 (GDP_SANITIZE_OPTIMIZATION, cmake/GdpSanitizers.cmake,
+# placed after Release's -O3 -DNDEBUG so it wins), the level the AddressSanitizer documentation
+# recommends: accurate reports at a reasonable speed. With Release's -O3 and the sanitizers GCC
+# took 5 to over 25 minutes for single objects and the build did not finish in 72 minutes on
+# two cores; at -O1 the whole build takes the time docs/HARDENING.md records.
 build_start=$SECONDS
 CXX=g++ GDP_BUILD_DIR=$build_dir \
   GDP_CMAKE_ARGS="-DGDP_SANITIZE=$sanitizers -DGDP_ENABLE_BENCHMARKS=OFF -DCMAKE_CXX_FLAGS=-g1 -DGDP_MPI_TEST_TIMEOUT=$timeout ${GDP_CMAKE_ARGS:-}" \
