@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The backward driver: check, recompute the forward's per-chunk quantities, rerun the state
 // pass keeping the chunk-entry states, run it in reverse, and finish each chunk's gradients.
+// With bfloat16 on Cuda the first two are one walk of the fused forward, and the last two
+// tensor-core kernels (fused_backward.hpp); elsewhere the portable stages run.
 #pragma once
 
 #include <gdp/backward.hpp>
@@ -11,6 +13,7 @@
 #include "chunk/state_pass.hpp"
 #include "chunk_gradients.hpp"
 #include "common/view_limits.hpp"
+#include "fused_backward.hpp"
 #include "group_sum.hpp"
 #include "reverse_state_pass.hpp"
 
@@ -29,7 +32,16 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   check_output_gradients(shape, extents_of("do", upstream.o),
                          extents_of("dht", upstream.final_state));
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
-  const int value_blocks = int((shape.value_dim + value_block - 1) / value_block);
+  // The reverse pass splits the value columns into blocks of its own (the fused one by its
+  // kernel's rule), and writes one slice of every value-mixing adjoint per block.
+  using Fused = FusedBackward<ExecSpace, Scalar>;
+  bool fused = false;
+  int reverse_value_block = value_block;
+  if constexpr (Fused::available) {
+    fused = Fused::supports(shape, options);
+    if (fused) reverse_value_block = Fused::value_block(shape);
+  }
+  const int value_blocks = int((shape.value_dim + reverse_value_block - 1) / reverse_value_block);
   expect_call_fits(shape, call_limits(shape, options, value_blocks, /*backward=*/true));
   check_finite_inputs<ExecSpace>(in, options);
   check_finite_output_gradients<ExecSpace>(upstream, options);
@@ -38,15 +50,16 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
   const DeviceChunkLayout<memory_space> device_layout(layout);
   const ChunkWorkspace<Real, memory_space> workspace(shape, layout, /*keep_tm=*/true);
-  ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
-
   const BackwardWorkspace<Real, memory_space> saved(shape, layout, value_blocks);
-  {
-    using Pass = StatePass<ExecSpace, Scalar>;
-    Pass rerun(operands, device_layout, workspace,
-               typename Pass::template unmanaged_view<const Real****>(in.initial_state.data(),
-                                                                      in.initial_state.layout()),
-               {}, {}, value_block);
+  using Pass = StatePass<ExecSpace, Scalar>;
+  const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
+                                                                  in.initial_state.layout());
+  if constexpr (Fused::available) {
+    if (fused) Fused::rerun_forward(operands, layout, device_layout, h0, workspace, saved);
+  }
+  if (!fused) {
+    ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
+    Pass rerun(operands, device_layout, workspace, h0, {}, {}, value_block);
     rerun.entry_states_transposed = saved.entry_states_transposed;
     rerun.new_values = workspace.u;
     rerun.run();
@@ -66,38 +79,56 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
     result.dh0 = decltype(result.dh0)(uninitialized("gdp::dh0"), shape.num_sequences(), H, K, V);
 
   using Reverse = ReverseStatePass<ExecSpace, Scalar>;
-  Reverse(
-      operands, device_layout, workspace, saved,
-      typename Reverse::template unmanaged_view<const Scalar***>(upstream.o.data(), T, H, V),
-      typename Reverse::template unmanaged_view<const Real****>(upstream.final_state.data(),
-                                                                upstream.final_state.layout()),
-      typename Reverse::template unmanaged_view<Scalar***>(result.dv.data(), P, H, V),
-      typename Reverse::template unmanaged_view<Real****>(result.dh0.data(), result.dh0.layout()),
-      value_block)
-      .run();
+  const typename Reverse::template unmanaged_view<const Scalar***> output_grad(upstream.o.data(),
+                                                                              T, H, V);
+  const typename Reverse::template unmanaged_view<const Real****> final_state_grad(
+      upstream.final_state.data(), upstream.final_state.layout());
+  const typename Reverse::template unmanaged_view<Scalar***> value_grad(result.dv.data(), P, H, V);
+  const typename Reverse::template unmanaged_view<Real****> initial_state_grad(
+      result.dh0.data(), result.dh0.layout());
+  if constexpr (Fused::available) {
+    if (fused)
+      Fused::reverse_state_pass(operands, device_layout, workspace, saved, reverse_value_block,
+                                output_grad, final_state_grad, value_grad, initial_state_grad);
+  }
+  if (!fused)
+    Reverse(operands, device_layout, workspace, saved, output_grad, final_state_grad, value_grad,
+            initial_state_grad, value_block)
+        .run();
+
   using Finish = ChunkGradients<ExecSpace, Scalar>;
   const bool grouped = Hqk != H;
-  Finish finish(
-      operands, device_layout, workspace, saved,
-      typename Finish::template unmanaged_view<Scalar***>(grouped ? nullptr : result.dq.data(), T, H, K),
-      typename Finish::template unmanaged_view<Scalar***>(grouped ? nullptr : result.dk.data(), P, H, K),
-      typename Finish::template unmanaged_view<Scalar**>(result.dbeta.data(), P, H),
-      typename Finish::template unmanaged_view<Real**>(result.dg.data(), shape.gated ? T : 0, H));
-  if (grouped) {
-    // Each value head's share of dq and dk goes over the first value-block slice of dQg and
-    // dBk: a (chunk, head) team reads those rows of its chunk and head, and only those, before
-    // it writes the same rows.
-    finish.query_grad_partial = typename Finish::template unmanaged_view<Real***>(
-        saved.gated_query_grad.data(), T, H, K);
-    finish.key_grad_partial =
-        typename Finish::template unmanaged_view<Real***>(saved.solve_key_grad.data(), P, H, K);
+  const typename Finish::template unmanaged_view<Scalar***> query_grad(
+      grouped ? nullptr : result.dq.data(), T, H, K);
+  const typename Finish::template unmanaged_view<Scalar***> key_grad(
+      grouped ? nullptr : result.dk.data(), P, H, K);
+  const typename Finish::template unmanaged_view<Scalar**> step_grad(result.dbeta.data(), P, H);
+  const typename Finish::template unmanaged_view<Real**> gate_grad(result.dg.data(),
+                                                                   shape.gated ? T : 0, H);
+  // With grouped value heads each value head's share of dq and dk goes over the first
+  // value-block slice of dQg and dBk: a (chunk, head) team reads those rows of its chunk and
+  // head, and only those, before it writes the same rows.
+  const typename Finish::template unmanaged_view<Real***> query_grad_partial(
+      grouped ? saved.gated_query_grad.data() : nullptr, T, H, K);
+  const typename Finish::template unmanaged_view<Real***> key_grad_partial(
+      grouped ? saved.solve_key_grad.data() : nullptr, P, H, K);
+  if constexpr (Fused::available) {
+    if (fused)
+      Fused::chunk_gradients(operands, device_layout, workspace, saved, query_grad, key_grad,
+                             query_grad_partial, key_grad_partial, step_grad, gate_grad);
   }
-  finish.run();
+  if (!fused) {
+    Finish finish(operands, device_layout, workspace, saved, query_grad, key_grad, step_grad,
+                  gate_grad);
+    finish.query_grad_partial = query_grad_partial;
+    finish.key_grad_partial = key_grad_partial;
+    finish.run();
+  }
   if (grouped) {
-    sum_head_groups<ExecSpace>("gdp::dq_group_sum", finish.query_grad_partial,
+    sum_head_groups<ExecSpace>("gdp::dq_group_sum", query_grad_partial,
                                typename Finish::template unmanaged_view<Scalar***>(
                                    result.dq.data(), T, Hqk, K));
-    sum_head_groups<ExecSpace>("gdp::dk_group_sum", finish.key_grad_partial,
+    sum_head_groups<ExecSpace>("gdp::dk_group_sum", key_grad_partial,
                                typename Finish::template unmanaged_view<Scalar***>(
                                    result.dk.data(), P, Hqk, K));
   }

@@ -86,6 +86,17 @@ struct SharedLayout {
   static constexpr std::size_t bytes = query_gates + chunk_capacity * 4;
 };
 
+/// What a sequential walk leaves for the backward when its pointers are set (the layouts of
+/// ChunkWorkspace and BackwardWorkspace, in float): G [positions, H], Tm [positions, H,
+/// chunk_size], W [positions, H, K], the intra-chunk read-out weights [tokens, H, chunk_size],
+/// Vnew [positions, H, V] and the chunk-entry states S_0^T [chunks, H, V, K]. The backward
+/// then needs neither its per-chunk stage nor a rerun of the state pass.
+struct SavedForBackward {
+  float *log_decay = nullptr, *tm = nullptr, *w = nullptr, *intra = nullptr,
+        *new_values = nullptr, *entry_states_transposed = nullptr;
+  int chunk_size = 0;  ///< the row length of tm and intra
+};
+
 /// What one launch walks. T is the CUDA 16-bit type; every tensor is row-major.
 template <class T>
 struct Params {
@@ -104,6 +115,7 @@ struct Params {
   int heads, key_dim, value_dim, num_householder;
   int qk_heads, head_group;  ///< Hqk; H / Hqk: value head h reads q/k head h / head_group
   float scale;
+  SavedForBackward saved;  ///< read by the kernel that saves for the backward only
 };
 
 /// Asks L2 for what `chunk` will load: the rows of K, V (this block's columns) and Q, one
@@ -138,8 +150,10 @@ __device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDe
 }
 
 /// Warp w owns band w / 4 (16 positions or queries; 32 rows of the state) and quarter w % 4 of
-/// the columns of every product.
-template <int ValueTiles, class T>
+/// the columns of every product. With SavesForBackward the walk writes what p.saved points to
+/// and no output; a compile-time choice, so that the forward's own kernel carries none of it
+/// (as run-time branches they cost the forward 16% on an H200).
+template <int ValueTiles, bool SavesForBackward, class T>
 __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) {
   namespace tc = tensor_core;
   using Layout = SharedLayout<ValueTiles>;
@@ -176,6 +190,10 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
   const std::int64_t walk = unit / (std::int64_t(blocks) * H);
   const SegmentDescriptor segment = p.segments[walk];
   const int key_extent = 16 * ((K + 15) / 16), width = owned.width;
+  const SavedForBackward& saved = p.saved;
+  // What depends on the (chunk, head) only is saved by the walk of the first column block.
+  const bool saves_chunk = SavesForBackward && owned.value_first == 0;
+  const int CW = saved.chunk_size;
 
   // The state: this warp's 32 x quarter_columns block in float accumulators, all of it in 16
   // bits in shared memory.
@@ -195,9 +213,16 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
   for (std::int64_t c = segment.first_chunk; c < segment.end_chunk; ++c) {
     const ChunkDescriptor chunk = p.chunks[c];
-    const int L = chunk.length, num_queries = p.output ? chunk.num_queries : 0;
+    // The backward's walk has no output but saves the read-out weights.
+    const int L = chunk.length,
+              num_queries = SavesForBackward || p.output ? chunk.num_queries : 0;
     const int query_tiles = (num_queries + 15) / 16, first_query = chunk.first_query_local;
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+    if constexpr (SavesForBackward)
+      tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
+        if (d < K && e < width)
+          saved.entry_states_transposed[((c * H + h) * V + owned.value_first + e) * K + d] = x;
+      });
 
     if (warp == 0) {  // G (a prefix sum over the lanes, two positions each) and what it gives
       float gate[2], pair_sum = 0.0f;
@@ -241,6 +266,8 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
         owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
     tc::block_wait_copies();
     __syncthreads();
+    if (saves_chunk && threadIdx.x < L)
+      saved.log_decay[(p0 + threadIdx.x) * H + h] = gates[threadIdx.x];
     if (c + 1 < segment.end_chunk)  // the next chunk's operands, into L2 while this one computes
       prefetch_chunk(p, p.chunks[c + 1], h, owned);
 
@@ -262,8 +289,12 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
         tc::warp_store(acc, masked_query_products, ldc, band_row, column0,
                        [&](int j, int i, float x) {
                          const int r = first_query + j * n;
-                         return j < num_queries && i <= r ? p.scale * expf(gates[r] - gates[i]) * x
-                                                          : 0.0f;
+                         const float weight =
+                             j < num_queries && i <= r ? p.scale * expf(gates[r] - gates[i]) * x
+                                                       : 0.0f;
+                         if (saves_chunk && j < num_queries && i < L)
+                           saved.intra[((t0 + j) * H + h) * CW + i] = weight;
+                         return weight;
                        });
       }
     }
@@ -273,6 +304,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
     tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial, [&](int r, int i, float t) {
       tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
       tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
+      if (saves_chunk && r < L && i < L) saved.tm[((p0 + r) * H + h) * CW + i] = t;
     });
 
     {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
@@ -281,6 +313,9 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
       tc::warp_mma<1, 4, false, false>(w, tm_keys, ldc, band_row, keys, ldk, 32 * quarter, 0,
                                        band_row + 16);
       tc::warp_store(w, negated_w, ldk, band_row, 32 * quarter, [](int, int, float x) { return -x; });
+      if (saves_chunk)
+        tc::warp_store_float(w, saved.w + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
+                             32 * quarter, L, K, 1.0f);
     }
     tc::Block<1, value_tiles> fresh;  // U, then Vnew
     tc::warp_fill(fresh, 0.0f);
@@ -293,11 +328,14 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
     tc::warp_mma<1, value_tiles, false, false>(fresh, negated_w, ldk, band_row, state16, ldv,
                                                value_column0, 0, key_extent);
     tc::warp_store(fresh, values, ldv, band_row, value_column0, as_is);
+    if constexpr (SavesForBackward)
+      tc::warp_store_float(fresh, saved.new_values + (p0 * H + h) * V + owned.value_first,
+                           std::int64_t(H) * V, band_row, value_column0, L, width, 1.0f);
     tc::warp_store(fresh, decayed, ldv, band_row, value_column0,
                    [&](int i, int, float x) { return tail_decays[i] * x; });
     __syncthreads();
 
-    if (band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
+    if (!SavesForBackward && band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
       tc::Block<1, value_tiles> out;
       tc::warp_fill(out, 0.0f);
       tc::warp_mma<1, value_tiles, false, false>(out, queries, ldk, band_row, state16, ldv,
@@ -344,25 +382,26 @@ inline void check_cuda(cudaError_t status, const char* what) {
 }
 
 /// Starts one walk per (segment, head, column block) on Kokkos::Cuda's default stream.
-template <int ValueTiles, class T>
+template <int ValueTiles, bool SavesForBackward, class T>
 void launch(const Params<T>& params, std::int64_t walks) {
   const std::int64_t units = walks * params.heads * params.blocking.count();
   if (units == 0) return;
   constexpr std::size_t bytes = SharedLayout<ValueTiles>::bytes;
   static const cudaError_t configured = cudaFuncSetAttribute(
-      forward_kernel<ValueTiles, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+      forward_kernel<ValueTiles, SavesForBackward, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(bytes));
   check_cuda(configured, "cannot give the fused forward kernel its shared memory");
-  forward_kernel<ValueTiles, T>
+  forward_kernel<ValueTiles, SavesForBackward, T>
       <<<dim3(unsigned(units)), dim3(threads), bytes, Kokkos::Cuda().cuda_stream()>>>(params);
   check_cuda(cudaGetLastError(), "the fused forward kernel did not start");
 }
 
-template <class T>
+template <bool SavesForBackward = false, class T>
 void launch(int value_tiles, const Params<T>& params, std::int64_t walks) {
   if (value_tiles == 8)
-    launch<8>(params, walks);
+    launch<8, SavesForBackward>(params, walks);
   else
-    launch<4>(params, walks);
+    launch<4, SavesForBackward>(params, walks);
 }
 
 inline bool aligned16(const void* pointer) {
@@ -407,34 +446,13 @@ struct FusedForward<Kokkos::Cuda, Scalar,
         layout, plan.chunk_parallel ? plan.chunks_per_segment
                                     : std::int64_t(layout.chunks.size()) + 1));
     const int tiles = value_tiles(segments.count() * H, V, multiprocessors);
-
-    fused::Params<T> params{};
-    params.q = reinterpret_cast<const T*>(operands.query_rows.data());
-    params.k = reinterpret_cast<const T*>(operands.key_rows.data());
-    params.v = reinterpret_cast<const T*>(operands.v.data());
-    params.beta = reinterpret_cast<const T*>(operands.beta.data());
-    params.g = operands.g.data();
-    params.query_norm = operands.query_norm.data();
-    params.key_norm = operands.key_norm.data();
-    params.vector_keys = K % 8 == 0 && fused::aligned16(params.k);
-    params.vector_queries = K % 8 == 0 && fused::aligned16(params.q);
-    params.vector_values = V % 8 == 0 && fused::aligned16(params.v);
-    params.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
-    params.chunks = device_layout.chunks.data();
-    params.segments = segments.segments.data();
-    params.heads = H;
-    params.qk_heads = operands.qk_heads();
-    params.head_group = operands.head_group;
-    params.key_dim = K;
-    params.value_dim = V;
-    params.num_householder = operands.num_householder;
-    params.scale = operands.scale;
-    const int block = 16 * tiles;
+    const fused::Params<T> params = common_params(operands, device_layout, segments);
 
     fused::Params<T> walk = params;
     walk.output = reinterpret_cast<T*>(o.data());
+    walk.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
     walk.initial_columns = walk.final_columns = V;
-    walk.blocking = ColumnBlocking(K, V, block, false);
+    walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
     if (!plan.chunk_parallel) {
       walk.initial_state = h0.data();
       walk.final_state = ht.data();
@@ -449,11 +467,59 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     fused::Params<T> map_walk = params;
     map_walk.final_state = maps.data();
     map_walk.final_columns = K + V;
-    map_walk.blocking = ColumnBlocking(K, V, block, true);
+    map_walk.blocking = ColumnBlocking(K, V, 16 * tiles, true);
     fused::launch(tiles, map_walk, segments.count());
     SegmentScan<Kokkos::Cuda, float>(maps, h0, entering, ht, segments, scan_value_block).run();
     walk.initial_state = entering.data();
     fused::launch(tiles, walk, segments.count());
+  }
+
+  /// The backward's forward: a sequential walk of every sequence from h0 that computes no
+  /// output and writes what `saved` points to (fused::SavedForBackward).
+  static void save_for_backward(const ChunkOperands<Scalar, memory_space>& operands,
+                                const ChunkLayout& layout,
+                                const DeviceChunkLayout<memory_space>& device_layout,
+                                const unmanaged_view<const float****>& h0,
+                                const fused::SavedForBackward& saved) {
+    const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
+    const DeviceSegmentLayout<memory_space> segments(
+        make_segment_layout(layout, std::int64_t(layout.chunks.size()) + 1));
+    const int tiles = value_tiles(segments.count() * H, V, concurrent_walks<Kokkos::Cuda>());
+    fused::Params<T> walk = common_params(operands, device_layout, segments);
+    walk.initial_state = h0.data();
+    walk.initial_columns = V;
+    walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
+    walk.saved = saved;
+    fused::launch</*SavesForBackward=*/true>(tiles, walk, segments.count());
+  }
+
+ private:
+  /// The operands and shape of every walk of a call.
+  static fused::Params<T> common_params(const ChunkOperands<Scalar, memory_space>& operands,
+                                        const DeviceChunkLayout<memory_space>& device_layout,
+                                        const DeviceSegmentLayout<memory_space>& segments) {
+    const int K = operands.key_dim(), V = operands.value_dim();
+    fused::Params<T> params{};
+    params.q = reinterpret_cast<const T*>(operands.query_rows.data());
+    params.k = reinterpret_cast<const T*>(operands.key_rows.data());
+    params.v = reinterpret_cast<const T*>(operands.v.data());
+    params.beta = reinterpret_cast<const T*>(operands.beta.data());
+    params.g = operands.g.data();
+    params.query_norm = operands.query_norm.data();
+    params.key_norm = operands.key_norm.data();
+    params.vector_keys = K % 8 == 0 && fused::aligned16(params.k);
+    params.vector_queries = K % 8 == 0 && fused::aligned16(params.q);
+    params.vector_values = V % 8 == 0 && fused::aligned16(params.v);
+    params.chunks = device_layout.chunks.data();
+    params.segments = segments.segments.data();
+    params.heads = operands.heads();
+    params.qk_heads = operands.qk_heads();
+    params.head_group = operands.head_group;
+    params.key_dim = K;
+    params.value_dim = V;
+    params.num_householder = operands.num_householder;
+    params.scale = operands.scale;
+    return params;
   }
 };
 

@@ -241,6 +241,37 @@ __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, st
   }
 }
 
+/// The RowsTotal x ColumnsTotal 16-bit tile at dst receives `factor` times rows [0, rows) and
+/// columns [0, columns) of a float matrix (row r at src + r * stride), and zeros elsewhere.
+template <int RowsTotal, int ColumnsTotal, class T>
+__device__ __forceinline__ void block_load_float_rows(T* dst, int ld, const float* src,
+                                                      std::int64_t stride, int rows, int columns,
+                                                      float factor) {
+  constexpr int per_row = ColumnsTotal / 8;
+  for (int index = threadIdx.x; index < RowsTotal * per_row; index += blockDim.x) {
+    const int r = index / per_row, c0 = (index % per_row) * 8;
+    alignas(16) T chunk[8];
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+      chunk[c] = from_float<T>(
+          r < rows && c0 + c < columns ? factor * __ldg(src + r * stride + c0 + c) : 0.0f);
+    *reinterpret_cast<uint4*>(dst + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
+  }
+}
+
+/// Float stores of a warp's block of accumulators into rows [0, rows) and columns
+/// [0, columns) of a row-major matrix (row r at dst + r * stride), each element times `factor`.
+template <int Rows, int Columns>
+__device__ __forceinline__ void warp_store_float(const Block<Rows, Columns>& acc,
+                                                 float* dst, std::int64_t stride, int m0, int n0,
+                                                 int rows, int columns, float factor) {
+  warp_for_each_pair(acc, m0, n0, [&](int r, int c, float x0, float x1) {
+    if (r >= rows) return;
+    if (c < columns) dst[r * stride + c] = factor * x0;
+    if (c + 1 < columns) dst[r * stride + c + 1] = factor * x1;
+  });
+}
+
 /// Waits for this thread's asynchronous copies (a barrier must follow to publish them).
 __device__ __forceinline__ void block_wait_copies() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");

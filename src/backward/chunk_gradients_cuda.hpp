@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: Apache-2.0
+// Stage 4 of the backward on Kokkos::Cuda for bfloat16 storage, K <= 128 and chunks of at
+// most 64 positions: chunk_gradients.hpp's formulas with its four products on the tensor
+// cores, one block of 512 threads per (chunk, head). Notation as there (k, q the normalised
+// keys and queries, D_ri = exp(G_r - G_i), the adjoints summed over the value-block slices):
+//
+//   per row     dk  = exp(G_L - G) o dKd + beta exp(G) o dBk      dq = scale exp(G_r) o dQg
+//               dbeta = exp(G) k . dBk + sum_e dBv_e v_e,  and the gate terms s_r, x of Kd
+//   masks       Ad = dA o D (i < r),  Md = scale d intra o D (i <= r_j)
+//   products    Y = Ad K:  dk += beta o Y, dbeta += k . Y       K K^T (gated: x of A)
+//               dk += (beta o Ad)^T K + Md^T Q                  dq += Md K
+//   dg          every term spanning a token's first sub-step, once (chunk_gradients.hpp)
+//
+// K, Q, Ad, beta o Ad and Md enter the products in 16 bits (bfloat16: the adjoints keep
+// float's exponent range), the products accumulate in float, and everything else is float.
+// dq and dk then go through the backward of the optional L2 normalisation, into dq and dk or,
+// with grouped value heads, into float partials that group_sum.hpp adds.
+#pragma once
+
+#include "chunk/chunk_layout.hpp"
+#include "chunk/fused_forward.hpp"
+#include "common/team_dense_cuda.hpp"
+#include "fused_backward_params.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace gdp::detail::chunk_gradients {
+
+using fused::chunk_capacity;
+using fused::key_capacity;
+using fused::threads;
+using fused::warps;
+
+/// Byte offsets of the tiles in shared memory: 16-bit tiles of K columns ldk, of chunk
+/// positions ldc; float tiles of K columns ldkf, of chunk positions ldf.
+struct SharedLayout {
+  static constexpr int ldk = key_capacity + 8, ldc = chunk_capacity + 8;
+  static constexpr int ldkf = key_capacity + 4, ldf = chunk_capacity + 4;
+  static constexpr std::size_t key_tile = std::size_t(chunk_capacity) * ldk * 2;
+  static constexpr std::size_t position_tile = std::size_t(chunk_capacity) * ldc * 2;
+  static constexpr std::size_t key_float_tile = std::size_t(chunk_capacity) * ldkf * 4;
+  static constexpr std::size_t float_tile = std::size_t(chunk_capacity) * ldf * 4;
+  static constexpr std::size_t per_position = std::size_t(chunk_capacity) * 4;
+  static constexpr std::size_t keys = 0;                                 ///< K, normalised
+  static constexpr std::size_t queries = keys + key_tile;                ///< Q, normalised
+  static constexpr std::size_t coupling16 = queries + key_tile;          ///< Ad
+  static constexpr std::size_t scaled_coupling16 = coupling16 + position_tile;  ///< beta o Ad
+  static constexpr std::size_t intra16 = scaled_coupling16 + position_tile;     ///< Md
+  static constexpr std::size_t key_adjoint = intra16 + position_tile;   ///< dk before L2
+  static constexpr std::size_t query_adjoint = key_adjoint + key_float_tile;  ///< dq before L2
+  static constexpr std::size_t coupling = query_adjoint + key_float_tile;  ///< x of A
+  static constexpr std::size_t intra = coupling + float_tile;              ///< x of intra
+  static constexpr std::size_t gates = intra + float_tile;                 ///< G
+  static constexpr std::size_t steps = gates + per_position;               ///< beta
+  static constexpr std::size_t step_grads = steps + per_position;          ///< dbeta
+  static constexpr std::size_t from_start = step_grads + per_position;     ///< s_r
+  static constexpr std::size_t decay_pairs = from_start + per_position;    ///< x of Kd
+  static constexpr std::size_t bytes = decay_pairs + per_position;
+};
+
+/// What one launch computes. T is __nv_bfloat16; tensors row-major, the workspace ones as
+/// ChunkWorkspace and BackwardWorkspace lay them out.
+template <class T>
+struct Params {
+  fused_backward::CallShape shape;
+  fused_backward::AdjointSlices adjoints;  ///< read (and, grouped, the partials' storage)
+  const T *q, *k, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H]
+  const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
+  bool vector_keys, vector_queries;    ///< rows start on 16-byte boundaries
+  const float *log_decay, *intra;      ///< the forward's G and read-out weights
+  const ChunkDescriptor* chunks;
+  T *query_grad, *key_grad;  ///< dq [tokens, H, K], dk [positions, H, K]; null when grouped
+  float *query_grad_partial, *key_grad_partial;  ///< the same in float when grouped, else null
+  T* step_grad;      ///< dbeta [positions, H]
+  float* gate_grad;  ///< dg [tokens, H] or null
+};
+
+/// sum over the value-block slices of slices[b][row][h][column], slice b at b * slice_size.
+__device__ __forceinline__ float summed(const float* slices, std::int64_t slice_size,
+                                        int blocks, std::int64_t element) {
+  float sum = 0.0f;
+  for (int b = 0; b < blocks; ++b) sum += slices[b * slice_size + element];
+  return sum;
+}
+
+/// Sum of x over the 32 lanes of the warp, in every lane.
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+
+/// Row `row` (K entries, a warp's lanes over them) of the gradient with respect to a raw row
+/// whose normalised form y = factor * raw is `normalised` (16 bits) and whose adjoint is
+/// `adjoint`: factor (dy - (y . dy) y), or dy unchanged without normalisation.
+template <class T, class Destination>
+__device__ __forceinline__ void warp_write_raw_row_grad(const float* adjoint, const T* normalised,
+                                                        int K, float factor, bool normalising,
+                                                        Destination* destination) {
+  const int lane = threadIdx.x % 32;
+  float along = 0.0f;
+  if (normalising) {
+    for (int d = lane; d < K; d += 32) along += tensor_core::to_float(normalised[d]) * adjoint[d];
+    along = warp_sum(along);
+  }
+  for (int d = lane; d < K; d += 32) {
+    const float value =
+        normalising ? factor * (adjoint[d] - along * tensor_core::to_float(normalised[d]))
+                    : adjoint[d];
+    if constexpr (std::is_same<Destination, float>::value)
+      destination[d] = value;
+    else
+      destination[d] = tensor_core::from_float<T>(value);
+  }
+}
+
+/// Warp w owns band w / 4 (16 positions or queries) and quarter w % 4 of the columns of every
+/// product.
+template <class T>
+__global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p) {
+  namespace tc = tensor_core;
+  using Layout = SharedLayout;
+  constexpr int ldk = Layout::ldk, ldc = Layout::ldc, ldkf = Layout::ldkf, ldf = Layout::ldf;
+  constexpr int C = chunk_capacity;
+  extern __shared__ __align__(128) unsigned char shared[];
+  T* const keys = reinterpret_cast<T*>(shared + Layout::keys);
+  T* const queries = reinterpret_cast<T*>(shared + Layout::queries);
+  T* const coupling16 = reinterpret_cast<T*>(shared + Layout::coupling16);
+  T* const scaled_coupling16 = reinterpret_cast<T*>(shared + Layout::scaled_coupling16);
+  T* const intra16 = reinterpret_cast<T*>(shared + Layout::intra16);
+  float* const key_adjoint = reinterpret_cast<float*>(shared + Layout::key_adjoint);
+  float* const query_adjoint = reinterpret_cast<float*>(shared + Layout::query_adjoint);
+  float* const coupling = reinterpret_cast<float*>(shared + Layout::coupling);
+  float* const intra = reinterpret_cast<float*>(shared + Layout::intra);
+  float* const G = reinterpret_cast<float*>(shared + Layout::gates);
+  float* const beta = reinterpret_cast<float*>(shared + Layout::steps);
+  float* const dbeta = reinterpret_cast<float*>(shared + Layout::step_grads);
+  float* const from_start = reinterpret_cast<float*>(shared + Layout::from_start);
+  float* const decay_pairs = reinterpret_cast<float*>(shared + Layout::decay_pairs);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int band = warp / 4, quarter = warp % 4, band_row = 16 * band;
+
+  const fused_backward::CallShape& shape = p.shape;
+  const fused_backward::AdjointSlices& adjoints = p.adjoints;
+  const int H = shape.heads, Hqk = shape.qk_heads, K = shape.key_dim, n = shape.num_householder,
+            CW = shape.chunk_size, blocks = shape.value_blocks;
+  const int h = int(blockIdx.x % H), hq = h / shape.head_group;
+  const std::int64_t c = blockIdx.x / H, P = shape.positions, T_total = shape.tokens;
+  const ChunkDescriptor chunk = p.chunks[c];
+  const int L = chunk.length, num_queries = chunk.num_queries;
+  const int first_query = chunk.first_query_local, query_tiles = (num_queries + 15) / 16;
+  const int position_extent = 16 * ((L + 15) / 16), key_extent = 16 * ((K + 15) / 16);
+  const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+  const bool normalising = p.key_norm != nullptr, gated = p.gate_grad != nullptr;
+  const std::int64_t key_slice = P * H * K, coupling_slice = P * H * CW;
+  const std::int64_t intra_slice = T_total * H * CW, query_slice = T_total * H * K;
+  const auto query_position = [&](int j) { return first_query + j * n; };
+
+  for (int r = threadIdx.x; r < C; r += blockDim.x) {
+    G[r] = r < L ? p.log_decay[(p0 + r) * H + h] : 0.0f;
+    beta[r] = r < L ? tc::to_float(p.beta[(p0 + r) * H + h]) : 0.0f;
+  }
+  tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
+                                       std::int64_t(Hqk) * K, L, K, p.vector_keys && !normalising,
+                                       normalising ? p.key_norm + p0 * Hqk + hq : nullptr, Hqk);
+  tc::block_load_rows<C, key_capacity>(queries, ldk, p.q + (t0 * Hqk + hq) * K,
+                                       std::int64_t(Hqk) * K, num_queries, K,
+                                       p.vector_queries && !normalising,
+                                       normalising ? p.query_norm + t0 * Hqk + hq : nullptr, Hqk);
+  tc::block_wait_copies();
+  __syncthreads();
+  const float chunk_decay = G[L - 1];
+
+  // The adjoints with one term per position, a warp a row: Bk = beta exp(G) k, Kd =
+  // exp(G_L - G) k, and the summed value-mixing ones.
+  for (int r = warp; r < L; r += warps) {
+    const std::int64_t element = ((p0 + r) * H + h) * K;
+    const float gate = expf(G[r]), decay = expf(chunk_decay - G[r]), solve_weight = beta[r] * gate;
+    float along_solve = 0.0f, along_decayed = 0.0f;
+    for (int d = lane; d < K; d += 32) {
+      const float key = tc::to_float(keys[r * ldk + d]);
+      const float solve = summed(adjoints.solve_key_grad, key_slice, blocks, element + d);
+      const float decayed = decay * summed(adjoints.decayed_key_grad, key_slice, blocks, element + d);
+      along_solve += key * solve;
+      along_decayed += key * decayed;
+      key_adjoint[r * ldkf + d] = decayed + solve_weight * solve;
+    }
+    along_solve = warp_sum(along_solve);
+    along_decayed = warp_sum(along_decayed);
+    if (lane == 0) {
+      dbeta[r] = gate * along_solve + summed(adjoints.value_step_grad, P * H, blocks, (p0 + r) * H + h);
+      from_start[r] = solve_weight * along_solve +
+                      (r == L - 1 ? expf(chunk_decay) * summed(adjoints.entry_decay_grad,
+                                                                shape.num_chunks * H, blocks,
+                                                                c * H + h)
+                                  : 0.0f);
+      decay_pairs[r] = along_decayed;
+    }
+  }
+  // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r.
+  for (int index = threadIdx.x; index < C * C; index += blockDim.x) {
+    const int r = index / C, i = index % C;
+    const float value = r < L && i < r ? expf(G[r] - G[i]) * summed(adjoints.coupling_grad,
+                                                                      coupling_slice, blocks,
+                                                                      ((p0 + r) * H + h) * CW + i)
+                                       : 0.0f;
+    coupling16[r * ldc + i] = tc::from_float<T>(value);
+    scaled_coupling16[r * ldc + i] = tc::from_float<T>(beta[r] * value);
+    coupling[r * ldf + i] = beta[r] * value;
+  }
+  // Md (i <= r_j), and with gates x of intra = d intra o intra.
+  for (int index = threadIdx.x; index < C * C; index += blockDim.x) {
+    const int j = index / C, i = index % C, r = query_position(j);
+    const bool inside = j < num_queries && i < L && i <= r;
+    const std::int64_t element = ((t0 + j) * H + h) * CW + i;
+    const float raw = inside ? summed(adjoints.intra_grad, intra_slice, blocks, element) : 0.0f;
+    intra16[j * ldc + i] = tc::from_float<T>(inside ? shape.scale * expf(G[r] - G[i]) * raw : 0.0f);
+    if (gated) intra[j * ldf + i] = inside ? raw * p.intra[element] : 0.0f;
+  }
+  __syncthreads();
+  // dq's gated term, a warp a query: Qg = scale exp(G_r) q, whose adjoint q . dQg reaches back
+  // to the chunk start (s at the query's position; distinct positions, so no race).
+  for (int j = warp; j < num_queries; j += warps) {
+    const int r = query_position(j);
+    const float weight = shape.scale * expf(G[r]);
+    const std::int64_t element = ((t0 + j) * H + h) * K;
+    float along = 0.0f;
+    for (int d = lane; d < K; d += 32) {
+      const float adjoint =
+          weight * summed(adjoints.gated_query_grad, query_slice, blocks, element + d);
+      along += tc::to_float(queries[j * ldk + d]) * adjoint;
+      query_adjoint[j * ldkf + d] = adjoint;
+    }
+    along = warp_sum(along);
+    if (lane == 0) from_start[r] += along;
+  }
+
+  {  // Y = Ad K: dk += beta o Y, dbeta += k . Y
+    tc::Block<1, 4> acc;
+    tc::warp_fill(acc, 0.0f);
+    tc::warp_mma<1, 4, false, false>(acc, coupling16, ldc, band_row, keys, ldk, 32 * quarter, 0,
+                                     position_extent);
+    float along[2] = {0.0f, 0.0f};
+    tc::warp_for_each(acc, band_row, 32 * quarter, [&](int r, int d, float& y) {
+      if (r >= L || d >= K) return;
+      key_adjoint[r * ldkf + d] += beta[r] * y;
+      along[(r - band_row) / 8] += tc::to_float(keys[r * ldk + d]) * y;
+    });
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      along[half] += __shfl_xor_sync(0xffffffffu, along[half], 1);
+      along[half] += __shfl_xor_sync(0xffffffffu, along[half], 2);
+      if (lane % 4 == 0 && along[half] != 0.0f)
+        atomicAdd(&dbeta[band_row + lane / 4 + 8 * half], along[half]);
+    }
+  }
+  if (gated) {  // x of A = (beta o Ad) o (K K^T)
+    tc::Block<1, 2> gram;
+    tc::warp_fill(gram, 0.0f);
+    tc::warp_mma<1, 2, false, true>(gram, keys, ldk, band_row, keys, ldk, 16 * quarter, 0,
+                                    key_extent);
+    tc::warp_for_each(gram, band_row, 16 * quarter,
+                      [&](int r, int i, float& x) { coupling[r * ldf + i] *= x; });
+  }
+  __syncthreads();
+
+  {  // dk += (beta o Ad)^T K + Md^T Q; dq += Md K
+    tc::Block<1, 4> acc;
+    tc::warp_fill(acc, 0.0f);
+    tc::warp_mma<1, 4, true, false>(acc, scaled_coupling16, ldc, band_row, keys, ldk, 32 * quarter,
+                                    0, position_extent);
+    if (num_queries > 0)
+      tc::warp_mma<1, 4, true, false>(acc, intra16, ldc, band_row, queries, ldk, 32 * quarter, 0,
+                                      16 * query_tiles);
+    tc::warp_for_each(acc, band_row, 32 * quarter, [&](int i, int d, float& z) {
+      if (i < L && d < K) key_adjoint[i * ldkf + d] += z;
+    });
+    if (band < query_tiles) {
+      tc::warp_fill(acc, 0.0f);
+      tc::warp_mma<1, 4, false, false>(acc, intra16, ldc, band_row, keys, ldk, 32 * quarter, 0,
+                                       position_extent);
+      tc::warp_for_each(acc, band_row, 32 * quarter, [&](int j, int d, float& x) {
+        if (j < num_queries && d < K) query_adjoint[j * ldkf + d] += x;
+      });
+    }
+  }
+  // dg_t = dgamma at token t's first sub-step p: every term spanning p, each once
+  // (chunk_gradients.hpp), a warp a position.
+  if (gated)
+    for (int position = warp; position < L; position += warps) {
+      if ((p0 + position) % n != 0) continue;
+      float spanning = 0.0f;
+      for (int r = lane; r < L; r += 32) {
+        if (r >= position) {
+          spanning += from_start[r];
+          for (int i = 0; i < position; ++i) spanning += coupling[r * ldf + i];
+        } else {
+          spanning += decay_pairs[r];
+        }
+      }
+      for (int j = lane; j < num_queries; j += 32)
+        if (query_position(j) >= position)
+          for (int i = 0; i < position; ++i) spanning += intra[j * ldf + i];
+      spanning = warp_sum(spanning);
+      if (lane == 0) p.gate_grad[((p0 + position) / n) * H + h] = spanning;
+    }
+  __syncthreads();
+
+  // The rows, through the backward of the L2 normalisation.
+  for (int r = warp; r < L; r += warps) {
+    const std::int64_t row = (p0 + r) * H + h;
+    const float factor = normalising ? p.key_norm[(p0 + r) * Hqk + hq] : 1.0f;
+    if (p.key_grad_partial)
+      warp_write_raw_row_grad(&key_adjoint[r * ldkf], &keys[r * ldk], K, factor, normalising,
+                              p.key_grad_partial + row * K);
+    else
+      warp_write_raw_row_grad(&key_adjoint[r * ldkf], &keys[r * ldk], K, factor, normalising,
+                              p.key_grad + row * K);
+    if (lane == 0) p.step_grad[row] = tc::from_float<T>(dbeta[r]);
+  }
+  for (int j = warp; j < num_queries; j += warps) {
+    const std::int64_t row = (t0 + j) * H + h;
+    const float factor = normalising ? p.query_norm[(t0 + j) * Hqk + hq] : 1.0f;
+    if (p.query_grad_partial)
+      warp_write_raw_row_grad(&query_adjoint[j * ldkf], &queries[j * ldk], K, factor,
+                              normalising, p.query_grad_partial + row * K);
+    else
+      warp_write_raw_row_grad(&query_adjoint[j * ldkf], &queries[j * ldk], K, factor,
+                              normalising, p.query_grad + row * K);
+  }
+}
+
+/// Starts one block per (chunk, head) on Kokkos::Cuda's default stream.
+template <class T>
+void launch(const Params<T>& params) {
+  fused_backward::launch(gradients_kernel<T>, params.shape.num_chunks * params.shape.heads,
+                         SharedLayout::bytes, params, "the chunk gradients kernel");
+}
+
+}  // namespace gdp::detail::chunk_gradients

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// The backward on Kokkos::Cuda for bfloat16 storage, K <= 128 and chunks of at most 64
+// positions, where the fused forward runs: its stages 1 and 2 as one walk of the fused forward
+// kernel that saves what the backward reads, stage 3 (reverse_state_pass_cuda.hpp) and stage
+// 4 (chunk_gradients_cuda.hpp) as tensor-core kernels. The driver (backward_impl.hpp) calls
+// them in that order on the workspaces the portable stages use, with the same contents.
+//
+// Not float16: the gradients carried back through strongly gated chunks scale like exp(G)
+// (dS leaving a chunk is a sum of terms with exp(G_r) <= exp(g) of the chunk's first token),
+// and with g = -20 they are about 1e-9, below float16's smallest subnormal (6e-8), so their
+// 16-bit copies vanish (dh0 came out zero on an H200, relative error 1). bfloat16 has float's
+// exponent range; float16 storage keeps the portable stages, all in float.
+#pragma once
+
+#include "backward_workspace.hpp"
+#include "chunk/chunk_layout.hpp"
+#include "chunk/chunk_operands.hpp"
+#include "chunk/chunk_workspace.hpp"
+#include "chunk/fused_forward.hpp"
+#include "chunk_gradients_cuda.hpp"
+#include "common/problem_shape.hpp"
+#include "fused_backward_params.hpp"
+#include "reverse_state_pass_cuda.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace gdp::detail {
+
+template <class Scalar>
+struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar, bfloat16>::value>> {
+  static constexpr bool available = true;
+  using memory_space = Kokkos::CudaSpace;
+  using Forward = FusedForward<Kokkos::Cuda, Scalar>;
+  using Operands = ChunkOperands<Scalar, memory_space>;
+  using Layout = DeviceChunkLayout<memory_space>;
+  using Workspace = ChunkWorkspace<float, memory_space>;
+  using Saved = BackwardWorkspace<float, memory_space>;
+  template <class T>
+  using unmanaged_view =
+      Kokkos::View<T, Kokkos::LayoutRight, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using T = tensor_core::device_type_t<Scalar>;
+
+  /// The same limits as the fused forward's.
+  static bool supports(const ProblemShape& shape, const ForwardOptions& options) {
+    return Forward::supports(shape, options);
+  }
+
+  /// Value columns per reverse walk, by the fused forward's rule (128 where the walks fill the
+  /// multiprocessors, else 64); the BackwardWorkspace has ceil(V / value_block) slices.
+  static int value_block(const ProblemShape& shape) {
+    return 16 * Forward::value_tiles(shape.num_sequences() * shape.heads, int(shape.value_dim),
+                                     concurrent_walks<Kokkos::Cuda>());
+  }
+
+  /// Stages 1 and 2 in one walk of the fused forward: every chunk's G, Tm, W, read-out weights
+  /// and Vnew into `workspace` (allocated with Tm), its entering state into `saved`.
+  static void rerun_forward(const Operands& operands, const ChunkLayout& layout,
+                            const Layout& device_layout, const unmanaged_view<const float****>& h0,
+                            const Workspace& workspace, const Saved& saved) {
+    fused::SavedForBackward keep;
+    keep.log_decay = workspace.log_decay.data();
+    keep.tm = workspace.tm.data();
+    keep.w = workspace.w.data();
+    keep.intra = workspace.intra.data();
+    keep.new_values = workspace.u.data();
+    keep.entry_states_transposed = saved.entry_states_transposed.data();
+    keep.chunk_size = layout.chunk_size;
+    Forward::save_for_backward(operands, layout, device_layout, h0, keep);
+  }
+
+  /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0
+  /// and the adjoints of `saved`; the arguments as ReverseStatePass's.
+  static void reverse_state_pass(const Operands& operands, const Layout& layout,
+                                 const Workspace& workspace, const Saved& saved,
+                                 int value_block_width,
+                                 const unmanaged_view<const Scalar***>& output_grad,
+                                 const unmanaged_view<const float****>& final_state_grad,
+                                 const unmanaged_view<Scalar***>& value_grad,
+                                 const unmanaged_view<float****>& initial_state_grad) {
+    reverse_state_pass::Params<T> params{};
+    params.shape = fused_backward::call_shape(operands, layout, saved);
+    params.adjoints = fused_backward::adjoint_slices(saved);
+    params.q = reinterpret_cast<const T*>(operands.query_rows.data());
+    params.k = reinterpret_cast<const T*>(operands.key_rows.data());
+    params.v = reinterpret_cast<const T*>(operands.v.data());
+    params.beta = reinterpret_cast<const T*>(operands.beta.data());
+    params.query_norm = operands.query_norm.data();
+    params.key_norm = operands.key_norm.data();
+    params.output_grad = reinterpret_cast<const T*>(output_grad.data());
+    params.vector_output_grad =
+        operands.value_dim() % 8 == 0 && fused::aligned16(params.output_grad);
+    params.w = workspace.w.data();
+    params.new_values = workspace.u.data();
+    params.tm = workspace.tm.data();
+    params.intra = workspace.intra.data();
+    params.log_decay = workspace.log_decay.data();
+    params.entry_states_transposed = saved.entry_states_transposed.data();
+    params.final_state_grad = final_state_grad.data();
+    params.chunks = layout.chunks.data();
+    params.sequence_first_chunk = layout.sequence_first_chunk.data();
+    params.value_grad = reinterpret_cast<T*>(value_grad.data());
+    params.initial_state_grad = initial_state_grad.data();
+    params.value_dim = operands.value_dim();
+    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
+    if (value_block_width == 128)
+      reverse_state_pass::launch<8>(params, sequences);
+    else
+      reverse_state_pass::launch<4>(params, sequences);
+  }
+
+  /// Stage 4 for every (chunk, head): dq, dk, dbeta and dg (null when ungated) from the
+  /// adjoints of `saved`; with grouped value heads dq and dk are null and each value head's
+  /// share goes to the float partials instead (ChunkGradients's arguments).
+  static void chunk_gradients(const Operands& operands, const Layout& layout,
+                              const Workspace& workspace, const Saved& saved,
+                              const unmanaged_view<Scalar***>& query_grad,
+                              const unmanaged_view<Scalar***>& key_grad,
+                              const unmanaged_view<float***>& query_grad_partial,
+                              const unmanaged_view<float***>& key_grad_partial,
+                              const unmanaged_view<Scalar**>& step_grad,
+                              const unmanaged_view<float**>& gate_grad) {
+    chunk_gradients::Params<T> params{};
+    params.shape = fused_backward::call_shape(operands, layout, saved);
+    params.adjoints = fused_backward::adjoint_slices(saved);
+    params.q = reinterpret_cast<const T*>(operands.query_rows.data());
+    params.k = reinterpret_cast<const T*>(operands.key_rows.data());
+    params.beta = reinterpret_cast<const T*>(operands.beta.data());
+    params.query_norm = operands.query_norm.data();
+    params.key_norm = operands.key_norm.data();
+    params.vector_keys = operands.key_dim() % 8 == 0 && fused::aligned16(params.k);
+    params.vector_queries = operands.key_dim() % 8 == 0 && fused::aligned16(params.q);
+    params.log_decay = workspace.log_decay.data();
+    params.intra = workspace.intra.data();
+    params.chunks = layout.chunks.data();
+    params.query_grad = reinterpret_cast<T*>(query_grad.data());
+    params.key_grad = reinterpret_cast<T*>(key_grad.data());
+    params.query_grad_partial = query_grad_partial.data();
+    params.key_grad_partial = key_grad_partial.data();
+    params.step_grad = reinterpret_cast<T*>(step_grad.data());
+    params.gate_grad = gate_grad.data();
+    chunk_gradients::launch(params);
+  }
+};
+
+}  // namespace gdp::detail

@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: Apache-2.0
+// Stage 3 of the backward on Kokkos::Cuda for bfloat16 storage, K <= 128 and chunks of at most
+// 64 positions: the products of reverse_state_pass.hpp on the tensor cores, dS kept on chip.
+//
+// Not float16: the gradients carried back through strongly gated chunks scale like exp(G)
+// (dS leaving a chunk is a sum of terms with exp(G_r) <= exp(g) of the chunk's first token),
+// and with g = -20 they are about 1e-9, below float16's smallest subnormal (6e-8), so their
+// 16-bit copies vanish (dh0 came out zero on an H200, relative error 1). bfloat16 has float's
+// exponent range; float16 storage keeps the portable ReverseStatePass, all in float.
+//
+// One block of 512 threads walks the chunks of one (sequence, head, block of value columns)
+// from the last to the first, carrying dS, the gradient with respect to the state leaving the
+// chunk, in float accumulators: each warp owns a fixed 32-row block of it, as in the fused
+// forward, and a 16-bit copy in shared memory feeds the products that read it. Per chunk, with
+// Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors),
+// and the forward's float workspace (W, Tm, Vnew, the intra-chunk read-out weights `intra`, the
+// entering state S_0) rounded to 16 bits as it is loaded:
+//
+//   dVnew = Kd dS + intra^T dO
+//   dKd   = Vnew dS^T,  <dS, S_0>                   (both before dS moves on)
+//   dS   <- exp(G_L) dS + Qg^T dO - W^T dVnew
+//   dBv   = Tm^T dVnew,  dv = beta o dBv,  sum_e dBv_e v_e
+//   dBk   = -dBv S_0^T,  dA = -dBv Vnew^T,  d intra = dO Vnew^T,  dQg = dO S_0^T
+//
+// Every product is an mma.sync with 16-bit operands and float accumulation; the adjoints that
+// mix the value columns leave in float into this block's slice of the BackwardWorkspace, for
+// ChunkGradients, exactly as the portable pass leaves them. Like the fused forward this is a
+// plain CUDA kernel on the stream of Kokkos::Cuda's default instance: its tiles take 206 KB of
+// shared memory, above the 48 KB Kokkos 3.4 gives a team.
+#pragma once
+
+#include "chunk/chunk_layout.hpp"
+#include "chunk/fused_forward.hpp"
+#include "common/team_dense_cuda.hpp"
+#include "fused_backward_params.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace gdp::detail {
+
+namespace reverse_state_pass {
+
+using fused::chunk_capacity;
+using fused::key_capacity;
+using fused::threads;
+using fused::warps;
+
+/// Byte offsets of the tiles in shared memory, for blocks of 16 * ValueTiles value columns;
+/// leading dimensions padded against bank conflicts as in the fused forward.
+template <int ValueTiles>
+struct SharedLayout {
+  static constexpr int value_capacity = 16 * ValueTiles;
+  static constexpr int ldk = key_capacity + 8, ldv = value_capacity + 8, ldc = chunk_capacity + 8;
+  static constexpr std::size_t key_tile = std::size_t(chunk_capacity) * ldk * 2;
+  static constexpr std::size_t value_tile = std::size_t(chunk_capacity) * ldv * 2;
+  static constexpr std::size_t position_tile = std::size_t(chunk_capacity) * ldc * 2;
+  static constexpr std::size_t per_position = std::size_t(chunk_capacity) * 4;
+  static constexpr std::size_t state_grad = 0;  ///< dS [K][value block]
+  static constexpr std::size_t entry_state =
+      state_grad + std::size_t(key_capacity) * ldv * 2;  ///< S_0^T [value block][K]
+  static constexpr std::size_t decayed_keys =
+      entry_state + std::size_t(value_capacity) * ldk * 2;              ///< Kd
+  static constexpr std::size_t gated_queries = decayed_keys + key_tile;  ///< Qg
+  static constexpr std::size_t negated_w = gated_queries + key_tile;     ///< -W
+  static constexpr std::size_t new_values = negated_w + key_tile;        ///< Vnew
+  static constexpr std::size_t output_grad = new_values + value_tile;    ///< dO
+  static constexpr std::size_t new_value_grad = output_grad + value_tile;       ///< dVnew
+  static constexpr std::size_t value_solve_grad = new_value_grad + value_tile;  ///< dBv
+  static constexpr std::size_t tm = value_solve_grad + value_tile;              ///< Tm
+  static constexpr std::size_t intra = tm + position_tile;  ///< read-out weights [query][position]
+  static constexpr std::size_t key_scales = intra + position_tile;  ///< exp(G_L - G) key factor
+  static constexpr std::size_t query_scales = key_scales + per_position;  ///< scale exp(G_r) ...
+  static constexpr std::size_t steps = query_scales + per_position;       ///< beta
+  static constexpr std::size_t value_step_sums = steps + per_position;    ///< sum_e dBv_e v_e
+  static constexpr std::size_t entry_partials = value_step_sums + per_position;  ///< per warp
+  static constexpr std::size_t bytes = entry_partials + warps * 4;
+};
+
+/// What one launch walks. T is __nv_bfloat16; every tensor is row-major, the workspace
+/// ones as ChunkWorkspace and BackwardWorkspace lay them out.
+template <class T>
+struct Params {
+  fused_backward::CallShape shape;
+  fused_backward::AdjointSlices adjoints;  ///< written
+  const T *q, *k, *v, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H, V], [positions, H]
+  const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
+  const T* output_grad;                ///< do [tokens, H, V]
+  bool vector_output_grad;             ///< do's rows start on 16-byte boundaries
+  const float *w, *new_values, *tm, *intra, *log_decay;  ///< the forward's workspace
+  const float* entry_states_transposed;                   ///< [chunks, H, V, K]
+  const float* final_state_grad;                          ///< dht [N, H, K, V] or null
+  const ChunkDescriptor* chunks;
+  const std::int64_t* sequence_first_chunk;
+  T* value_grad;              ///< dv [positions, H, V]
+  float* initial_state_grad;  ///< dh0 [N, H, K, V] or null
+  int value_dim;
+};
+
+/// Warp w owns band w / 4 (16 positions or queries; 32 rows of dS) and quarter w % 4 of the
+/// columns of every product.
+template <int ValueTiles, class T>
+__global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) {
+  namespace tc = tensor_core;
+  using Layout = SharedLayout<ValueTiles>;
+  constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc;
+  constexpr int value_tiles = ValueTiles / 2;  ///< 8-column tiles of a warp's value columns
+  constexpr int quarter_columns = Layout::value_capacity / 4;
+  extern __shared__ __align__(128) unsigned char shared[];
+  T* const state_grad16 = reinterpret_cast<T*>(shared + Layout::state_grad);
+  T* const entry_state = reinterpret_cast<T*>(shared + Layout::entry_state);
+  T* const decayed_keys = reinterpret_cast<T*>(shared + Layout::decayed_keys);
+  T* const gated_queries = reinterpret_cast<T*>(shared + Layout::gated_queries);
+  T* const negated_w = reinterpret_cast<T*>(shared + Layout::negated_w);
+  T* const new_values = reinterpret_cast<T*>(shared + Layout::new_values);
+  T* const output_grad = reinterpret_cast<T*>(shared + Layout::output_grad);
+  T* const new_value_grad = reinterpret_cast<T*>(shared + Layout::new_value_grad);
+  T* const value_solve_grad = reinterpret_cast<T*>(shared + Layout::value_solve_grad);
+  T* const tm = reinterpret_cast<T*>(shared + Layout::tm);
+  T* const intra = reinterpret_cast<T*>(shared + Layout::intra);
+  float* const key_scales = reinterpret_cast<float*>(shared + Layout::key_scales);
+  float* const query_scales = reinterpret_cast<float*>(shared + Layout::query_scales);
+  float* const steps = reinterpret_cast<float*>(shared + Layout::steps);
+  float* const value_step_sums = reinterpret_cast<float*>(shared + Layout::value_step_sums);
+  float* const entry_partials = reinterpret_cast<float*>(shared + Layout::entry_partials);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int band = warp / 4, quarter = warp % 4;
+
+  const fused_backward::CallShape& shape = p.shape;
+  const int blocks = shape.value_blocks, H = shape.heads, Hqk = shape.qk_heads, K = shape.key_dim,
+            V = p.value_dim, n = shape.num_householder, CW = shape.chunk_size;
+  const std::int64_t unit = blockIdx.x, P = shape.positions, T_total = shape.tokens;
+  const int block = int(unit % blocks), h = int((unit / blocks) % H), hq = h / shape.head_group;
+  const std::int64_t sequence = unit / (std::int64_t(blocks) * H);
+  const int e0 = block * Layout::value_capacity;
+  const int width = min(Layout::value_capacity, V - e0);
+  const int key_extent = 16 * ((K + 15) / 16), value_extent = 16 * ((width + 15) / 16);
+  // This block's slices of the adjoints that ChunkGradients adds over the value blocks.
+  const fused_backward::AdjointSlices& adjoints = p.adjoints;
+  float* const solve_key_grad = adjoints.solve_key_grad + std::int64_t(block) * P * H * K;
+  float* const decayed_key_grad = adjoints.decayed_key_grad + std::int64_t(block) * P * H * K;
+  float* const coupling_grad = adjoints.coupling_grad + std::int64_t(block) * P * H * CW;
+  float* const intra_grad = adjoints.intra_grad + std::int64_t(block) * T_total * H * CW;
+  float* const gated_query_grad = adjoints.gated_query_grad + std::int64_t(block) * T_total * H * K;
+  float* const value_step_grad = adjoints.value_step_grad + std::int64_t(block) * P * H;
+  float* const entry_decay_grad =
+      adjoints.entry_decay_grad + std::int64_t(block) * shape.num_chunks * H;
+
+  // dS: this warp's 32 x quarter_columns block in float accumulators.
+  const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
+  tc::Block<2, value_tiles> grad;
+  tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
+    x = d < K && e < width && p.final_state_grad
+            ? p.final_state_grad[((sequence * H + h) * K + d) * V + e0 + e]
+            : 0.0f;
+  });
+  const auto as_is = [](int, int, float x) { return x; };
+  tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
+
+  const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
+  for (std::int64_t c = p.sequence_first_chunk[sequence + 1] - 1;
+       c >= p.sequence_first_chunk[sequence]; --c) {
+    const ChunkDescriptor chunk = p.chunks[c];
+    const int L = chunk.length, num_queries = chunk.num_queries;
+    const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
+    const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+    const float chunk_log_decay = p.log_decay[(p0 + L - 1) * H + h];
+
+    if (warp == 0) {  // the per-position factors
+      for (int r = lane; r < C; r += 32) {
+        const std::int64_t position = p0 + r;
+        const float key_factor = p.key_norm && r < L ? p.key_norm[position * Hqk + hq] : 1.0f;
+        key_scales[r] =
+            r < L ? expf(chunk_log_decay - p.log_decay[position * H + h]) * key_factor : 0.0f;
+        steps[r] = r < L ? tc::to_float(p.beta[position * H + h]) : 0.0f;
+        value_step_sums[r] = 0.0f;
+        const std::int64_t token = t0 + r;
+        const float query_factor =
+            p.query_norm && r < num_queries ? p.query_norm[token * Hqk + hq] : 1.0f;
+        query_scales[r] =
+            r < num_queries
+                ? shape.scale * expf(p.log_decay[(p0 + chunk.first_query_local + r * n) * H + h]) *
+                      query_factor
+                : 0.0f;
+      }
+    }
+    // The operands that need no factor, while warp 0 computes them.
+    if (num_queries > 0) {
+      tc::block_load_rows<C, Layout::value_capacity>(
+          output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
+          num_queries, width, p.vector_output_grad, nullptr, 0);
+      tc::block_load_float_rows<C, C>(intra, ldc, p.intra + (t0 * H + h) * CW, std::int64_t(H) * CW,
+                                  num_queries, L, 1.0f);
+    }
+    tc::block_load_float_rows<C, key_capacity>(negated_w, ldk, p.w + (p0 * H + h) * K,
+                                           std::int64_t(H) * K, L, K, -1.0f);
+    tc::block_load_float_rows<C, Layout::value_capacity>(new_values, ldv,
+                                                     p.new_values + (p0 * H + h) * V + e0,
+                                                     std::int64_t(H) * V, L, width, 1.0f);
+    tc::block_load_float_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW, L, L,
+                                1.0f);
+    tc::block_load_float_rows<Layout::value_capacity, key_capacity>(
+        entry_state, ldk, p.entry_states_transposed + ((c * H + h) * V + e0) * K, K, width, K,
+        1.0f);
+    __syncthreads();
+    tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
+                                         std::int64_t(Hqk) * K, L, K, false, key_scales, 1);
+    if (num_queries > 0)
+      tc::block_load_rows<C, key_capacity>(gated_queries, ldk, p.q + (t0 * Hqk + hq) * K,
+                                           std::int64_t(Hqk) * K, num_queries, K, false,
+                                           query_scales, 1);
+    tc::block_wait_copies();
+    __syncthreads();
+
+    {  // dVnew = Kd dS + intra^T dO
+      tc::Block<1, value_tiles> acc;
+      tc::warp_fill(acc, 0.0f);
+      tc::warp_mma<1, value_tiles, false, false>(acc, decayed_keys, ldk, band_row, state_grad16,
+                                                 ldv, value_column0, 0, key_extent);
+      if (num_queries > 0)
+        tc::warp_mma<1, value_tiles, true, false>(acc, intra, ldc, band_row, output_grad, ldv,
+                                                  value_column0, 0, 16 * query_tiles);
+      tc::warp_store(acc, new_value_grad, ldv, band_row, value_column0, as_is);
+    }
+    {  // dKd = Vnew dS^T
+      tc::Block<1, 4> acc;
+      tc::warp_fill(acc, 0.0f);
+      tc::warp_mma<1, 4, false, true>(acc, new_values, ldv, band_row, state_grad16, ldv,
+                                      32 * quarter, 0, value_extent);
+      tc::warp_store_float(acc, decayed_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
+                       32 * quarter, L, K, 1.0f);
+    }
+    {  // <dS, S_0>, from the float dS and the 16-bit S_0^T
+      float inner = 0.0f;
+      tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
+        inner += x * tc::to_float(entry_state[e * ldk + d]);
+      });
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2)
+        inner += __shfl_xor_sync(0xffffffffu, inner, offset);
+      if (lane == 0) entry_partials[warp] = inner;
+    }
+    __syncthreads();
+
+    {  // dS <- exp(G_L) dS + Qg^T dO - W^T dVnew, then its 16-bit copy
+      const float decay = expf(chunk_log_decay);
+      tc::warp_for_each(grad, 0, 0, [&](int, int, float& x) { x *= decay; });
+      if (num_queries > 0)
+        tc::warp_mma<2, value_tiles, true, false>(grad, gated_queries, ldk, state_row0,
+                                                  output_grad, ldv, state_column0, 0,
+                                                  16 * query_tiles);
+      tc::warp_mma<2, value_tiles, true, false>(grad, negated_w, ldk, state_row0, new_value_grad,
+                                                ldv, state_column0, 0, position_extent);
+      tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
+    }
+    {  // dBv = Tm^T dVnew (Tm^T is upper triangular); dv = beta o dBv; sum_e dBv_e v_e
+      tc::Block<1, value_tiles> acc;
+      tc::warp_fill(acc, 0.0f);
+      tc::warp_mma<1, value_tiles, true, false>(acc, tm, ldc, band_row, new_value_grad, ldv,
+                                                value_column0, band_row, position_extent);
+      float row_sums[2] = {0.0f, 0.0f};
+      tc::warp_for_each(acc, band_row, value_column0, [&](int r, int e, float& x) {
+        if (r >= L || e >= width) return;
+        const std::int64_t element = ((p0 + r) * H + h) * V + e0 + e;
+        p.value_grad[element] = tc::from_float<T>(steps[r] * x);
+        row_sums[(r - band_row) / 8] += x * tc::to_float(p.v[element]);
+      });
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        row_sums[half] += __shfl_xor_sync(0xffffffffu, row_sums[half], 1);
+        row_sums[half] += __shfl_xor_sync(0xffffffffu, row_sums[half], 2);
+        if (lane % 4 == 0 && row_sums[half] != 0.0f)
+          atomicAdd(&value_step_sums[band_row + lane / 4 + 8 * half], row_sums[half]);
+      }
+      tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
+    }
+    __syncthreads();
+
+    if (threadIdx.x < L)
+      value_step_grad[(p0 + threadIdx.x) * H + h] = value_step_sums[threadIdx.x];
+    if (threadIdx.x == warps) {
+      float inner = 0.0f;
+      for (int w = 0; w < warps; ++w) inner += entry_partials[w];
+      entry_decay_grad[c * H + h] = inner;
+    }
+    {  // dBk = -dBv S_0^T
+      tc::Block<1, 4> acc;
+      tc::warp_fill(acc, 0.0f);
+      tc::warp_mma<1, 4, false, false>(acc, value_solve_grad, ldv, band_row, entry_state, ldk,
+                                       32 * quarter, 0, value_extent);
+      tc::warp_store_float(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
+                       32 * quarter, L, K, -1.0f);
+    }
+    {  // dA = -dBv Vnew^T
+      tc::Block<1, 2> acc;
+      tc::warp_fill(acc, 0.0f);
+      tc::warp_mma<1, 2, false, true>(acc, value_solve_grad, ldv, band_row, new_values, ldv,
+                                      16 * quarter, 0, value_extent);
+      tc::warp_store_float(acc, coupling_grad + (p0 * H + h) * CW, std::int64_t(H) * CW, band_row,
+                       16 * quarter, L, L, -1.0f);
+    }
+    if (band < query_tiles) {  // d intra = dO Vnew^T and dQg = dO S_0^T
+      tc::Block<1, 2> weights;
+      tc::warp_fill(weights, 0.0f);
+      tc::warp_mma<1, 2, false, true>(weights, output_grad, ldv, band_row, new_values, ldv,
+                                      16 * quarter, 0, value_extent);
+      tc::warp_store_float(weights, intra_grad + (t0 * H + h) * CW, std::int64_t(H) * CW, band_row,
+                       16 * quarter, num_queries, L, 1.0f);
+      tc::Block<1, 4> queries;
+      tc::warp_fill(queries, 0.0f);
+      tc::warp_mma<1, 4, false, false>(queries, output_grad, ldv, band_row, entry_state, ldk,
+                                       32 * quarter, 0, value_extent);
+      tc::warp_store_float(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
+                       band_row, 32 * quarter, num_queries, K, 1.0f);
+    }
+    __syncthreads();
+  }
+
+  if (p.initial_state_grad)
+    tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
+      if (d < K && e < width) p.initial_state_grad[((sequence * H + h) * K + d) * V + e0 + e] = x;
+    });
+}
+
+/// Starts one walk per (sequence, head, value block) on Kokkos::Cuda's default stream.
+template <int ValueTiles, class T>
+void launch(const Params<T>& params, std::int64_t sequences) {
+  fused_backward::launch(reverse_kernel<ValueTiles, T>,
+                         sequences * params.shape.heads * params.shape.value_blocks,
+                         SharedLayout<ValueTiles>::bytes, params, "the fused reverse pass");
+}
+
+}  // namespace reverse_state_pass
+
+}  // namespace gdp::detail
