@@ -17,15 +17,16 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 namespace gdp::test {
 namespace {
 
 /// Relative Frobenius error bounds per storage. `forward` and `backward` hold against the
 /// float64 references of the exact inputs, so they cover the rounding of the inputs to the
-/// storage type as well as the arithmetic; the forward is also held to the default bounds
-/// against the float64 recurrence of the stored (rounded) inputs, which leaves the arithmetic
-/// alone.
+/// storage type as well as the arithmetic; the forward and the backward are also held to the
+/// default bounds against the float64 recurrence and adjoint of the stored (rounded) inputs,
+/// which leaves the arithmetic alone.
 struct ExtremeCase {
   ForwardCase problem;
   StorageTolerances forward, backward;
@@ -57,15 +58,18 @@ std::vector<ExtremeCase> extreme_cases() {
       extreme("beta_two", [](ForwardCase& c) { c.spec.beta_value = 2.0; }),
       // Pure reflections: nothing decays, so every rounding of the 16-bit inputs persists in
       // the state, and the inputs' rounding alone costs about 7e-3 (docs/HARDENING.md): the
-      // bound of 16-bit storage against the exact inputs is 2e-2 here, the backward's. The
-      // arithmetic keeps the default 1e-2 against the rounded inputs.
+      // bound of 16-bit storage against the exact inputs is 2e-2 here for the forward, 3e-2
+      // for the backward (1.6e-2 on the host, 2.05e-2 in dg with bfloat16 on Cuda, whose
+      // tensor-core backward rounds its intermediates to 16 bits). The arithmetic keeps the
+      // default bounds against the rounded inputs.
       extreme(
           "beta_two_no_decay",
           [](ForwardCase& c) {
             c.spec.beta_value = 2.0;
             c.spec.gate_value = 0.0;
           },
-          StorageTolerances{forward_bounds.float64, forward_bounds.float32, 2e-2}),
+          StorageTolerances{forward_bounds.float64, forward_bounds.float32, 2e-2},
+          StorageTolerances{backward_bounds.float64, backward_bounds.float32, 3e-2}),
       // |k| = 1.3 with beta <= 1: beta |k|^2 <= 1.69 < 2, the sub-steps stay contractions.
       extreme("keys_longer_than_one", [](ForwardCase& c) { c.spec.key_scale = 1.3; }),
       extreme("keys_shorter_than_one", [](ForwardCase& c) { c.spec.key_scale = 0.25; }),
@@ -147,12 +151,22 @@ TEST_P(Extremes, FiniteAndWithinTheirBounds) {
           const auto g = chunk_gated_delta_product_backward<ExecSpace, Scalar>(
               inputs.inputs(), upstream.gradients(), c.options);
           const char* s = storage_name<Scalar>();
-          check(s, "dq", g.dq, expected_gradients.dq, bound);
-          check(s, "dk", g.dk, expected_gradients.dk, bound);
-          check(s, "dv", g.dv, expected_gradients.dv, bound);
-          check(s, "dbeta", g.dbeta, expected_gradients.dbeta, bound);
-          check(s, "dg", g.dg, expected_gradients.dg, bound);
-          check(s, "dh0", g.dh0, expected_gradients.dh0, bound);
+          const auto check_all = [&](const reference::ReferenceGradients& reference,
+                                     const char* against, double limit) {
+            check(s, (std::string("dq") + against).c_str(), g.dq, reference.dq, limit);
+            check(s, (std::string("dk") + against).c_str(), g.dk, reference.dk, limit);
+            check(s, (std::string("dv") + against).c_str(), g.dv, reference.dv, limit);
+            check(s, (std::string("dbeta") + against).c_str(), g.dbeta, reference.dbeta, limit);
+            check(s, (std::string("dg") + against).c_str(), g.dg, reference.dg, limit);
+            check(s, (std::string("dh0") + against).c_str(), g.dh0, reference.dh0, limit);
+          };
+          check_all(expected_gradients, "", bound);
+          // The adjoint of the stored, rounded inputs and do: the arithmetic alone.
+          const auto problem = reference::make_reference_problem<double>(inputs.inputs(), c.options);
+          const auto stored = reference::naive_backward(
+              problem,
+              reference::make_reference_output_gradients(upstream.gradients(), problem.shape));
+          check_all(stored, " (stored inputs)", storage_bound<Scalar>(backward_bounds));
         },
         e.backward);
   });
