@@ -86,13 +86,6 @@ __device__ __forceinline__ float summed(const float* slices, std::int64_t slice_
   return sum;
 }
 
-/// Sum of x over the 32 lanes of the warp, in every lane.
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
-
 /// Row `row` (K entries, a warp's lanes over them) of the gradient with respect to a raw row
 /// whose normalised form y = factor * raw is `normalised` (16 bits) and whose adjoint is
 /// `adjoint`: factor (dy - (y . dy) y), or dy unchanged without normalisation.
@@ -104,7 +97,7 @@ __device__ __forceinline__ void warp_write_raw_row_grad(const float* adjoint, co
   float along = 0.0f;
   if (normalising) {
     for (int d = lane; d < K; d += 32) along += tensor_core::to_float(normalised[d]) * adjoint[d];
-    along = warp_sum(along);
+    along = fused_backward::warp_sum(along);
   }
   for (int d = lane; d < K; d += 32) {
     const float value =
@@ -188,8 +181,8 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       along_decayed += key * decayed;
       key_adjoint[r * ldkf + d] = decayed + solve_weight * solve;
     }
-    along_solve = warp_sum(along_solve);
-    along_decayed = warp_sum(along_decayed);
+    along_solve = fused_backward::warp_sum(along_solve);
+    along_decayed = fused_backward::warp_sum(along_decayed);
     if (lane == 0) {
       dbeta[r] = gate * along_solve + summed(adjoints.value_step_grad, P * H, blocks, (p0 + r) * H + h);
       from_start[r] = solve_weight * along_solve +
@@ -234,7 +227,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       along += tc::to_float(queries[j * ldk + d]) * adjoint;
       query_adjoint[j * ldkf + d] = adjoint;
     }
-    along = warp_sum(along);
+    along = fused_backward::warp_sum(along);
     if (lane == 0) from_start[r] += along;
   }
 
@@ -249,13 +242,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       key_adjoint[r * ldkf + d] += beta[r] * y;
       along[(r - band_row) / 8] += tc::to_float(keys[r * ldk + d]) * y;
     });
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      along[half] += __shfl_xor_sync(0xffffffffu, along[half], 1);
-      along[half] += __shfl_xor_sync(0xffffffffu, along[half], 2);
-      if (lane % 4 == 0 && along[half] != 0.0f)
-        atomicAdd(&dbeta[band_row + lane / 4 + 8 * half], along[half]);
-    }
+    fused_backward::warp_add_band_row_sums(along, band_row, dbeta);
   }
   if (gated) {  // x of A = (beta o Ad) o (K K^T)
     tc::Block<1, 2> gram;
@@ -304,7 +291,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       for (int j = lane; j < num_queries; j += 32)
         if (query_position(j) >= position)
           for (int i = 0; i < position; ++i) spanning += intra[j * ldf + i];
-      spanning = warp_sum(spanning);
+      spanning = fused_backward::warp_sum(spanning);
       if (lane == 0) p.gate_grad[((p0 + position) / n) * H + h] = spanning;
     }
   __syncthreads();
@@ -336,8 +323,9 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
 /// Starts one block per (chunk, head) on Kokkos::Cuda's default stream.
 template <class T>
 void launch(const Params<T>& params) {
-  fused_backward::launch(gradients_kernel<T>, params.shape.num_chunks * params.shape.heads,
-                         SharedLayout::bytes, params, "the chunk gradients kernel");
+  fused::launch_kernel<gradients_kernel<T>>(params.shape.num_chunks * params.shape.heads,
+                                            SharedLayout::bytes, params,
+                                            "the chunk gradients kernel");
 }
 
 }  // namespace gdp::detail::chunk_gradients

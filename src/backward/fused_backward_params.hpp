@@ -1,20 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the backward's CUDA kernels (reverse_state_pass_cuda.hpp, chunk_gradients_cuda.hpp)
 // share: the sizes of a call, the BackwardWorkspace adjoints that the first writes and the
-// second reads, as plain pointers for a kernel argument, and how they start.
+// second reads, as plain pointers for a kernel argument, and two warp reductions. They start
+// through fused::launch_kernel, as the fused forward does.
 #pragma once
 
 #include "backward_workspace.hpp"
 #include "chunk/chunk_layout.hpp"
 #include "chunk/chunk_operands.hpp"
-#include "chunk/fused_forward.hpp"
-
-#include <Kokkos_Core.hpp>
-
-#include <cuda_runtime.h>
 
 #include <cstdint>
-#include <string>
 
 namespace gdp::detail::fused_backward {
 
@@ -59,19 +54,28 @@ AdjointSlices adjoint_slices(const BackwardWorkspace<float, MemorySpace>& saved)
           saved.entry_decay_grad.data()};
 }
 
-/// Starts `units` blocks of fused::threads threads of `kernel` with `bytes` of dynamic shared
-/// memory (above the default 48 KB, so the limit is raised first) on Kokkos::Cuda's default
-/// stream; `name` says which kernel in the errors.
-template <class Params>
-void launch(void (*kernel)(Params), std::int64_t units, std::size_t bytes, const Params& params,
-            const char* name) {
-  if (units == 0) return;
-  fused::check_cuda(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-      (std::string("cannot give ") + name + " its shared memory").c_str());
-  kernel<<<dim3(unsigned(units)), dim3(fused::threads), bytes, Kokkos::Cuda().cuda_stream()>>>(
-      params);
-  fused::check_cuda(cudaGetLastError(), (std::string(name) + " did not start").c_str());
+/// Sum of x over the 32 lanes of the warp, in every lane.
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+
+/// Adds to rows[band_row + i], i < 16, this warp's partial sums of row band_row + i over the
+/// columns it holds of a 16-row band of mma accumulators (tensor_core::warp_for_each's layout:
+/// a lane holds rows g and g + 8, g = lane / 4; partial[0] and partial[1] are its sums of
+/// them). The four lanes of a row are added first; the atomics in shared memory then add the
+/// warps that hold the band's other columns.
+__device__ __forceinline__ void warp_add_band_row_sums(float (&partial)[2], int band_row,
+                                                       float* rows) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    partial[half] += __shfl_xor_sync(0xffffffffu, partial[half], 1);
+    partial[half] += __shfl_xor_sync(0xffffffffu, partial[half], 2);
+    if (lane % 4 == 0 && partial[half] != 0.0f)
+      atomicAdd(&rows[band_row + lane / 4 + 8 * half], partial[half]);
+  }
 }
 
 }  // namespace gdp::detail::fused_backward

@@ -236,9 +236,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
         inner += x * tc::to_float(entry_state[e * ldk + d]);
       });
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2)
-        inner += __shfl_xor_sync(0xffffffffu, inner, offset);
+      inner = fused_backward::warp_sum(inner);
       if (lane == 0) entry_partials[warp] = inner;
     }
     __syncthreads();
@@ -266,13 +264,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         p.value_grad[element] = tc::from_float<T>(steps[r] * x);
         row_sums[(r - band_row) / 8] += x * tc::to_float(p.v[element]);
       });
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        row_sums[half] += __shfl_xor_sync(0xffffffffu, row_sums[half], 1);
-        row_sums[half] += __shfl_xor_sync(0xffffffffu, row_sums[half], 2);
-        if (lane % 4 == 0 && row_sums[half] != 0.0f)
-          atomicAdd(&value_step_sums[band_row + lane / 4 + 8 * half], row_sums[half]);
-      }
+      fused_backward::warp_add_band_row_sums(row_sums, band_row, value_step_sums);
       tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
     }
     __syncthreads();
@@ -326,9 +318,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
 /// Starts one walk per (sequence, head, value block) on Kokkos::Cuda's default stream.
 template <int ValueTiles, class T>
 void launch(const Params<T>& params, std::int64_t sequences) {
-  fused_backward::launch(reverse_kernel<ValueTiles, T>,
-                         sequences * params.shape.heads * params.shape.value_blocks,
-                         SharedLayout<ValueTiles>::bytes, params, "the fused reverse pass");
+  fused::launch_kernel<reverse_kernel<ValueTiles, T>>(
+      sequences * params.shape.heads * params.shape.value_blocks, SharedLayout<ValueTiles>::bytes,
+      params, "the fused reverse pass");
 }
 
 }  // namespace reverse_state_pass

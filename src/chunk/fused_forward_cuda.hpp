@@ -381,19 +381,29 @@ inline void check_cuda(cudaError_t status, const char* what) {
                              ": " + cudaGetErrorString(status));
 }
 
+/// Starts `units` blocks of `threads` threads of Kernel with `bytes` of dynamic shared memory
+/// on Kokkos::Cuda's default stream. Above 48 KB a kernel must be allowed its shared memory
+/// first, once per kernel; `name` says which kernel in the errors. Shared by the fused
+/// forward and the backward's kernels (src/backward/).
+template <auto Kernel, class KernelParams>
+void launch_kernel(std::int64_t units, std::size_t bytes, const KernelParams& params,
+                   const char* name) {
+  if (units == 0) return;
+  static const cudaError_t configured =
+      cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (configured != cudaSuccess)
+    check_cuda(configured, (std::string("cannot give ") + name + " its shared memory").c_str());
+  Kernel<<<dim3(unsigned(units)), dim3(threads), bytes, Kokkos::Cuda().cuda_stream()>>>(params);
+  const cudaError_t started = cudaGetLastError();
+  if (started != cudaSuccess) check_cuda(started, (std::string(name) + " did not start").c_str());
+}
+
 /// Starts one walk per (segment, head, column block) on Kokkos::Cuda's default stream.
 template <int ValueTiles, bool SavesForBackward, class T>
 void launch(const Params<T>& params, std::int64_t walks) {
-  const std::int64_t units = walks * params.heads * params.blocking.count();
-  if (units == 0) return;
-  constexpr std::size_t bytes = SharedLayout<ValueTiles>::bytes;
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      forward_kernel<ValueTiles, SavesForBackward, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      int(bytes));
-  check_cuda(configured, "cannot give the fused forward kernel its shared memory");
-  forward_kernel<ValueTiles, SavesForBackward, T>
-      <<<dim3(unsigned(units)), dim3(threads), bytes, Kokkos::Cuda().cuda_stream()>>>(params);
-  check_cuda(cudaGetLastError(), "the fused forward kernel did not start");
+  launch_kernel<forward_kernel<ValueTiles, SavesForBackward, T>>(
+      walks * params.heads * params.blocking.count(), SharedLayout<ValueTiles>::bytes, params,
+      "the fused forward kernel");
 }
 
 template <bool SavesForBackward = false, class T>
