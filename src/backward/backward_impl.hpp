@@ -19,6 +19,8 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <tuple>
+
 namespace gdp::detail {
 
 template <class ExecSpace, class Scalar>
@@ -48,9 +50,12 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
 
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
-  const DeviceChunkLayout<memory_space> device_layout(layout);
-  const ChunkWorkspace<Real, memory_space> workspace(shape, layout, /*keep_tm=*/true);
-  const BackwardWorkspace<Real, memory_space> saved(shape, layout, value_blocks);
+  const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
+    return std::make_tuple(DeviceChunkLayout<memory_space>(layout, carver),
+                           ChunkWorkspace<Real, memory_space>(shape, layout, carver, /*keep_tm=*/true),
+                           BackwardWorkspace<Real, memory_space>(shape, layout, value_blocks, carver));
+  });
+  const auto& [device_layout, workspace, saved] = leased.parts;
   using Pass = StatePass<ExecSpace, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
                                                                   in.initial_state.layout());

@@ -6,6 +6,7 @@
 
 #include "chunk/chunk_layout.hpp"
 #include "common/problem_shape.hpp"
+#include "common/workspace_cache.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -49,24 +50,28 @@ struct BackwardWorkspace {
   /// <dS_end, S_0>: the adjoint of exp(G_L) in exp(G_L) S_0.  [blocks, num_chunks, H]
   view<Real***> entry_decay_grad;
 
-  BackwardWorkspace(const ProblemShape& shape, const ChunkLayout& layout, int blocks)
-      : entry_states_transposed(uninitialized("gdp::entry_states_transposed"), layout.chunks.size(),
-                                shape.heads, shape.value_dim, shape.key_dim),
+  BackwardWorkspace() = default;
+  /// The views laid out by `carver`, uninitialised: every element is written before it is
+  /// read (the tests poison every allocation to check that).
+  BackwardWorkspace(const ProblemShape& shape, const ChunkLayout& layout, int blocks,
+                    WorkspaceCarver<MemorySpace>& carver)
+      : entry_states_transposed(carver.template view<Real****>(
+            layout.chunks.size(), shape.heads, shape.value_dim, shape.key_dim)),
         value_blocks(blocks),
-        solve_key_grad(uninitialized("gdp::solve_key_grad"), blocks, shape.total_positions(),
-                       shape.heads, shape.key_dim),
-        decayed_key_grad(uninitialized("gdp::decayed_key_grad"), blocks, shape.total_positions(),
-                         shape.heads, shape.key_dim),
-        coupling_grad(uninitialized("gdp::coupling_grad"), blocks, shape.total_positions(),
-                      shape.heads, layout.chunk_size),
-        intra_grad(uninitialized("gdp::intra_grad"), blocks, shape.total_tokens(), shape.heads,
-                   layout.chunk_size),
-        gated_query_grad(uninitialized("gdp::gated_query_grad"), blocks, shape.total_tokens(),
-                         shape.heads, shape.key_dim),
-        value_step_grad(uninitialized("gdp::value_step_grad"), blocks, shape.total_positions(),
-                        shape.heads),
-        entry_decay_grad(uninitialized("gdp::entry_decay_grad"), blocks, layout.chunks.size(),
-                         shape.heads) {}
+        solve_key_grad(carver.template view<Real****>(blocks, shape.total_positions(),
+                                                      shape.heads, shape.key_dim)),
+        decayed_key_grad(carver.template view<Real****>(blocks, shape.total_positions(),
+                                                        shape.heads, shape.key_dim)),
+        coupling_grad(carver.template view<Real****>(blocks, shape.total_positions(),
+                                                     shape.heads, layout.chunk_size)),
+        intra_grad(carver.template view<Real****>(blocks, shape.total_tokens(), shape.heads,
+                                                  layout.chunk_size)),
+        gated_query_grad(carver.template view<Real****>(blocks, shape.total_tokens(),
+                                                        shape.heads, shape.key_dim)),
+        value_step_grad(
+            carver.template view<Real***>(blocks, shape.total_positions(), shape.heads)),
+        entry_decay_grad(
+            carver.template view<Real***>(blocks, layout.chunks.size(), shape.heads)) {}
 };
 
 }  // namespace gdp::detail

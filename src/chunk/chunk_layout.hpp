@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common/problem_shape.hpp"
+#include "common/workspace_cache.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -45,22 +46,23 @@ struct DeviceChunkLayout {
   int chunk_size = 0;
   int max_queries = 0;
 
-  explicit DeviceChunkLayout(const ChunkLayout& host) : chunk_size(host.chunk_size),
-                                                        max_queries(host.max_queries) {
-    chunks = copy_to_device<ChunkDescriptor>("gdp::chunks", host.chunks);
-    sequence_first_chunk =
-        copy_to_device<std::int64_t>("gdp::sequence_first_chunk", host.sequence_first_chunk);
-  }
+  DeviceChunkLayout() = default;
+  /// `host` copied into views laid out by `carver` (when it only counts, nothing is copied).
+  DeviceChunkLayout(const ChunkLayout& host, WorkspaceCarver<MemorySpace>& carver)
+      : chunks(copy_to_device(carver, host.chunks)),
+        sequence_first_chunk(copy_to_device(carver, host.sequence_first_chunk)),
+        chunk_size(host.chunk_size),
+        max_queries(host.max_queries) {}
 
  private:
   template <class T>
-  static Kokkos::View<const T*, MemorySpace> copy_to_device(const char* label,
+  static Kokkos::View<const T*, MemorySpace> copy_to_device(WorkspaceCarver<MemorySpace>& carver,
                                                            const std::vector<T>& values) {
-    Kokkos::View<T*, MemorySpace> device(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)),
-                                         values.size());
-    Kokkos::View<const T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> host(
-        values.data(), values.size());
-    Kokkos::deep_copy(device, host);
+    const auto device = carver.template view<T*>(values.size());
+    if (device.data() != nullptr)
+      Kokkos::deep_copy(device, Kokkos::View<const T*, Kokkos::HostSpace,
+                                             Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+                                    values.data(), values.size()));
     return device;
   }
 };

@@ -5,8 +5,11 @@
 
 #include "chunk_layout.hpp"
 #include "common/problem_shape.hpp"
+#include "common/workspace_cache.hpp"
 
 #include <Kokkos_Core.hpp>
+
+#include <utility>
 
 namespace gdp::detail {
 
@@ -29,19 +32,30 @@ struct ChunkWorkspace {
   /// backward's products with Tm^T; null in the forward, which only solves with I + A.
   view<Real***> tm;  ///< [total_positions, H, chunk_size]
 
-  ChunkWorkspace(const ProblemShape& shape, const ChunkLayout& layout, bool keep_tm = false)
-      : w(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::W"), shape.total_positions(),
-          shape.heads, shape.key_dim),
-        u(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::U"), shape.total_positions(),
-          shape.heads, shape.value_dim),
-        log_decay(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::G"),
-                  shape.total_positions(), shape.heads),
-        intra(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::intra"),
-              shape.total_tokens(), shape.heads, layout.chunk_size) {
+  ChunkWorkspace() = default;
+  /// The views laid out by `carver` (uninitialised: stage 1 writes every element).
+  ChunkWorkspace(const ProblemShape& shape, const ChunkLayout& layout,
+                 WorkspaceCarver<MemorySpace>& carver, bool keep_tm = false)
+      : w(carver.template view<Real***>(shape.total_positions(), shape.heads, shape.key_dim)),
+        u(carver.template view<Real***>(shape.total_positions(), shape.heads, shape.value_dim)),
+        log_decay(carver.template view<Real**>(shape.total_positions(), shape.heads)),
+        intra(carver.template view<Real***>(shape.total_tokens(), shape.heads, layout.chunk_size)) {
     if (keep_tm)
-      tm = view<Real***>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::Tm"),
-                         shape.total_positions(), shape.heads, layout.chunk_size);
+      tm = carver.template view<Real***>(shape.total_positions(), shape.heads, layout.chunk_size);
   }
 };
+
+/// The device copy of `layout` and, when `with_workspace`, a ChunkWorkspace for it (empty
+/// otherwise), in one leased block: what a forward walk needs beyond its inputs and outputs.
+template <class Real, class MemorySpace>
+auto lease_walk_workspace(const ProblemShape& shape, const ChunkLayout& layout,
+                         bool with_workspace) {
+  return lease_workspace<MemorySpace>([&](WorkspaceCarver<MemorySpace>& carver) {
+    DeviceChunkLayout<MemorySpace> device_layout(layout, carver);
+    ChunkWorkspace<Real, MemorySpace> workspace;
+    if (with_workspace) workspace = ChunkWorkspace<Real, MemorySpace>(shape, layout, carver);
+    return std::make_pair(device_layout, workspace);
+  });
+}
 
 }  // namespace gdp::detail

@@ -99,7 +99,17 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   using Real = accumulator_t<Scalar>;
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
-  const DeviceChunkLayout<memory_space> device_layout(layout);
+  using Fused = FusedForward<ExecSpace, Scalar>;
+  bool fused = false;
+  if constexpr (Fused::available) fused = Fused::supports(shape, options);
+  const ForwardPlan plan = plan_forward(layout, options, shape.num_sequences() * shape.heads, 1,
+                                        concurrent_walks<ExecSpace>());
+  // The fused CUDA kernel and the host spaces' sequential fused walk (host_fused_walk.hpp)
+  // keep each chunk's stage-1 quantities on chip; the chunk-parallel plan and the portable
+  // device path run two stages with the workspace between them.
+  const bool two_stages = !fused && !(team::runs_on_host<ExecSpace> && !plan.chunk_parallel);
+  const auto leased = lease_walk_workspace<Real, memory_space>(shape, layout, two_stages);
+  const auto& [device_layout, workspace] = leased.parts;
 
   using Pass = StatePass<ExecSpace, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
@@ -109,26 +119,20 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   const typename Pass::template unmanaged_view<Real****> ht(result.final_state.data(),
                                                             result.final_state.layout());
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
-  using Fused = FusedForward<ExecSpace, Scalar>;
   if constexpr (Fused::available) {
-    if (Fused::supports(shape, options)) {
+    if (fused) {
       Fused::run(operands, layout, device_layout, options, h0, o, ht, value_block);
       ExecSpace().fence();
       return;
     }
   }
-  const ForwardPlan plan = plan_forward(layout, options, shape.num_sequences() * shape.heads, 1,
-                                        concurrent_walks<ExecSpace>());
-  // Host spaces walk the chunks sequentially in one fused pass (host_fused_walk.hpp); the
-  // chunk-parallel plan and the device spaces run the two stages below.
   if constexpr (team::runs_on_host<ExecSpace>) {
-    if (!plan.chunk_parallel) {
+    if (!two_stages) {
       HostFusedWalk<ExecSpace, Scalar>(operands, device_layout, h0, o, ht, value_block).run();
       ExecSpace().fence();
       return;
     }
   }
-  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   if (plan.chunk_parallel)
     chunk_parallel_state_passes<ExecSpace, Scalar>(operands, layout, device_layout, workspace, h0,

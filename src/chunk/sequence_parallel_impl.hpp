@@ -230,7 +230,6 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
              readouts, ": cut the sequence into more, shorter slices");
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
-  const DeviceChunkLayout<memory_space> device_layout(layout);
 
   SegmentMap<Scalar, memory_space> result;
   result.options = options;
@@ -244,14 +243,16 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   // As the forward: host spaces walk the chunks sequentially in one fused pass, one thread
   // per head carrying all K + V columns (stage 1 done once for them); otherwise stage 1, then
   // the state pass.
+  const bool two_stages = !(team::runs_on_host<ExecSpace> && !plan.chunk_parallel);
+  const auto leased = lease_walk_workspace<Real, memory_space>(shape, layout, two_stages);
+  const auto& [device_layout, workspace] = leased.parts;
   if constexpr (team::runs_on_host<ExecSpace>) {
-    if (!plan.chunk_parallel) {
+    if (!two_stages) {
       HostFusedWalk<ExecSpace, Scalar>(operands, device_layout, map, result.readout).run();
       ExecSpace().fence();
       return result;
     }
   }
-  const ChunkWorkspace<Real, memory_space> workspace(shape, layout);
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   if (!plan.chunk_parallel) {
     // One segment: the whole slice, walked once by each (head, block of [M | R] columns).

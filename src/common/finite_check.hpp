@@ -14,6 +14,8 @@
 #include <gdp/forward.hpp>
 #include <gdp/storage_types.hpp>
 
+#include "common/workspace_cache.hpp"
+
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
@@ -50,7 +52,7 @@ struct FirstNonFinite {
   static constexpr int group = 8;
   const Scalar* data;
   std::int64_t count;
-  Kokkos::View<unsigned long long, MemorySpace> first;  ///< count while none is found
+  Kokkos::View<unsigned long long, Kokkos::LayoutRight, MemorySpace> first;  ///< count while none is found
 
   static std::int64_t iterations(std::int64_t count) { return (count + group - 1) / group; }
 
@@ -82,9 +84,9 @@ template <class ExecSpace, class Scalar>
 std::optional<NonFiniteElement> first_non_finite(const Scalar* data, std::int64_t count) {
   if (count == 0 || data == nullptr) return std::nullopt;
   using Scan = FirstNonFinite<Scalar, typename ExecSpace::memory_space>;
-  const Scan scan{data, count,
-                  decltype(Scan::first)(Kokkos::view_alloc(Kokkos::WithoutInitializing,
-                                                           "gdp::first_non_finite_index"))};
+  const WorkspaceLease<typename ExecSpace::memory_space> lease(sizeof(unsigned long long));
+  WorkspaceCarver<typename ExecSpace::memory_space> carver(lease);
+  const Scan scan{data, count, carver.template view<unsigned long long>()};
   Kokkos::deep_copy(scan.first, static_cast<unsigned long long>(count));
   Kokkos::parallel_for(
       "gdp::first_non_finite",

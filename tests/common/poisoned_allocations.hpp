@@ -3,8 +3,11 @@
 // workspaces included, begins filled with 0xFF bytes: a NaN in every floating-point type gdp
 // stores or computes in. An element that a kernel never writes, or a workspace entry read
 // before it is written, then turns the result non-finite instead of passing as a zero that
-// happens to be close enough.
+// happens to be close enough. Blocks of gdp's workspace cache are poisoned again each time a
+// call reuses them.
 #pragma once
+
+#include "common/workspace_cache.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -33,20 +36,30 @@ bool poison_if_in(const char* space_name, const void* ptr, std::uint64_t size) {
   return true;
 }
 
+inline void poison(const char* space_name, const void* ptr, std::uint64_t size) {
+  if (poison_if_in<Kokkos::HostSpace>(space_name, ptr, size)) return;
+#ifdef KOKKOS_ENABLE_CUDA
+  poison_if_in<Kokkos::CudaSpace>(space_name, ptr, size);
+#endif
+}
+
 inline void poison_allocation(Kokkos::Tools::SpaceHandle space, const char* /*label*/,
                               const void* ptr, std::uint64_t size) {
-  if (poison_if_in<Kokkos::HostSpace>(space.name, ptr, size)) return;
-#ifdef KOKKOS_ENABLE_CUDA
-  poison_if_in<Kokkos::CudaSpace>(space.name, ptr, size);
-#endif
+  poison(space.name, ptr, size);
+}
+
+inline void poison_reused_workspace(const char* space_name, void* ptr, std::uint64_t size) {
+  poison(space_name, ptr, size);
 }
 
 }  // namespace detail
 
 /// Poisons every later allocation in the host and device memory spaces (a Kokkos Tools
-/// allocation callback, so it reaches allocations inside the library too).
+/// allocation callback, so it reaches allocations inside the library too), and every block of
+/// gdp's workspace cache each time a call takes it again (common/workspace_cache.hpp).
 inline void poison_every_allocation() {
   Kokkos::Tools::Experimental::set_allocate_data_callback(detail::poison_allocation);
+  gdp::detail::set_workspace_reuse_observer(detail::poison_reused_workspace);
 }
 
 }  // namespace gdp::test

@@ -72,7 +72,8 @@ void two_stages(const ForwardInputs<Scalar, Memory>& in, const ForwardOptions& o
   using Real = accumulator_t<Scalar>;
   const auto operands = detail::make_operands<Space>(in, shape, options);
   const detail::ChunkLayout layout = detail::make_chunk_layout(shape, options.chunk_size);
-  const detail::DeviceChunkLayout<Memory> device_layout(layout);
+  const auto leased = detail::lease_walk_workspace<Real, Memory>(shape, layout, true);
+  const auto& [device_layout, workspace] = leased.parts;
   using Pass = detail::StatePass<Space, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
                                                                   in.initial_state.layout());
@@ -80,7 +81,6 @@ void two_stages(const ForwardInputs<Scalar, Memory>& in, const ForwardOptions& o
       result.o.data(), shape.total_tokens(), shape.heads, shape.value_dim);
   const typename Pass::template unmanaged_view<Real****> ht(result.final_state.data(),
                                                             result.final_state.layout());
-  const detail::ChunkWorkspace<Real, Memory> workspace(shape, layout);
   detail::ChunkPrepare<Space, Scalar>(operands, device_layout, workspace).run();
   Pass(operands, device_layout, workspace, h0, o, ht,
        detail::state_pass_value_block<Space>(shape, options))
