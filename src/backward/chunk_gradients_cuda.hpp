@@ -78,12 +78,29 @@ struct Params {
   float* gate_grad;  ///< dg [tokens, H] or null
 };
 
-/// sum over the value-block slices of slices[b][row][h][column], slice b at b * slice_size.
-__device__ __forceinline__ float summed(const float* slices, std::int64_t slice_size,
-                                        int blocks, std::int64_t element) {
-  float sum = 0.0f;
-  for (int b = 0; b < blocks; ++b) sum += slices[b * slice_size + element];
-  return sum;
+/// values[i] = the sum over the value-block slices (slice b at b * slice_size) of
+/// slices[element(i)], or 0 where element(i) < 0, with every load of a slice issued before
+/// any of them is used. Loaded one at a time where they are used, between stores to shared
+/// memory that the compiler must assume may alias them, each waited for the last: the kernel
+/// then spent most of its 2.8 ms (8-2048-16-128-2 on an H200) waiting on L2 latency.
+template <int N, class Element>
+__device__ __forceinline__ void gather_summed(const float* slices, std::int64_t slice_size,
+                                              int blocks, Element element, float (&values)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const std::int64_t e = element(i);
+    values[i] = e >= 0 ? __ldg(slices + e) : 0.0f;
+  }
+  for (int b = 1; b < blocks; ++b) {
+    float more[N];
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const std::int64_t e = element(i);
+      more[i] = e >= 0 ? __ldg(slices + b * slice_size + e) : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < N; ++i) values[i] += more[i];
+  }
 }
 
 /// Row `row` (K entries, a warp's lanes over them) of the gradient with respect to a raw row
@@ -152,6 +169,27 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const std::int64_t intra_slice = T_total * H * CW, query_slice = T_total * H * K;
   const auto query_position = [&](int j) { return first_query + j * n; };
 
+  // This warp's rows r = warp + warps * k and a lane's columns d = lane + 32 * i of the
+  // adjoints with one term per position, loaded while the keys and queries are copied.
+  constexpr int rows_per_warp = C / warps, columns_per_lane = key_capacity / 32;
+  constexpr int row_values = rows_per_warp * columns_per_lane;
+  const auto key_element = [&](int index) -> std::int64_t {
+    const int r = warp + warps * (index / columns_per_lane);
+    const int d = lane + 32 * (index % columns_per_lane);
+    return r < L && d < K ? ((p0 + r) * H + h) * K + d : -1;
+  };
+  float solve[row_values], decayed[row_values], value_steps[rows_per_warp], entry_decay[1];
+  gather_summed(adjoints.solve_key_grad, key_slice, blocks, key_element, solve);
+  gather_summed(adjoints.decayed_key_grad, key_slice, blocks, key_element, decayed);
+  gather_summed(adjoints.value_step_grad, P * H, blocks,
+                [&](int k) -> std::int64_t {
+                  const int r = warp + warps * k;
+                  return r < L ? (p0 + r) * H + h : -1;
+                },
+                value_steps);
+  gather_summed(adjoints.entry_decay_grad, shape.num_chunks * H, blocks,
+                [&](int) -> std::int64_t { return c * H + h; }, entry_decay);
+
   for (int r = threadIdx.x; r < C; r += blockDim.x) {
     G[r] = r < L ? p.log_decay[(p0 + r) * H + h] : 0.0f;
     beta[r] = r < L ? tc::to_float(p.beta[(p0 + r) * H + h]) : 0.0f;
@@ -167,68 +205,110 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   __syncthreads();
   const float chunk_decay = G[L - 1];
 
-  // The adjoints with one term per position, a warp a row: Bk = beta exp(G) k, Kd =
-  // exp(G_L - G) k, and the summed value-mixing ones.
-  for (int r = warp; r < L; r += warps) {
-    const std::int64_t element = ((p0 + r) * H + h) * K;
-    const float gate = expf(G[r]), decay = expf(chunk_decay - G[r]), solve_weight = beta[r] * gate;
-    float along_solve = 0.0f, along_decayed = 0.0f;
-    for (int d = lane; d < K; d += 32) {
-      const float key = tc::to_float(keys[r * ldk + d]);
-      const float solve = summed(adjoints.solve_key_grad, key_slice, blocks, element + d);
-      const float decayed = decay * summed(adjoints.decayed_key_grad, key_slice, blocks, element + d);
-      along_solve += key * solve;
-      along_decayed += key * decayed;
-      key_adjoint[r * ldkf + d] = decayed + solve_weight * solve;
-    }
-    along_solve = fused_backward::warp_sum(along_solve);
-    along_decayed = fused_backward::warp_sum(along_decayed);
-    if (lane == 0) {
-      dbeta[r] = gate * along_solve + summed(adjoints.value_step_grad, P * H, blocks, (p0 + r) * H + h);
-      from_start[r] = solve_weight * along_solve +
-                      (r == L - 1 ? expf(chunk_decay) * summed(adjoints.entry_decay_grad,
-                                                                shape.num_chunks * H, blocks,
-                                                                c * H + h)
-                                  : 0.0f);
-      decay_pairs[r] = along_decayed;
+  // Bk = beta exp(G) k and Kd = exp(G_L - G) k: dk's direct terms, their parts of dbeta, and
+  // the gate terms s_r and x of Kd, a warp a row.
+#pragma unroll
+  for (int k = 0; k < rows_per_warp; ++k) {
+    const int r = warp + warps * k;
+    if (r < L) {
+      const float gate = expf(G[r]), decay = expf(chunk_decay - G[r]);
+      const float solve_weight = beta[r] * gate;
+      float along_solve = 0.0f, along_decayed = 0.0f;
+#pragma unroll
+      for (int i = 0; i < columns_per_lane; ++i) {
+        const int d = lane + 32 * i;
+        if (d < K) {
+          const float key = tc::to_float(keys[r * ldk + d]);
+          const float solve_term = solve[k * columns_per_lane + i];
+          const float decayed_term = decay * decayed[k * columns_per_lane + i];
+          along_solve += key * solve_term;
+          along_decayed += key * decayed_term;
+          key_adjoint[r * ldkf + d] = decayed_term + solve_weight * solve_term;
+        }
+      }
+      along_solve = fused_backward::warp_sum(along_solve);
+      along_decayed = fused_backward::warp_sum(along_decayed);
+      if (lane == 0) {
+        dbeta[r] = gate * along_solve + value_steps[k];
+        from_start[r] =
+            solve_weight * along_solve + (r == L - 1 ? expf(chunk_decay) * entry_decay[0] : 0.0f);
+        decay_pairs[r] = along_decayed;
+      }
     }
   }
+  // The position-pair adjoints (a thread's entries index = threadIdx.x + threads m of the
+  // C x C tiles) and the gated queries' adjoint (as the rows above), loaded at once.
+  constexpr int pair_values = C * C / threads;
+  struct Pair {
+    int row, column;
+  };
+  const auto pair = [&](int m) {
+    const int index = threadIdx.x + threads * m;
+    return Pair{index / C, index % C};
+  };
+  const auto intra_element = [&](int m) -> std::int64_t {
+    const auto [j, i] = pair(m);
+    return j < num_queries && i < L && i <= query_position(j) ? ((t0 + j) * H + h) * CW + i : -1;
+  };
+  float coupling_values[pair_values], intra_grads[pair_values], intra_weights[pair_values] = {};
+  float query_values[row_values];
+  gather_summed(adjoints.coupling_grad, coupling_slice, blocks,
+                [&](int m) -> std::int64_t {
+                  const auto [r, i] = pair(m);
+                  return r < L && i < r ? ((p0 + r) * H + h) * CW + i : -1;
+                },
+                coupling_values);
+  gather_summed(adjoints.intra_grad, intra_slice, blocks, intra_element, intra_grads);
+  if (gated) gather_summed(p.intra, 0, 1, intra_element, intra_weights);
+  gather_summed(adjoints.gated_query_grad, query_slice, blocks,
+                [&](int index) -> std::int64_t {
+                  const int j = warp + warps * (index / columns_per_lane);
+                  const int d = lane + 32 * (index % columns_per_lane);
+                  return j < num_queries && d < K ? ((t0 + j) * H + h) * K + d : -1;
+                },
+                query_values);
+
   // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r.
-  for (int index = threadIdx.x; index < C * C; index += blockDim.x) {
-    const int r = index / C, i = index % C;
-    const float value = r < L && i < r ? expf(G[r] - G[i]) * summed(adjoints.coupling_grad,
-                                                                      coupling_slice, blocks,
-                                                                      ((p0 + r) * H + h) * CW + i)
-                                       : 0.0f;
+#pragma unroll
+  for (int m = 0; m < pair_values; ++m) {
+    const auto [r, i] = pair(m);
+    const float value = r < L && i < r ? expf(G[r] - G[i]) * coupling_values[m] : 0.0f;
     coupling16[r * ldc + i] = tc::from_float<T>(value);
     scaled_coupling16[r * ldc + i] = tc::from_float<T>(beta[r] * value);
     coupling[r * ldf + i] = beta[r] * value;
   }
   // Md (i <= r_j), and with gates x of intra = d intra o intra.
-  for (int index = threadIdx.x; index < C * C; index += blockDim.x) {
-    const int j = index / C, i = index % C, r = query_position(j);
-    const bool inside = j < num_queries && i < L && i <= r;
-    const std::int64_t element = ((t0 + j) * H + h) * CW + i;
-    const float raw = inside ? summed(adjoints.intra_grad, intra_slice, blocks, element) : 0.0f;
-    intra16[j * ldc + i] = tc::from_float<T>(inside ? shape.scale * expf(G[r] - G[i]) * raw : 0.0f);
-    if (gated) intra[j * ldf + i] = inside ? raw * p.intra[element] : 0.0f;
+#pragma unroll
+  for (int m = 0; m < pair_values; ++m) {
+    const auto [j, i] = pair(m);
+    const int r = query_position(j);
+    const bool inside = intra_element(m) >= 0;
+    intra16[j * ldc + i] =
+        tc::from_float<T>(inside ? shape.scale * expf(G[r] - G[i]) * intra_grads[m] : 0.0f);
+    if (gated) intra[j * ldf + i] = inside ? intra_grads[m] * intra_weights[m] : 0.0f;
   }
   __syncthreads();
   // dq's gated term, a warp a query: Qg = scale exp(G_r) q, whose adjoint q . dQg reaches back
   // to the chunk start (s at the query's position; distinct positions, so no race).
-  for (int j = warp; j < num_queries; j += warps) {
-    const int r = query_position(j);
-    const float weight = shape.scale * expf(G[r]);
-    const std::int64_t element = ((t0 + j) * H + h) * K;
-    float along = 0.0f;
-    for (int d = lane; d < K; d += 32) {
-      const float adjoint =
-          weight * summed(adjoints.gated_query_grad, query_slice, blocks, element + d);
-      along += tc::to_float(queries[j * ldk + d]) * adjoint;
-      query_adjoint[j * ldkf + d] = adjoint;
+#pragma unroll
+  for (int k = 0; k < rows_per_warp; ++k) {
+    const int j = warp + warps * k;
+    if (j < num_queries) {
+      const int r = query_position(j);
+      const float weight = shape.scale * expf(G[r]);
+      float along = 0.0f;
+#pragma unroll
+      for (int i = 0; i < columns_per_lane; ++i) {
+        const int d = lane + 32 * i;
+        if (d < K) {
+          const float adjoint = weight * query_values[k * columns_per_lane + i];
+          along += tc::to_float(queries[j * ldk + d]) * adjoint;
+          query_adjoint[j * ldkf + d] = adjoint;
+        }
+      }
+      along = fused_backward::warp_sum(along);
+      if (lane == 0) from_start[r] += along;
     }
-    along = fused_backward::warp_sum(along);
-    if (lane == 0) from_start[r] += along;
   }
 
   {  // Y = Ad K: dk += beta o Y, dbeta += k . Y
