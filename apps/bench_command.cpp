@@ -19,6 +19,7 @@
 #include <gdp/backward.hpp>
 #include <gdp/decode.hpp>
 #include <gdp/forward.hpp>
+#include <gdp/workspace.hpp>
 
 #include <cblas.h>
 
@@ -34,7 +35,7 @@ namespace {
 struct BenchSettings {
   int repeats = 5, warmup = 1, chunk_size = 64, sgemm_size = 2048;
   bool baseline = false, backward = false, seq_parallel = false, allow_non_finite = false;
-  bool decode = false;
+  bool decode = false, workspace_cache = true;
   int decode_steps = 20, decode_max_batch = 256;
 };
 
@@ -282,10 +283,14 @@ class BenchCommand : public Command {
                    "token axis (every head), the ordered scan of the state maps included")
         ->excludes("--backward")
         ->excludes("--baseline");
+    subcommand_->add_flag("!--no-workspace-cache", settings_.workspace_cache,
+                          "allocate and free every call's scratch memory in the call, as without "
+                          "gdp's workspace cache (gdp/workspace.hpp): what the cache saves");
     add_allow_non_finite_flag(*subcommand_, settings_.allow_non_finite);
   }
 
   int run(const dist::Runtime& runtime) override {
+    set_workspace_caching(settings_.workspace_cache);
     if (settings_.decode) return run_decode(runtime);
     Progress progress(runtime.rank() == 0);
     RankTimes mine;

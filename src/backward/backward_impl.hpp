@@ -50,17 +50,25 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
 
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
+  // The fused stages keep -W, Tm, Vnew and the entry states in 16 bits (FusedBackwardTiles);
+  // the portable ones in the accumulator type, in the ChunkWorkspace and BackwardWorkspace.
+  using Workspace = ChunkWorkspace<Real, memory_space>;
+  using Tiles = FusedBackwardTiles<Scalar, memory_space>;
   const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
-    return std::make_tuple(DeviceChunkLayout<memory_space>(layout, carver),
-                           ChunkWorkspace<Real, memory_space>(shape, layout, carver, /*keep_tm=*/true),
-                           BackwardWorkspace<Real, memory_space>(shape, layout, value_blocks, carver));
+    return std::make_tuple(
+        DeviceChunkLayout<memory_space>(layout, carver),
+        Workspace(shape, layout, carver,
+                  fused ? Workspace::Contents::gates_and_read_outs
+                        : Workspace::Contents::stage_one_and_tm),
+        BackwardWorkspace<Real, memory_space>(shape, layout, value_blocks, carver, !fused),
+        fused ? Tiles(shape, layout, carver) : Tiles());
   });
-  const auto& [device_layout, workspace, saved] = leased.parts;
+  const auto& [device_layout, workspace, saved, tiles] = leased.parts;
   using Pass = StatePass<ExecSpace, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
                                                                   in.initial_state.layout());
   if constexpr (Fused::available) {
-    if (fused) Fused::rerun_forward(operands, layout, device_layout, h0, workspace, saved);
+    if (fused) Fused::rerun_forward(operands, layout, device_layout, h0, workspace, tiles);
   }
   if (!fused) {
     ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
@@ -93,7 +101,8 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
       result.dh0.data(), result.dh0.layout());
   if constexpr (Fused::available) {
     if (fused)
-      Fused::reverse_state_pass(operands, device_layout, workspace, saved, reverse_value_block,
+      Fused::reverse_state_pass(operands, device_layout, workspace, tiles, saved,
+                                reverse_value_block,
                                 output_grad, final_state_grad, value_grad, initial_state_grad);
   }
   if (!fused)

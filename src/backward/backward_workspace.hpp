@@ -53,10 +53,15 @@ struct BackwardWorkspace {
   BackwardWorkspace() = default;
   /// The views laid out by `carver`, uninitialised: every element is written before it is
   /// read (the tests poison every allocation to check that).
+  /// The fused backward keeps its entry states in 16 bits (FusedBackwardTiles): then
+  /// `with_entry_states` is false and entry_states_transposed stays empty.
   BackwardWorkspace(const ProblemShape& shape, const ChunkLayout& layout, int blocks,
-                    WorkspaceCarver<MemorySpace>& carver)
-      : entry_states_transposed(carver.template view<Real****>(
-            layout.chunks.size(), shape.heads, shape.value_dim, shape.key_dim)),
+                    WorkspaceCarver<MemorySpace>& carver, bool with_entry_states = true)
+      : entry_states_transposed(with_entry_states
+                                    ? carver.template view<Real****>(layout.chunks.size(),
+                                                                     shape.heads, shape.value_dim,
+                                                                     shape.key_dim)
+                                    : view<Real****>()),
         value_blocks(blocks),
         solve_key_grad(carver.template view<Real****>(blocks, shape.total_positions(),
                                                       shape.heads, shape.key_dim)),

@@ -5,9 +5,40 @@
 // `available` is false and the driver runs the portable stages.
 #pragma once
 
+#include "chunk/chunk_layout.hpp"
+#include "common/problem_shape.hpp"
+#include "common/workspace_cache.hpp"
+
 #include <Kokkos_Core.hpp>
 
 namespace gdp::detail {
+
+/// What the fused backward's walk of the fused forward leaves for its reverse pass in the
+/// 16-bit storage type, beside G and the read-out weights (ChunkWorkspace, float): the
+/// operands that pass only multiplies on the tensor cores, as the walk multiplied them. Half
+/// the bytes of float copies, and copied into shared memory asynchronously.
+template <class Scalar, class MemorySpace>
+struct FusedBackwardTiles {
+  template <class T>
+  using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
+
+  view<Scalar***> negated_w;     ///< -W [total_positions, H, K]
+  view<Scalar***> tm;            ///< Tm [total_positions, H, chunk_size], zero right of the diagonal
+  view<Scalar***> new_values;    ///< Vnew [total_positions, H, V]
+  view<Scalar****> entry_states;  ///< S_0 [chunks, H, K, V]
+
+  FusedBackwardTiles() = default;
+  FusedBackwardTiles(const ProblemShape& shape, const ChunkLayout& layout,
+                     WorkspaceCarver<MemorySpace>& carver)
+      : negated_w(carver.template view<Scalar***>(shape.total_positions(), shape.heads,
+                                                  shape.key_dim)),
+        tm(carver.template view<Scalar***>(shape.total_positions(), shape.heads,
+                                           layout.chunk_size)),
+        new_values(carver.template view<Scalar***>(shape.total_positions(), shape.heads,
+                                                   shape.value_dim)),
+        entry_states(carver.template view<Scalar****>(layout.chunks.size(), shape.heads,
+                                                      shape.key_dim, shape.value_dim)) {}
+};
 
 template <class ExecSpace, class Scalar, class Enable = void>
 struct FusedBackward {

@@ -3,7 +3,9 @@
 // positions, where the fused forward runs: its stages 1 and 2 as one walk of the fused forward
 // kernel that saves what the backward reads, stage 3 (reverse_state_pass_cuda.hpp) and stage
 // 4 (chunk_gradients_cuda.hpp) as tensor-core kernels. The driver (backward_impl.hpp) calls
-// them in that order on the workspaces the portable stages use, with the same contents.
+// them in that order. They share the portable stages' G, read-out weights and adjoints (in
+// float); -W, Tm, Vnew and the chunk-entry states, which the reverse pass only multiplies in
+// 16 bits, they keep in 16 bits (FusedBackwardTiles), as the walk multiplied them.
 //
 // Not float16: the gradients carried back through strongly gated chunks scale like exp(G)
 // (dS leaving a chunk is a sum of terms with exp(G_r) <= exp(g) of the chunk's first token),
@@ -38,6 +40,7 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   using Layout = DeviceChunkLayout<memory_space>;
   using Workspace = ChunkWorkspace<float, memory_space>;
   using Saved = BackwardWorkspace<float, memory_space>;
+  using Tiles = FusedBackwardTiles<Scalar, memory_space>;
   template <class T>
   using unmanaged_view =
       Kokkos::View<T, Kokkos::LayoutRight, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
@@ -55,18 +58,19 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
                                      concurrent_walks<Kokkos::Cuda>());
   }
 
-  /// Stages 1 and 2 in one walk of the fused forward: every chunk's G, Tm, W, read-out weights
-  /// and Vnew into `workspace` (allocated with Tm), its entering state into `saved`.
+  /// Stages 1 and 2 in one walk of the fused forward: every chunk's G and read-out weights
+  /// into `workspace` (ChunkWorkspace::Contents::gates_and_read_outs), its -W, Tm, Vnew and
+  /// entering state into `tiles`.
   static void rerun_forward(const Operands& operands, const ChunkLayout& layout,
                             const Layout& device_layout, const unmanaged_view<const float****>& h0,
-                            const Workspace& workspace, const Saved& saved) {
-    fused::SavedForBackward keep;
+                            const Workspace& workspace, const Tiles& tiles) {
+    fused::SavedForBackward<T> keep;
     keep.log_decay = workspace.log_decay.data();
-    keep.tm = workspace.tm.data();
-    keep.w = workspace.w.data();
     keep.intra = workspace.intra.data();
-    keep.new_values = workspace.u.data();
-    keep.entry_states_transposed = saved.entry_states_transposed.data();
+    keep.negated_w = reinterpret_cast<T*>(tiles.negated_w.data());
+    keep.tm = reinterpret_cast<T*>(tiles.tm.data());
+    keep.new_values = reinterpret_cast<T*>(tiles.new_values.data());
+    keep.entry_states = reinterpret_cast<T*>(tiles.entry_states.data());
     keep.chunk_size = layout.chunk_size;
     Forward::save_for_backward(operands, layout, device_layout, h0, keep);
   }
@@ -74,8 +78,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0
   /// and the adjoints of `saved`; the arguments as ReverseStatePass's.
   static void reverse_state_pass(const Operands& operands, const Layout& layout,
-                                 const Workspace& workspace, const Saved& saved,
-                                 int value_block_width,
+                                 const Workspace& workspace, const Tiles& tiles,
+                                 const Saved& saved, int value_block_width,
                                  const unmanaged_view<const Scalar***>& output_grad,
                                  const unmanaged_view<const float****>& final_state_grad,
                                  const unmanaged_view<Scalar***>& value_grad,
@@ -92,12 +96,17 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.output_grad = reinterpret_cast<const T*>(output_grad.data());
     params.vector_output_grad =
         operands.value_dim() % 8 == 0 && fused::aligned16(params.output_grad);
-    params.w = workspace.w.data();
-    params.new_values = workspace.u.data();
-    params.tm = workspace.tm.data();
+    params.negated_w = reinterpret_cast<const T*>(tiles.negated_w.data());
+    params.new_values = reinterpret_cast<const T*>(tiles.new_values.data());
+    params.tm = reinterpret_cast<const T*>(tiles.tm.data());
+    params.entry_states = reinterpret_cast<const T*>(tiles.entry_states.data());
+    params.vector_w = operands.key_dim() % 8 == 0 && fused::aligned16(params.negated_w);
+    params.vector_values = operands.value_dim() % 8 == 0 &&
+                           fused::aligned16(params.new_values) &&
+                           fused::aligned16(params.entry_states);
+    params.vector_tm = layout.chunk_size % 8 == 0 && fused::aligned16(params.tm);
     params.intra = workspace.intra.data();
     params.log_decay = workspace.log_decay.data();
-    params.entry_states_transposed = saved.entry_states_transposed.data();
     params.final_state_grad = final_state_grad.data();
     params.chunks = layout.chunks.data();
     params.sequence_first_chunk = layout.sequence_first_chunk.data();

@@ -13,8 +13,9 @@
 // chunk, in float accumulators: each warp owns a fixed 32-row block of it, as in the fused
 // forward, and a 16-bit copy in shared memory feeds the products that read it. Per chunk, with
 // Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors),
-// and the forward's float workspace (W, Tm, Vnew, the intra-chunk read-out weights `intra`, the
-// entering state S_0) rounded to 16 bits as it is loaded:
+// -W, Tm, Vnew and the entering state S_0 as the saving walk of the fused forward left them in
+// 16 bits (copied asynchronously, all at once), and the intra-chunk read-out weights `intra`
+// rounded to 16 bits as they are loaded:
 //
 //   dVnew = Kd dS + intra^T dO
 //   dKd   = Vnew dS^T,  <dS, S_0>                   (both before dS moves on)
@@ -59,9 +60,9 @@ struct SharedLayout {
   static constexpr std::size_t per_position = std::size_t(chunk_capacity) * 4;
   static constexpr std::size_t state_grad = 0;  ///< dS [K][value block]
   static constexpr std::size_t entry_state =
-      state_grad + std::size_t(key_capacity) * ldv * 2;  ///< S_0^T [value block][K]
+      state_grad + std::size_t(key_capacity) * ldv * 2;  ///< S_0 [K][value block]
   static constexpr std::size_t decayed_keys =
-      entry_state + std::size_t(value_capacity) * ldk * 2;              ///< Kd
+      entry_state + std::size_t(key_capacity) * ldv * 2;                ///< Kd
   static constexpr std::size_t gated_queries = decayed_keys + key_tile;  ///< Qg
   static constexpr std::size_t negated_w = gated_queries + key_tile;     ///< -W
   static constexpr std::size_t new_values = negated_w + key_tile;        ///< Vnew
@@ -79,7 +80,7 @@ struct SharedLayout {
 };
 
 /// What one launch walks. T is __nv_bfloat16; every tensor is row-major, the workspace
-/// ones as ChunkWorkspace and BackwardWorkspace lay them out.
+/// ones as ChunkWorkspace, FusedBackwardTiles and BackwardWorkspace lay them out.
 template <class T>
 struct Params {
   fused_backward::CallShape shape;
@@ -88,8 +89,10 @@ struct Params {
   const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
   const T* output_grad;                ///< do [tokens, H, V]
   bool vector_output_grad;             ///< do's rows start on 16-byte boundaries
-  const float *w, *new_values, *tm, *intra, *log_decay;  ///< the forward's workspace
-  const float* entry_states_transposed;                   ///< [chunks, H, V, K]
+  const T *negated_w, *new_values, *tm;  ///< [positions, H, K / V / chunk_size]
+  const T* entry_states;                 ///< S_0 [chunks, H, K, V]
+  bool vector_w, vector_values, vector_tm;  ///< K, V, chunk_size multiples of 8, rows aligned
+  const float *intra, *log_decay;        ///< the forward's workspace
   const float* final_state_grad;                          ///< dht [N, H, K, V] or null
   const ChunkDescriptor* chunks;
   const std::int64_t* sequence_first_chunk;
@@ -193,16 +196,17 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::block_load_float_rows<C, C>(intra, ldc, p.intra + (t0 * H + h) * CW, std::int64_t(H) * CW,
                                   num_queries, L, 1.0f);
     }
-    tc::block_load_float_rows<C, key_capacity>(negated_w, ldk, p.w + (p0 * H + h) * K,
-                                           std::int64_t(H) * K, L, K, -1.0f);
-    tc::block_load_float_rows<C, Layout::value_capacity>(new_values, ldv,
-                                                     p.new_values + (p0 * H + h) * V + e0,
-                                                     std::int64_t(H) * V, L, width, 1.0f);
-    tc::block_load_float_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW, L, L,
-                                1.0f);
-    tc::block_load_float_rows<Layout::value_capacity, key_capacity>(
-        entry_state, ldk, p.entry_states_transposed + ((c * H + h) * V + e0) * K, K, width, K,
-        1.0f);
+    tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.negated_w + (p0 * H + h) * K,
+                                         std::int64_t(H) * K, L, K, p.vector_w, nullptr, 0);
+    tc::block_load_rows<C, Layout::value_capacity>(new_values, ldv,
+                                                   p.new_values + (p0 * H + h) * V + e0,
+                                                   std::int64_t(H) * V, L, width, p.vector_values,
+                                                   nullptr, 0);
+    tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW, L, CW,
+                              p.vector_tm, nullptr, 0);
+    tc::block_load_rows<key_capacity, Layout::value_capacity>(
+        entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_values,
+        nullptr, 0);
     __syncthreads();
     tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
                                          std::int64_t(Hqk) * K, L, K, false, key_scales, 1);
@@ -231,10 +235,10 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_store_float(acc, decayed_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
                        32 * quarter, L, K, 1.0f);
     }
-    {  // <dS, S_0>, from the float dS and the 16-bit S_0^T
+    {  // <dS, S_0>, from the float dS and the 16-bit S_0
       float inner = 0.0f;
       tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
-        inner += x * tc::to_float(entry_state[e * ldk + d]);
+        inner += x * tc::to_float(entry_state[d * ldv + e]);
       });
       inner = fused_backward::warp_sum(inner);
       if (lane == 0) entry_partials[warp] = inner;
@@ -279,8 +283,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     {  // dBk = -dBv S_0^T
       tc::Block<1, 4> acc;
       tc::warp_fill(acc, 0.0f);
-      tc::warp_mma<1, 4, false, false>(acc, value_solve_grad, ldv, band_row, entry_state, ldk,
-                                       32 * quarter, 0, value_extent);
+      tc::warp_mma<1, 4, false, true>(acc, value_solve_grad, ldv, band_row, entry_state, ldv,
+                                      32 * quarter, 0, value_extent);
       tc::warp_store_float(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
                        32 * quarter, L, K, -1.0f);
     }
@@ -301,8 +305,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                        16 * quarter, num_queries, L, 1.0f);
       tc::Block<1, 4> queries;
       tc::warp_fill(queries, 0.0f);
-      tc::warp_mma<1, 4, false, false>(queries, output_grad, ldv, band_row, entry_state, ldk,
-                                       32 * quarter, 0, value_extent);
+      tc::warp_mma<1, 4, false, true>(queries, output_grad, ldv, band_row, entry_state, ldv,
+                                      32 * quarter, 0, value_extent);
       tc::warp_store_float(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
                        band_row, 32 * quarter, num_queries, K, 1.0f);
     }

@@ -32,15 +32,23 @@ struct ChunkWorkspace {
   /// backward's products with Tm^T; null in the forward, which only solves with I + A.
   view<Real***> tm;  ///< [total_positions, H, chunk_size]
 
+  /// Which of the views above a workspace holds (the others stay empty).
+  enum class Contents {
+    stage_one,             ///< W, U, G, intra: what stage 1 hands the state pass
+    stage_one_and_tm,      ///< and Tm: the portable backward
+    gates_and_read_outs,   ///< G and intra: the fused backward (FusedBackwardTiles has the rest)
+  };
+
   ChunkWorkspace() = default;
   /// The views laid out by `carver` (uninitialised: stage 1 writes every element).
   ChunkWorkspace(const ProblemShape& shape, const ChunkLayout& layout,
-                 WorkspaceCarver<MemorySpace>& carver, bool keep_tm = false)
-      : w(carver.template view<Real***>(shape.total_positions(), shape.heads, shape.key_dim)),
-        u(carver.template view<Real***>(shape.total_positions(), shape.heads, shape.value_dim)),
-        log_decay(carver.template view<Real**>(shape.total_positions(), shape.heads)),
+                 WorkspaceCarver<MemorySpace>& carver, Contents contents = Contents::stage_one)
+      : log_decay(carver.template view<Real**>(shape.total_positions(), shape.heads)),
         intra(carver.template view<Real***>(shape.total_tokens(), shape.heads, layout.chunk_size)) {
-    if (keep_tm)
+    if (contents == Contents::gates_and_read_outs) return;
+    w = carver.template view<Real***>(shape.total_positions(), shape.heads, shape.key_dim);
+    u = carver.template view<Real***>(shape.total_positions(), shape.heads, shape.value_dim);
+    if (contents == Contents::stage_one_and_tm)
       tm = carver.template view<Real***>(shape.total_positions(), shape.heads, layout.chunk_size);
   }
 };

@@ -86,15 +86,19 @@ struct SharedLayout {
   static constexpr std::size_t bytes = query_gates + chunk_capacity * 4;
 };
 
-/// What a sequential walk leaves for the backward when its pointers are set (the layouts of
-/// ChunkWorkspace and BackwardWorkspace, in float): G [positions, H], Tm [positions, H,
-/// chunk_size], W [positions, H, K], the intra-chunk read-out weights [tokens, H, chunk_size],
-/// Vnew [positions, H, V] and the chunk-entry states S_0^T [chunks, H, V, K]. The backward
-/// then needs neither its per-chunk stage nor a rerun of the state pass.
+/// What a sequential walk leaves for the backward (fused_backward_cuda.hpp): G [positions, H]
+/// and the intra-chunk read-out weights [tokens, H, chunk_size] in float (the chunk gradients
+/// compute with them), and in 16 bits the operands the reverse pass only multiplies on the
+/// tensor cores, the very copies the walk multiplies: -W [positions, H, K], Tm [positions, H,
+/// chunk_size] (zero right of the diagonal to the row's end), Vnew [positions, H, V] and the
+/// chunk-entry states S_0 [chunks, H, K, V]. The backward then needs neither its per-chunk
+/// stage nor a rerun of the state pass.
+template <class T>
 struct SavedForBackward {
-  float *log_decay = nullptr, *tm = nullptr, *w = nullptr, *intra = nullptr,
-        *new_values = nullptr, *entry_states_transposed = nullptr;
+  float *log_decay = nullptr, *intra = nullptr;
+  T *negated_w = nullptr, *tm = nullptr, *new_values = nullptr, *entry_states = nullptr;
   int chunk_size = 0;  ///< the row length of tm and intra
+  bool vector_w = false, vector_values = false;  ///< K, resp. V, a multiple of 8, rows aligned
 };
 
 /// What one launch walks. T is the CUDA 16-bit type; every tensor is row-major.
@@ -115,7 +119,7 @@ struct Params {
   int heads, key_dim, value_dim, num_householder;
   int qk_heads, head_group;  ///< Hqk; H / Hqk: value head h reads q/k head h / head_group
   float scale;
-  SavedForBackward saved;  ///< read by the kernel that saves for the backward only
+  SavedForBackward<T> saved;  ///< read by the kernel that saves for the backward only
 };
 
 /// Asks L2 for what `chunk` will load: the rows of K, V (this block's columns) and Q, one
@@ -190,7 +194,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
   const std::int64_t walk = unit / (std::int64_t(blocks) * H);
   const SegmentDescriptor segment = p.segments[walk];
   const int key_extent = 16 * ((K + 15) / 16), width = owned.width;
-  const SavedForBackward& saved = p.saved;
+  const SavedForBackward<T>& saved = p.saved;
   // What depends on the (chunk, head) only is saved by the walk of the first column block.
   const bool saves_chunk = SavesForBackward && owned.value_first == 0;
   const int CW = saved.chunk_size;
@@ -218,11 +222,9 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
               num_queries = SavesForBackward || p.output ? chunk.num_queries : 0;
     const int query_tiles = (num_queries + 15) / 16, first_query = chunk.first_query_local;
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
-    if constexpr (SavesForBackward)
-      tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
-        if (d < K && e < width)
-          saved.entry_states_transposed[((c * H + h) * V + owned.value_first + e) * K + d] = x;
-      });
+    if constexpr (SavesForBackward)  // S_0, from the 16-bit copy the last barrier published
+      tc::block_store_rows(state16, ldv, saved.entry_states + (c * H + h) * K * V + owned.value_first,
+                           V, K, width, saved.vector_values);
 
     if (warp == 0) {  // G (a prefix sum over the lanes, two positions each) and what it gives
       float gate[2], pair_sum = 0.0f;
@@ -304,7 +306,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
     tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial, [&](int r, int i, float t) {
       tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
       tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
-      if (saves_chunk && r < L && i < L) saved.tm[((p0 + r) * H + h) * CW + i] = t;
+      if (saves_chunk && r < L && i < CW) saved.tm[((p0 + r) * H + h) * CW + i] = tc::from_float<T>(t);
     });
 
     {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
@@ -313,9 +315,6 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
       tc::warp_mma<1, 4, false, false>(w, tm_keys, ldc, band_row, keys, ldk, 32 * quarter, 0,
                                        band_row + 16);
       tc::warp_store(w, negated_w, ldk, band_row, 32 * quarter, [](int, int, float x) { return -x; });
-      if (saves_chunk)
-        tc::warp_store_float(w, saved.w + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
-                             32 * quarter, L, K, 1.0f);
     }
     tc::Block<1, value_tiles> fresh;  // U, then Vnew
     tc::warp_fill(fresh, 0.0f);
@@ -323,17 +322,20 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
       tc::warp_mma<1, value_tiles, false, false>(fresh, tm_values, ldc, band_row, values, ldv,
                                                  value_column0, 0, band_row + 16);
     __syncthreads();
+    if (saves_chunk)
+      tc::block_store_rows(negated_w, ldk, saved.negated_w + (p0 * H + h) * K, std::int64_t(H) * K,
+                           L, K, saved.vector_w);
 
     // Vnew = U - W S, over the V it replaces (read by every warp before the barrier).
     tc::warp_mma<1, value_tiles, false, false>(fresh, negated_w, ldk, band_row, state16, ldv,
                                                value_column0, 0, key_extent);
     tc::warp_store(fresh, values, ldv, band_row, value_column0, as_is);
-    if constexpr (SavesForBackward)
-      tc::warp_store_float(fresh, saved.new_values + (p0 * H + h) * V + owned.value_first,
-                           std::int64_t(H) * V, band_row, value_column0, L, width, 1.0f);
     tc::warp_store(fresh, decayed, ldv, band_row, value_column0,
                    [&](int i, int, float x) { return tail_decays[i] * x; });
     __syncthreads();
+    if constexpr (SavesForBackward)
+      tc::block_store_rows(values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
+                           std::int64_t(H) * V, L, width, saved.vector_values);
 
     if (!SavesForBackward && band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
       tc::Block<1, value_tiles> out;
@@ -490,7 +492,7 @@ struct FusedForward<Kokkos::Cuda, Scalar,
                                 const ChunkLayout& layout,
                                 const DeviceChunkLayout<memory_space>& device_layout,
                                 const unmanaged_view<const float****>& h0,
-                                const fused::SavedForBackward& saved) {
+                                fused::SavedForBackward<T> saved) {
     const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
     const DeviceSegmentLayout<memory_space> segments(
         make_segment_layout(layout, std::int64_t(layout.chunks.size()) + 1));
@@ -499,6 +501,9 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     walk.initial_state = h0.data();
     walk.initial_columns = V;
     walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
+    saved.vector_w = K % 8 == 0 && fused::aligned16(saved.negated_w);
+    saved.vector_values = V % 8 == 0 && fused::aligned16(saved.new_values) &&
+                          fused::aligned16(saved.entry_states);
     walk.saved = saved;
     fused::launch</*SavesForBackward=*/true>(tiles, walk, segments.count());
   }

@@ -241,6 +241,28 @@ __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, st
   }
 }
 
+/// Rows [0, rows) and columns [0, columns) of the 16-bit tile at src (leading dimension ld)
+/// into a global matrix (row r at dst + r * stride), the whole block taking part: 16-byte
+/// stores with `vectors` (every row start 16-byte aligned, columns a multiple of 8), else
+/// one element at a time.
+template <class T>
+__device__ __forceinline__ void block_store_rows(const T* src, int ld, T* dst, std::int64_t stride,
+                                                 int rows, int columns, bool vectors) {
+  if (vectors) {
+    const int per_row = columns / 8;
+    for (int index = threadIdx.x; index < rows * per_row; index += blockDim.x) {
+      const int r = index / per_row, c0 = (index % per_row) * 8;
+      *reinterpret_cast<uint4*>(dst + r * stride + c0) =
+          *reinterpret_cast<const uint4*>(src + r * ld + c0);
+    }
+    return;
+  }
+  for (int index = threadIdx.x; index < rows * columns; index += blockDim.x) {
+    const int r = index / columns, c = index % columns;
+    dst[r * stride + c] = src[r * ld + c];
+  }
+}
+
 /// The RowsTotal x ColumnsTotal 16-bit tile at dst receives `factor` times rows [0, rows) and
 /// columns [0, columns) of a float matrix (row r at src + r * stride), and zeros elsewhere.
 template <int RowsTotal, int ColumnsTotal, class T>
