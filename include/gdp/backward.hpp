@@ -42,6 +42,9 @@
 /// At B=1, T=4096, H=4, K=V=128, n=2, C=64 in float that is 32 MiB per head. Grouped value
 /// heads need no more: each value head's share of dq and dk goes over the first value block's
 /// slice of the adjoints of the gated queries and of beta o exp(G) o K, once those are read.
+/// On Kokkos::Cuda with bfloat16 storage W, Vnew, Tm and the chunk-entry states are kept in
+/// bfloat16 instead. The memory comes from gdp's workspace cache (gdp/workspace.hpp): repeated
+/// calls of one shape reuse it instead of allocating it again.
 ///
 /// Every argument is checked before any kernel computes; a violation throws
 /// gdp::InvalidArgument naming the argument ("do", "dht", or a forward argument), the expected
