@@ -89,6 +89,7 @@ struct Params {
   const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
   const T* output_grad;                ///< do [tokens, H, V]
   bool vector_output_grad;             ///< do's rows start on 16-byte boundaries
+  bool vector_v;                       ///< v's rows start on 16-byte boundaries, V % 8 == 0
   const T *negated_w, *new_values, *tm;  ///< [positions, H, K / V / chunk_size]
   const T* entry_states;                 ///< S_0 [chunks, H, K, V]
   bool vector_w, vector_values, vector_tm;  ///< K, V, chunk_size multiples of 8, rows aligned
@@ -107,6 +108,7 @@ template <int ValueTiles, class T>
 __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) {
   namespace tc = tensor_core;
   using Layout = SharedLayout<ValueTiles>;
+  static_assert(Layout::value_tile <= Layout::key_tile, "v's rows must fit in the tile of Kd");
   constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc;
   constexpr int value_tiles = ValueTiles / 2;  ///< 8-column tiles of a warp's value columns
   constexpr int quarter_columns = Layout::value_capacity / 4;
@@ -245,6 +247,19 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     }
     __syncthreads();
 
+    // The rows and columns of v that this warp's block of dBv meets, copied into the tile of
+    // Kd (read last before the barrier above) while dS and dBv are computed: loaded element
+    // by element where they were used, they stalled the pass on memory latency every chunk.
+    T* const band_values = decayed_keys;
+    if (p.vector_v) {
+      constexpr int per_row = quarter_columns / 8;
+      for (int index = lane; index < 16 * per_row; index += 32) {
+        const int r = band_row + index / per_row, e = value_column0 + (index % per_row) * 8;
+        const bool inside = r < L && e < width;
+        tc::copy_16_bytes_async(band_values + r * ldv + e,
+                                inside ? p.v + ((p0 + r) * H + h) * V + e0 + e : p.v, inside);
+      }
+    }
     {  // dS <- exp(G_L) dS + Qg^T dO - W^T dVnew, then its 16-bit copy
       const float decay = expf(chunk_log_decay);
       tc::warp_for_each(grad, 0, 0, [&](int, int, float& x) { x *= decay; });
@@ -261,12 +276,17 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, value_tiles, true, false>(acc, tm, ldc, band_row, new_value_grad, ldv,
                                                 value_column0, band_row, position_extent);
+      if (p.vector_v) {
+        tc::block_wait_copies();
+        __syncwarp();  // the other lanes' copies
+      }
       float row_sums[2] = {0.0f, 0.0f};
       tc::warp_for_each(acc, band_row, value_column0, [&](int r, int e, float& x) {
         if (r >= L || e >= width) return;
         const std::int64_t element = ((p0 + r) * H + h) * V + e0 + e;
         p.value_grad[element] = tc::from_float<T>(steps[r] * x);
-        row_sums[(r - band_row) / 8] += x * tc::to_float(p.v[element]);
+        const T v = p.vector_v ? band_values[r * ldv + e] : p.v[element];
+        row_sums[(r - band_row) / 8] += x * tc::to_float(v);
       });
       fused_backward::warp_add_band_row_sums(row_sums, band_row, value_step_sums);
       tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);

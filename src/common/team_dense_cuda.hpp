@@ -212,6 +212,13 @@ __device__ __forceinline__ void warp_store(const Block<Rows, Columns>& acc, T* d
 /// `vectors` (every row start 16-byte aligned, columns a multiple of 8) and no factors, the
 /// copies are asynchronous (cp.async, zero-filling the padding): block_wait_copies() before
 /// the barrier that publishes them.
+/// Starts an asynchronous copy of the 16 bytes at `from` (global) to `to` (shared), or of
+/// zeros when not `inside` (then `from` is only a valid address, never read).
+__device__ __forceinline__ void copy_16_bytes_async(void* to, const void* from, bool inside) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(to)),
+               "l"(from), "r"(inside ? 16 : 0));
+}
+
 template <int RowsTotal, int ColumnsTotal, class T>
 __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, std::int64_t stride,
                                                 int rows, int columns, bool vectors,
@@ -221,10 +228,7 @@ __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, st
     for (int index = threadIdx.x; index < rows_total * per_row; index += blockDim.x) {
       const int r = index / per_row, c0 = (index % per_row) * 8;
       const bool inside = r < rows && c0 < columns;
-      const T* from = inside ? src + r * stride + c0 : src;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                       shared_address(dst + r * ld + c0)),
-                   "l"(from), "r"(inside ? 16 : 0));
+      copy_16_bytes_async(dst + r * ld + c0, inside ? src + r * stride + c0 : src, inside);
     }
     return;
   }
