@@ -115,7 +115,7 @@ __device__ __forceinline__ void load_b(std::uint32_t (&b)[4], const T* B, int ld
 
 // c += a b for one 16 x 8 x 16 tile of 16-bit inputs of the PTX type `type` (bf16 or f16).
 #define GDP_MMA_M16N8K16(type, c, a, b0, b1)                                                      \
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." type "." type                            \
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." type "." type                            \
                ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"          \
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                 \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
@@ -151,6 +151,7 @@ template <int Rows, int Columns, bool TransposeA, bool TransposeB, class T>
 __device__ __forceinline__ void warp_mma(Block<Rows, Columns>& acc, const T* A, int lda, int m0,
                                          const T* B, int ldb, int n0, int k_begin, int k_end) {
   static_assert(Columns % 2 == 0, "B tiles come in pairs of 8 columns");
+#pragma unroll 2
   for (int k = k_begin; k < k_end; k += 16) {
     std::uint32_t a[Rows][4], b[Columns / 2][4];
 #pragma unroll
