@@ -97,6 +97,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.vector_output_grad =
         operands.value_dim() % 8 == 0 && fused::aligned16(params.output_grad);
     params.vector_v = operands.value_dim() % 8 == 0 && fused::aligned16(params.v);
+    params.vector_keys = operands.key_dim() % 8 == 0 && fused::aligned16(params.k);
+    params.vector_queries = operands.key_dim() % 8 == 0 && fused::aligned16(params.q);
     params.negated_w = reinterpret_cast<const T*>(tiles.negated_w.data());
     params.new_values = reinterpret_cast<const T*>(tiles.new_values.data());
     params.tm = reinterpret_cast<const T*>(tiles.tm.data());

@@ -90,6 +90,7 @@ struct Params {
   const T* output_grad;                ///< do [tokens, H, V]
   bool vector_output_grad;             ///< do's rows start on 16-byte boundaries
   bool vector_v;                       ///< v's rows start on 16-byte boundaries, V % 8 == 0
+  bool vector_keys, vector_queries;    ///< k's, q's rows start on 16-byte boundaries
   const T *negated_w, *new_values, *tm;  ///< [positions, H, K / V / chunk_size]
   const T* entry_states;                 ///< S_0 [chunks, H, K, V]
   bool vector_w, vector_values, vector_tm;  ///< K, V, chunk_size multiples of 8, rows aligned
@@ -101,6 +102,23 @@ struct Params {
   float* initial_state_grad;  ///< dh0 [N, H, K, V] or null
   int value_dim;
 };
+
+/// Row r of the Rows x Columns 16-bit tile at `tile` (leading dimension ld, Columns a multiple
+/// of 8) times scales[r], in place, as block_load_rows applies factors on the way in: the
+/// rows can then be copied asynchronously before their factors are known.
+template <int Rows, int Columns, class T>
+__device__ __forceinline__ void block_scale_rows(T* tile, int ld, const float* scales) {
+  namespace tc = tensor_core;
+  constexpr int per_row = Columns / 8;
+  for (int index = threadIdx.x; index < Rows * per_row; index += blockDim.x) {
+    const int r = index / per_row, c0 = (index % per_row) * 8;
+    alignas(16) T chunk[8];
+    *reinterpret_cast<uint4*>(chunk) = *reinterpret_cast<const uint4*>(tile + r * ld + c0);
+#pragma unroll
+    for (int c = 0; c < 8; ++c) chunk[c] = tc::from_float<T>(scales[r] * tc::to_float(chunk[c]));
+    *reinterpret_cast<uint4*>(tile + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
+  }
+}
 
 /// Warp w owns band w / 4 (16 positions or queries; 32 rows of dS) and quarter w % 4 of the
 /// columns of every product.
@@ -190,7 +208,13 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                 : 0.0f;
       }
     }
-    // The operands that need no factor, while warp 0 computes them.
+    // Every operand, while warp 0 computes the factors; K and Q get theirs afterwards.
+    tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
+                                         std::int64_t(Hqk) * K, L, K, p.vector_keys, nullptr, 0);
+    if (num_queries > 0)
+      tc::block_load_rows<C, key_capacity>(gated_queries, ldk, p.q + (t0 * Hqk + hq) * K,
+                                           std::int64_t(Hqk) * K, num_queries, K,
+                                           p.vector_queries, nullptr, 0);
     if (num_queries > 0) {
       tc::block_load_rows<C, Layout::value_capacity>(
           output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
@@ -209,14 +233,10 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     tc::block_load_rows<key_capacity, Layout::value_capacity>(
         entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_values,
         nullptr, 0);
-    __syncthreads();
-    tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
-                                         std::int64_t(Hqk) * K, L, K, false, key_scales, 1);
-    if (num_queries > 0)
-      tc::block_load_rows<C, key_capacity>(gated_queries, ldk, p.q + (t0 * Hqk + hq) * K,
-                                           std::int64_t(Hqk) * K, num_queries, K, false,
-                                           query_scales, 1);
     tc::block_wait_copies();
+    __syncthreads();
+    block_scale_rows<C, key_capacity>(decayed_keys, ldk, key_scales);
+    if (num_queries > 0) block_scale_rows<C, key_capacity>(gated_queries, ldk, query_scales);
     __syncthreads();
 
     {  // dVnew = Kd dS + intra^T dO
