@@ -71,10 +71,19 @@ struct SharedLayout {
   static constexpr std::size_t value_solve_grad = new_value_grad + value_tile;  ///< dBv
   static constexpr std::size_t tm = value_solve_grad + value_tile;              ///< Tm
   static constexpr std::size_t intra = tm + position_tile;  ///< read-out weights [query][position]
-  static constexpr std::size_t key_scales = intra + position_tile;  ///< exp(G_L - G) key factor
-  static constexpr std::size_t query_scales = key_scales + per_position;  ///< scale exp(G_r) ...
-  static constexpr std::size_t steps = query_scales + per_position;       ///< beta
-  static constexpr std::size_t value_step_sums = steps + per_position;    ///< sum_e dBv_e v_e
+  /// A chunk, the log decay at its end and its per-position factors.
+  struct ChunkFactors {
+    float key_scales[chunk_capacity];    ///< exp(G_L - G) times the key's normalisation
+    float query_scales[chunk_capacity];  ///< scale exp(G_r) times the query's normalisation
+    float steps[chunk_capacity];         ///< beta
+    ChunkDescriptor chunk;
+    float chunk_log_decay;  ///< G_L
+  };
+  /// ChunkFactors twice: the chunk being walked and the next, which the last warp prepares
+  /// during the current chunk's last products.
+  static constexpr std::size_t factors = intra + position_tile;
+  static constexpr std::size_t value_step_sums =
+      factors + (2 * sizeof(ChunkFactors) + 15) / 16 * 16;  ///< sum_e dBv_e v_e
   static constexpr std::size_t entry_partials = value_step_sums + per_position;  ///< per warp
   static constexpr std::size_t bytes = entry_partials + warps * 4;
 };
@@ -142,9 +151,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   T* const value_solve_grad = reinterpret_cast<T*>(shared + Layout::value_solve_grad);
   T* const tm = reinterpret_cast<T*>(shared + Layout::tm);
   T* const intra = reinterpret_cast<T*>(shared + Layout::intra);
-  float* const key_scales = reinterpret_cast<float*>(shared + Layout::key_scales);
-  float* const query_scales = reinterpret_cast<float*>(shared + Layout::query_scales);
-  float* const steps = reinterpret_cast<float*>(shared + Layout::steps);
+  using ChunkFactors = typename Layout::ChunkFactors;
+  ChunkFactors* const factors = reinterpret_cast<ChunkFactors*>(shared + Layout::factors);
   float* const value_step_sums = reinterpret_cast<float*>(shared + Layout::value_step_sums);
   float* const entry_partials = reinterpret_cast<float*>(shared + Layout::entry_partials);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -181,34 +189,52 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   const auto as_is = [](int, int, float x) { return x; };
   tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
 
-  const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
-  for (std::int64_t c = p.sequence_first_chunk[sequence + 1] - 1;
-       c >= p.sequence_first_chunk[sequence]; --c) {
+  // One warp: chunk c and its factors into f. They depend on loads from global memory, one
+  // after the other; prepared a chunk ahead, by the last warp while the others finish the
+  // current chunk's products, they no longer hold up the start of every chunk.
+  const auto prepare_chunk = [&](std::int64_t c, ChunkFactors& f) {
     const ChunkDescriptor chunk = p.chunks[c];
+    const int L = chunk.length, num_queries = chunk.num_queries;
+    const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+    const float chunk_log_decay = p.log_decay[(p0 + L - 1) * H + h];
+    for (int r = lane; r < C; r += 32) {
+      const std::int64_t position = p0 + r;
+      const float key_factor = p.key_norm && r < L ? p.key_norm[position * Hqk + hq] : 1.0f;
+      f.key_scales[r] =
+          r < L ? expf(chunk_log_decay - p.log_decay[position * H + h]) * key_factor : 0.0f;
+      f.steps[r] = r < L ? tc::to_float(p.beta[position * H + h]) : 0.0f;
+      const std::int64_t token = t0 + r;
+      const float query_factor =
+          p.query_norm && r < num_queries ? p.query_norm[token * Hqk + hq] : 1.0f;
+      f.query_scales[r] =
+          r < num_queries
+              ? shape.scale * expf(p.log_decay[(p0 + chunk.first_query_local + r * n) * H + h]) *
+                    query_factor
+              : 0.0f;
+    }
+    if (lane == 0) {
+      f.chunk = chunk;
+      f.chunk_log_decay = chunk_log_decay;
+    }
+  };
+  const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
+                     last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
+  if (warp == warps - 1 && last_chunk >= first_chunk) prepare_chunk(last_chunk, factors[0]);
+  __syncthreads();
+
+  const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
+  int current = 0;  ///< which of `factors` holds chunk c's
+  for (std::int64_t c = last_chunk; c >= first_chunk; --c, current ^= 1) {
+    const ChunkFactors& prepared = factors[current];
+    const ChunkDescriptor chunk = prepared.chunk;
+    const float chunk_log_decay = prepared.chunk_log_decay;
     const int L = chunk.length, num_queries = chunk.num_queries;
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
-    const float chunk_log_decay = p.log_decay[(p0 + L - 1) * H + h];
+    if (warp == 0)
+      for (int r = lane; r < C; r += 32) value_step_sums[r] = 0.0f;
 
-    if (warp == 0) {  // the per-position factors
-      for (int r = lane; r < C; r += 32) {
-        const std::int64_t position = p0 + r;
-        const float key_factor = p.key_norm && r < L ? p.key_norm[position * Hqk + hq] : 1.0f;
-        key_scales[r] =
-            r < L ? expf(chunk_log_decay - p.log_decay[position * H + h]) * key_factor : 0.0f;
-        steps[r] = r < L ? tc::to_float(p.beta[position * H + h]) : 0.0f;
-        value_step_sums[r] = 0.0f;
-        const std::int64_t token = t0 + r;
-        const float query_factor =
-            p.query_norm && r < num_queries ? p.query_norm[token * Hqk + hq] : 1.0f;
-        query_scales[r] =
-            r < num_queries
-                ? shape.scale * expf(p.log_decay[(p0 + chunk.first_query_local + r * n) * H + h]) *
-                      query_factor
-                : 0.0f;
-      }
-    }
-    // Every operand, while warp 0 computes the factors; K and Q get theirs afterwards.
+    // Every operand, asynchronously; K and Q get their factors once the copies have landed.
     tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
                                          std::int64_t(Hqk) * K, L, K, p.vector_keys, nullptr, 0);
     if (num_queries > 0)
@@ -235,8 +261,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         nullptr, 0);
     tc::block_wait_copies();
     __syncthreads();
-    block_scale_rows<C, key_capacity>(decayed_keys, ldk, key_scales);
-    if (num_queries > 0) block_scale_rows<C, key_capacity>(gated_queries, ldk, query_scales);
+    block_scale_rows<C, key_capacity>(decayed_keys, ldk, prepared.key_scales);
+    if (num_queries > 0)
+      block_scale_rows<C, key_capacity>(gated_queries, ldk, prepared.query_scales);
     __syncthreads();
 
     {  // dVnew = Kd dS + intra^T dO
@@ -304,7 +331,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_for_each(acc, band_row, value_column0, [&](int r, int e, float& x) {
         if (r >= L || e >= width) return;
         const std::int64_t element = ((p0 + r) * H + h) * V + e0 + e;
-        p.value_grad[element] = tc::from_float<T>(steps[r] * x);
+        p.value_grad[element] = tc::from_float<T>(prepared.steps[r] * x);
         const T v = p.vector_v ? band_values[r * ldv + e] : p.v[element];
         row_sums[(r - band_row) / 8] += x * tc::to_float(v);
       });
@@ -350,6 +377,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_store_float(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
                        band_row, 32 * quarter, num_queries, K, 1.0f);
     }
+    // The last warp's band holds queries only for chunks of 49 or more of them.
+    if (warp == warps - 1 && c > first_chunk) prepare_chunk(c - 1, factors[current ^ 1]);
     __syncthreads();
   }
 
