@@ -26,7 +26,7 @@
 // Every product is an mma.sync with 16-bit operands and float accumulation; the adjoints that
 // mix the value columns leave in float into this block's slice of the BackwardWorkspace, for
 // ChunkGradients, exactly as the portable pass leaves them. Like the fused forward this is a
-// plain CUDA kernel on the stream of Kokkos::Cuda's default instance: its tiles take 206 KB of
+// plain CUDA kernel on the stream of Kokkos::Cuda's default instance: its tiles take 207 KB of
 // shared memory, above the 48 KB Kokkos 3.4 gives a team.
 #pragma once
 
