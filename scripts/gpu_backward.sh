@@ -6,7 +6,8 @@
 #     GDP_BACKWARD_SKIP_LONG is set), errors printed;
 #  2. bench: `gdp_app bench --backward` on the issue's shapes, bf16, forward and backward
 #     medians (warm-up first, fresh inputs per call as the bench does), and 8-2048 gated again
-#     with --no-workspace-cache (every call allocating its scratch memory: what the cache saves);
+#     with --no-workspace-cache (every call allocating its scratch memory: what the cache saves)
+#     and with --gradients-into (the gradients preallocated: what their allocation costs);
 #  3. profile (GDP_BACKWARD_PROFILE=1): scripts/gpu_profile.sh on one backward call of
 #     8-2048-16-128-2, per-kernel times from Nsight Compute;
 #  4. sanitizers (GDP_BACKWARD_SANITIZE=1 or a gtest filter): compute-sanitizer memcheck on the
@@ -101,6 +102,7 @@ bench 8 2048 16 128 2 no
 bench 1 32768 16 128 2 yes
 bench 4 4096 16 128 3 yes
 bench 8 2048 16 128 2 yes --no-workspace-cache
+bench 8 2048 16 128 2 yes --gradients-into
 
 if [[ -n ${GDP_BACKWARD_PROFILE:-} ]]; then
   echo "== profile: one backward call of 8-2048-16-128-2 gated bf16"

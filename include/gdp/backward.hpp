@@ -74,8 +74,9 @@ struct OutputGradients {
   view<const accumulator_type****> final_state;     ///< dht [N, H, K, V], optional
 };
 
-/// Gradients of the loss with respect to the forward's inputs, allocated by the backward in
-/// `MemorySpace`, each with the shape of its input.
+/// Gradients of the loss with respect to the forward's inputs in `MemorySpace`, each with the
+/// shape of its input: allocated by chunk_gated_delta_product_backward, or given by the caller
+/// to chunk_gated_delta_product_backward_into.
 template <class Scalar, class MemorySpace>
 struct InputGradients {
   /// Element type of dg and dh0: accumulator_t<Scalar>.
@@ -102,5 +103,19 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produ
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
     const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
     const ForwardOptions& options = {});
+
+/// The same backward into gradients the caller owns (a framework's preallocated tensors, or
+/// buffers reused across training steps), every element of which it overwrites: dq, dk, dv,
+/// dbeta each with the shape of its input, dg exactly when g is given and dh0 exactly when h0
+/// is given (null otherwise). Each must have memory of its own, overlapping neither another
+/// gradient nor any input, do or dht. The gradients are checked with the other arguments,
+/// before any kernel runs.
+/// \throws gdp::InvalidArgument on any invalid argument, naming it ("dq" ... "dh0" included).
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_backward_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const ForwardOptions& options,
+    const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients);
 
 }  // namespace gdp

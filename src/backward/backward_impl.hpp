@@ -23,31 +23,74 @@
 
 namespace gdp::detail {
 
+/// What a backward call runs, from its checked arguments.
+struct BackwardPlan {
+  ProblemShape shape;
+  bool fused = false;           ///< the tensor-core stages (fused_backward.hpp)
+  int value_block = 0;          ///< value columns per block of the portable state passes
+  int reverse_value_block = 0;  ///< value columns per block of the reverse pass
+  int value_blocks = 0;         ///< slices of the value-mixing adjoints
+};
+
+/// Checks everything the backward reads (the forward's arguments, do, dht, the sizes, and
+/// unless allowed, non-finite values) and plans the call.
 template <class ExecSpace, class Scalar>
-InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
-    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
-    const ForwardOptions& options) {
-  using memory_space = typename ExecSpace::memory_space;
-  using Real = accumulator_t<Scalar>;
-  const ProblemShape shape = check_forward_inputs(in, options);
+BackwardPlan check_backward(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                            const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+                            const ForwardOptions& options) {
+  BackwardPlan plan;
+  plan.shape = check_forward_inputs(in, options);
+  const ProblemShape& shape = plan.shape;
   check_output_gradients(shape, extents_of("do", upstream.o),
                          extents_of("dht", upstream.final_state));
-  const int value_block = state_pass_value_block<ExecSpace>(shape, options);
+  plan.value_block = state_pass_value_block<ExecSpace>(shape, options);
   // The reverse pass splits the value columns into blocks of its own (the fused one by its
   // kernel's rule), and writes one slice of every value-mixing adjoint per block.
   using Fused = FusedBackward<ExecSpace, Scalar>;
-  bool fused = false;
-  int reverse_value_block = value_block;
+  plan.reverse_value_block = plan.value_block;
   if constexpr (Fused::available) {
-    fused = Fused::supports(shape, options);
-    if (fused) reverse_value_block = Fused::value_block(shape);
+    plan.fused = Fused::supports(shape, options);
+    if (plan.fused) plan.reverse_value_block = Fused::value_block(shape);
   }
-  const int value_blocks = int((shape.value_dim + reverse_value_block - 1) / reverse_value_block);
-  expect_call_fits(shape, call_limits(shape, options, value_blocks, /*backward=*/true));
+  plan.value_blocks =
+      int((shape.value_dim + plan.reverse_value_block - 1) / plan.reverse_value_block);
+  expect_call_fits(shape, call_limits(shape, options, plan.value_blocks, /*backward=*/true));
   check_finite_inputs<ExecSpace>(in, options);
   check_finite_output_gradients<ExecSpace>(upstream, options);
+  return plan;
+}
 
+/// The gradients of a backward of `shape`, allocated uninitialised: the last two stages write
+/// every element of each (the tests poison every allocation to check that).
+template <class Scalar, class MemorySpace>
+InputGradients<Scalar, MemorySpace> allocate_input_gradients(const ProblemShape& shape) {
+  const std::int64_t B = shape.batch, T_row = shape.tokens_per_row, n = shape.num_householder,
+                     H = shape.heads, Hqk = shape.qk_heads, K = shape.key_dim, V = shape.value_dim;
+  InputGradients<Scalar, MemorySpace> result;
+  result.dq = decltype(result.dq)(uninitialized("gdp::dq"), B, T_row, Hqk, K);
+  result.dk = decltype(result.dk)(uninitialized("gdp::dk"), B, T_row * n, Hqk, K);
+  result.dv = decltype(result.dv)(uninitialized("gdp::dv"), B, T_row * n, H, V);
+  result.dbeta = decltype(result.dbeta)(uninitialized("gdp::dbeta"), B, T_row * n, H);
+  if (shape.gated) result.dg = decltype(result.dg)(uninitialized("gdp::dg"), B, T_row, H);
+  if (shape.has_initial_state)
+    result.dh0 = decltype(result.dh0)(uninitialized("gdp::dh0"), shape.num_sequences(), H, K, V);
+  return result;
+}
+
+/// The backward of checked arguments (`plan` from check_backward) into `result`, whose
+/// gradients have the shapes allocate_input_gradients gives.
+template <class ExecSpace, class Scalar>
+void chunked_backward_into(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                           const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+                           const ForwardOptions& options, const BackwardPlan& plan,
+                           const InputGradients<Scalar, typename ExecSpace::memory_space>& result) {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  using Fused = FusedBackward<ExecSpace, Scalar>;
+  const ProblemShape& shape = plan.shape;
+  const bool fused = plan.fused;
+  const int value_block = plan.value_block, reverse_value_block = plan.reverse_value_block,
+            value_blocks = plan.value_blocks;
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
   // The fused stages keep -W, Tm, Vnew and the entry states in 16 bits (FusedBackwardTiles);
@@ -80,16 +123,6 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
 
   const std::int64_t T = shape.total_tokens(), P = shape.total_positions(), H = shape.heads,
                      Hqk = shape.qk_heads, K = shape.key_dim, V = shape.value_dim;
-  const std::int64_t B = shape.batch, T_row = shape.tokens_per_row, n = shape.num_householder;
-  // The last two stages write every element of every gradient.
-  InputGradients<Scalar, memory_space> result;
-  result.dq = decltype(result.dq)(uninitialized("gdp::dq"), B, T_row, Hqk, K);
-  result.dk = decltype(result.dk)(uninitialized("gdp::dk"), B, T_row * n, Hqk, K);
-  result.dv = decltype(result.dv)(uninitialized("gdp::dv"), B, T_row * n, H, V);
-  result.dbeta = decltype(result.dbeta)(uninitialized("gdp::dbeta"), B, T_row * n, H);
-  if (shape.gated) result.dg = decltype(result.dg)(uninitialized("gdp::dg"), B, T_row, H);
-  if (shape.has_initial_state)
-    result.dh0 = decltype(result.dh0)(uninitialized("gdp::dh0"), shape.num_sequences(), H, K, V);
 
   using Reverse = ReverseStatePass<ExecSpace, Scalar>;
   const typename Reverse::template unmanaged_view<const Scalar***> output_grad(upstream.o.data(),
@@ -148,6 +181,17 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
   }
   // The workspaces and the caller's inputs must outlive the kernels.
   ExecSpace().fence();
+}
+
+template <class ExecSpace, class Scalar>
+InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+    const ForwardOptions& options) {
+  const BackwardPlan plan = check_backward<ExecSpace>(in, upstream, options);
+  const auto result =
+      allocate_input_gradients<Scalar, typename ExecSpace::memory_space>(plan.shape);
+  chunked_backward_into<ExecSpace>(in, upstream, options, plan, result);
   return result;
 }
 
@@ -163,15 +207,42 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produ
   return detail::chunked_backward<ExecSpace, Scalar>(inputs, output_gradients, options);
 }
 
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_backward_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const ForwardOptions& options,
+    const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients) {
+  using namespace detail;
+  const BackwardPlan plan = check_backward<ExecSpace>(inputs, output_gradients, options);
+  check_input_gradients(plan.shape, extents_of("dq", gradients.dq), extents_of("dk", gradients.dk),
+                        extents_of("dv", gradients.dv), extents_of("dbeta", gradients.dbeta),
+                        extents_of("dg", gradients.dg), extents_of("dh0", gradients.dh0));
+  expect_disjoint({memory_of("dq", gradients.dq), memory_of("dk", gradients.dk),
+                   memory_of("dv", gradients.dv), memory_of("dbeta", gradients.dbeta),
+                   memory_of("dg", gradients.dg), memory_of("dh0", gradients.dh0)},
+                  {memory_of("q", inputs.q), memory_of("k", inputs.k), memory_of("v", inputs.v),
+                   memory_of("beta", inputs.beta), memory_of("g", inputs.g),
+                   memory_of("h0", inputs.initial_state), memory_of("cu_seqlens", inputs.cu_seqlens),
+                   memory_of("do", output_gradients.o),
+                   memory_of("dht", output_gradients.final_state)});
+  chunked_backward_into<ExecSpace>(inputs, output_gradients, options, plan, gradients);
+}
+
 }  // namespace gdp
 
-/// Instantiates the backward for one execution space and one storage type.
+/// Instantiates the backward (both entry points) for one execution space and one storage type.
 #define GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, Scalar)               \
   template ::gdp::InputGradients<Scalar, ExecSpace::memory_space>     \
   gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(         \
       const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,   \
       const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&, \
-      const ::gdp::ForwardOptions&)
+      const ::gdp::ForwardOptions&);                                  \
+  template void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>( \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,   \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&, \
+      const ::gdp::ForwardOptions&,                                   \
+      const ::gdp::InputGradients<Scalar, ExecSpace::memory_space>&)
 
 /// Instantiates the backward for one execution space and every storage type.
 #define GDP_INSTANTIATE_BACKWARD(ExecSpace)                 \

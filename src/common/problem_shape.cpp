@@ -94,6 +94,47 @@ void check_output_gradients(const ProblemShape& shape, const TensorExtents& outp
                  "[N, H, K, V]");
 }
 
+void check_input_gradients(const ProblemShape& shape, const TensorExtents& dq,
+                           const TensorExtents& dk, const TensorExtents& dv,
+                           const TensorExtents& dbeta, const TensorExtents& dg,
+                           const TensorExtents& dh0) {
+  const std::int64_t B = shape.batch, T = shape.tokens_per_row, H = shape.heads,
+                     P = T * shape.num_householder, K = shape.key_dim, V = shape.value_dim;
+  const std::int64_t Hqk = shape.qk_heads > 0 ? shape.qk_heads : H;
+  const auto required = [](const TensorExtents& tensor, const std::vector<std::int64_t>& expected,
+                           const char* symbolic) {
+    GDP_EXPECT(tensor.present, tensor.name, "required tensor is missing (null view)");
+    expect_shape(tensor, expected, symbolic);
+  };
+  required(dq, {B, T, Hqk, K}, "[B, T, Hqk, K]");
+  required(dk, {B, P, Hqk, K}, "[B, T*n, Hqk, K]");
+  required(dv, {B, P, H, V}, "[B, T*n, H, V]");
+  required(dbeta, {B, P, H}, "[B, T*n, H]");
+  if (shape.gated)
+    required(dg, {B, T, H}, "[B, T, H]");
+  else
+    GDP_EXPECT(!dg.present, dg.name, "expected a null view (g was not given), got a view");
+  if (shape.has_initial_state)
+    required(dh0, {shape.num_sequences(), H, K, V}, "[N, H, K, V]");
+  else
+    GDP_EXPECT(!dh0.present, dh0.name, "expected a null view (h0 was not given), got a view");
+}
+
+void expect_disjoint(const std::vector<TensorMemory>& written,
+                     const std::vector<TensorMemory>& read) {
+  const auto overlap = [](const TensorMemory& a, const TensorMemory& b) {
+    return a.begin != a.end && b.begin != b.end && a.begin < b.end && b.begin < a.end;
+  };
+  for (std::size_t i = 0; i < written.size(); ++i) {
+    for (std::size_t j = 0; j < written.size(); ++j)
+      GDP_EXPECT(i == j || !overlap(written[i], written[j]), written[i].name,
+                 "expected memory of its own, got memory overlapping ", written[j].name);
+    for (const TensorMemory& input : read)
+      GDP_EXPECT(!overlap(written[i], input), written[i].name,
+                 "expected memory of its own, got memory overlapping ", input.name);
+  }
+}
+
 double resolved_scale(const ForwardOptions& options, std::int64_t key_dim) {
   return options.scale > 0 ? options.scale : 1.0 / std::sqrt(double(key_dim));
 }

@@ -73,6 +73,32 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
 void check_output_gradients(const ProblemShape& shape, const TensorExtents& output_gradient,
                             const TensorExtents& final_state_gradient);
 
+/// Checks gradients given to the backward to write into: dq, dk, dv, dbeta each with the
+/// shape of its input; dg exactly when g is given, dh0 exactly when h0 is given (a view the
+/// call would not write is an error, not silently left alone).
+/// \throws gdp::InvalidArgument naming the offending tensor, its expected and actual shape.
+void check_input_gradients(const ProblemShape& shape, const TensorExtents& dq,
+                           const TensorExtents& dk, const TensorExtents& dv,
+                           const TensorExtents& dbeta, const TensorExtents& dg,
+                           const TensorExtents& dh0);
+
+/// The bytes a tensor of a call occupies: [begin, end), empty when not given.
+struct TensorMemory {
+  std::string name;
+  const void* begin = nullptr;
+  const void* end = nullptr;
+};
+
+template <class View>
+TensorMemory memory_of(const char* name, const View& view) {
+  const auto* begin = reinterpret_cast<const unsigned char*>(view.data());
+  return {name, begin, begin ? begin + view.span() * sizeof(typename View::value_type) : begin};
+}
+
+/// Throws gdp::InvalidArgument naming the first of `written` whose bytes overlap another of
+/// `written` or one of `read`: a call must not write where it reads or writes twice.
+void expect_disjoint(const std::vector<TensorMemory>& written, const std::vector<TensorMemory>& read);
+
 /// The read-out scale the options select for key size K (1/sqrt(K) when not set).
 double resolved_scale(const ForwardOptions& options, std::int64_t key_dim);
 

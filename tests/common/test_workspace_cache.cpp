@@ -6,6 +6,7 @@
 #include <gdp/workspace.hpp>
 
 #include "common/random_problem.hpp"
+#include "common/same_bits.hpp"
 #include "common/workspace_cache.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -160,18 +161,9 @@ TEST_F(WorkspaceCache, TheOperatorReusesItsBlocksAcrossCalls) {
   const auto gradients_again =
       chunk_gated_delta_product_backward<Space>(owned.inputs(), upstream, options);
   EXPECT_EQ(cached_workspace_bytes(), after_backward);
-  const auto same = [](const auto& x, const auto& y) {
-    return x.span() == y.span() &&
-           std::memcmp(x.data(), y.data(), x.span() * sizeof(*x.data())) == 0;
-  };
-  EXPECT_TRUE(same(first.o, second.o));
-  EXPECT_TRUE(same(first.final_state, second.final_state));
-  EXPECT_TRUE(same(gradients.dq, gradients_again.dq));
-  EXPECT_TRUE(same(gradients.dk, gradients_again.dk));
-  EXPECT_TRUE(same(gradients.dv, gradients_again.dv));
-  EXPECT_TRUE(same(gradients.dbeta, gradients_again.dbeta));
-  EXPECT_TRUE(same(gradients.dg, gradients_again.dg));
-  EXPECT_TRUE(same(gradients.dh0, gradients_again.dh0));
+  test::expect_same_bits("o", first.o, second.o);
+  test::expect_same_bits("ht", first.final_state, second.final_state);
+  test::expect_same_bits(gradients, gradients_again);
 }
 
 }  // namespace
