@@ -112,23 +112,6 @@ struct Params {
   int value_dim;
 };
 
-/// Row r of the Rows x Columns 16-bit tile at `tile` (leading dimension ld, Columns a multiple
-/// of 8) times scales[r], in place, as block_load_rows applies factors on the way in: the
-/// rows can then be copied asynchronously before their factors are known.
-template <int Rows, int Columns, class T>
-__device__ __forceinline__ void block_scale_rows(T* tile, int ld, const float* scales) {
-  namespace tc = tensor_core;
-  constexpr int per_row = Columns / 8;
-  for (int index = threadIdx.x; index < Rows * per_row; index += blockDim.x) {
-    const int r = index / per_row, c0 = (index % per_row) * 8;
-    alignas(16) T chunk[8];
-    *reinterpret_cast<uint4*>(chunk) = *reinterpret_cast<const uint4*>(tile + r * ld + c0);
-#pragma unroll
-    for (int c = 0; c < 8; ++c) chunk[c] = tc::from_float<T>(scales[r] * tc::to_float(chunk[c]));
-    *reinterpret_cast<uint4*>(tile + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
-  }
-}
-
 /// Warp w owns band w / 4 (16 positions or queries; 32 rows of dS) and quarter w % 4 of the
 /// columns of every product.
 template <int ValueTiles, class T>
@@ -261,9 +244,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         nullptr, 0);
     tc::block_wait_copies();
     __syncthreads();
-    block_scale_rows<C, key_capacity>(decayed_keys, ldk, prepared.key_scales);
+    tc::block_scale_rows<C, key_capacity>(decayed_keys, ldk, prepared.key_scales);
     if (num_queries > 0)
-      block_scale_rows<C, key_capacity>(gated_queries, ldk, prepared.query_scales);
+      tc::block_scale_rows<C, key_capacity>(gated_queries, ldk, prepared.query_scales);
     __syncthreads();
 
     {  // dVnew = Kd dS + intra^T dO

@@ -207,12 +207,6 @@ __device__ __forceinline__ void warp_store(const Block<Rows, Columns>& acc, T* d
   });
 }
 
-/// The RowsTotal x ColumnsTotal tile at dst (ColumnsTotal a multiple of 8) receives rows
-/// [0, rows) and columns [0, columns) of a global matrix (row r at src + r * stride), each row
-/// times factors[r * factor_stride] when factors is not null, and zeros elsewhere. With
-/// `vectors` (every row start 16-byte aligned, columns a multiple of 8) and no factors, the
-/// copies are asynchronous (cp.async, zero-filling the padding): block_wait_copies() before
-/// the barrier that publishes them.
 /// Starts an asynchronous copy of the 16 bytes at `from` (global) to `to` (shared), or of
 /// zeros when not `inside` (then `from` is only a valid address, never read).
 __device__ __forceinline__ void copy_16_bytes_async(void* to, const void* from, bool inside) {
@@ -220,6 +214,12 @@ __device__ __forceinline__ void copy_16_bytes_async(void* to, const void* from, 
                "l"(from), "r"(inside ? 16 : 0));
 }
 
+/// The RowsTotal x ColumnsTotal tile at dst (ColumnsTotal a multiple of 8) receives rows
+/// [0, rows) and columns [0, columns) of a global matrix (row r at src + r * stride), each row
+/// times factors[r * factor_stride] when factors is not null, and zeros elsewhere. With
+/// `vectors` (every row start 16-byte aligned, columns a multiple of 8) and no factors, the
+/// copies are asynchronous (cp.async, zero-filling the padding): block_wait_copies() before
+/// the barrier that publishes them.
 template <int RowsTotal, int ColumnsTotal, class T>
 __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, std::int64_t stride,
                                                 int rows, int columns, bool vectors,
@@ -243,6 +243,22 @@ __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, st
                      ? from_float<T>(factor * to_float(src[r * stride + c0 + c]))
                      : from_float<T>(0.0f);
     *reinterpret_cast<uint4*>(dst + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
+  }
+}
+
+/// Row r of the Rows x Columns 16-bit tile at `tile` (leading dimension ld, Columns a multiple
+/// of 8) times scales[r], in place, rounded as block_load_rows rounds its factors in: rows can
+/// then be copied asynchronously before their factors are known.
+template <int Rows, int Columns, class T>
+__device__ __forceinline__ void block_scale_rows(T* tile, int ld, const float* scales) {
+  constexpr int per_row = Columns / 8;
+  for (int index = threadIdx.x; index < Rows * per_row; index += blockDim.x) {
+    const int r = index / per_row, c0 = (index % per_row) * 8;
+    alignas(16) T chunk[8];
+    *reinterpret_cast<uint4*>(chunk) = *reinterpret_cast<const uint4*>(tile + r * ld + c0);
+#pragma unroll
+    for (int c = 0; c < 8; ++c) chunk[c] = from_float<T>(scales[r] * to_float(chunk[c]));
+    *reinterpret_cast<uint4*>(tile + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
   }
 }
 
