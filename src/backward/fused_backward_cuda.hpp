@@ -94,20 +94,19 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.query_norm = operands.query_norm.data();
     params.key_norm = operands.key_norm.data();
     params.output_grad = reinterpret_cast<const T*>(output_grad.data());
-    params.vector_output_grad =
-        operands.value_dim() % 8 == 0 && fused::aligned16(params.output_grad);
-    params.vector_v = operands.value_dim() % 8 == 0 && fused::aligned16(params.v);
-    params.vector_keys = operands.key_dim() % 8 == 0 && fused::aligned16(params.k);
-    params.vector_queries = operands.key_dim() % 8 == 0 && fused::aligned16(params.q);
+    const int K = operands.key_dim(), V = operands.value_dim();
+    params.vector_output_grad = fused::vector_rows(params.output_grad, V);
+    params.vector_v = fused::vector_rows(params.v, V);
+    params.vector_keys = fused::vector_rows(params.k, K);
+    params.vector_queries = fused::vector_rows(params.q, K);
     params.negated_w = reinterpret_cast<const T*>(tiles.negated_w.data());
     params.new_values = reinterpret_cast<const T*>(tiles.new_values.data());
     params.tm = reinterpret_cast<const T*>(tiles.tm.data());
     params.entry_states = reinterpret_cast<const T*>(tiles.entry_states.data());
-    params.vector_w = operands.key_dim() % 8 == 0 && fused::aligned16(params.negated_w);
-    params.vector_values = operands.value_dim() % 8 == 0 &&
-                           fused::aligned16(params.new_values) &&
-                           fused::aligned16(params.entry_states);
-    params.vector_tm = layout.chunk_size % 8 == 0 && fused::aligned16(params.tm);
+    params.vector_w = fused::vector_rows(params.negated_w, K);
+    params.vector_values =
+        fused::vector_rows(params.new_values, V) && fused::vector_rows(params.entry_states, V);
+    params.vector_tm = fused::vector_rows(params.tm, layout.chunk_size);
     params.intra = workspace.intra.data();
     params.log_decay = workspace.log_decay.data();
     params.final_state_grad = final_state_grad.data();
@@ -142,8 +141,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.beta = reinterpret_cast<const T*>(operands.beta.data());
     params.query_norm = operands.query_norm.data();
     params.key_norm = operands.key_norm.data();
-    params.vector_keys = operands.key_dim() % 8 == 0 && fused::aligned16(params.k);
-    params.vector_queries = operands.key_dim() % 8 == 0 && fused::aligned16(params.q);
+    params.vector_keys = fused::vector_rows(params.k, operands.key_dim());
+    params.vector_queries = fused::vector_rows(params.q, operands.key_dim());
     params.log_decay = workspace.log_decay.data();
     params.intra = workspace.intra.data();
     params.chunks = layout.chunks.data();

@@ -420,6 +420,12 @@ inline bool aligned16(const void* pointer) {
   return reinterpret_cast<std::uintptr_t>(pointer) % 16 == 0;
 }
 
+/// Whether rows of `row_length` 16-bit elements from `base` (a row-major tensor) can move 16
+/// bytes at a time: every row start 16-byte aligned.
+inline bool vector_rows(const void* base, std::int64_t row_length) {
+  return row_length % 8 == 0 && aligned16(base);
+}
+
 }  // namespace fused
 
 template <class Scalar>
@@ -501,9 +507,9 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     walk.initial_state = h0.data();
     walk.initial_columns = V;
     walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
-    saved.vector_w = K % 8 == 0 && fused::aligned16(saved.negated_w);
-    saved.vector_values = V % 8 == 0 && fused::aligned16(saved.new_values) &&
-                          fused::aligned16(saved.entry_states);
+    saved.vector_w = fused::vector_rows(saved.negated_w, K);
+    saved.vector_values =
+        fused::vector_rows(saved.new_values, V) && fused::vector_rows(saved.entry_states, V);
     walk.saved = saved;
     fused::launch</*SavesForBackward=*/true>(tiles, walk, segments.count());
   }
@@ -522,9 +528,9 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     params.g = operands.g.data();
     params.query_norm = operands.query_norm.data();
     params.key_norm = operands.key_norm.data();
-    params.vector_keys = K % 8 == 0 && fused::aligned16(params.k);
-    params.vector_queries = K % 8 == 0 && fused::aligned16(params.q);
-    params.vector_values = V % 8 == 0 && fused::aligned16(params.v);
+    params.vector_keys = fused::vector_rows(params.k, K);
+    params.vector_queries = fused::vector_rows(params.q, K);
+    params.vector_values = fused::vector_rows(params.v, V);
     params.chunks = device_layout.chunks.data();
     params.segments = segments.segments.data();
     params.heads = operands.heads();
