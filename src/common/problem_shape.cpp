@@ -82,12 +82,22 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
   return shape;
 }
 
+namespace {
+
+/// Throws naming `tensor` unless it is given with the extents `expected`.
+void expect_required_shape(const TensorExtents& tensor, const std::vector<std::int64_t>& expected,
+                           const char* expected_symbolic) {
+  GDP_EXPECT(tensor.present, tensor.name, "required tensor is missing (null view)");
+  expect_shape(tensor, expected, expected_symbolic);
+}
+
+}  // namespace
+
 void check_output_gradients(const ProblemShape& shape, const TensorExtents& output_gradient,
                             const TensorExtents& final_state_gradient) {
-  GDP_EXPECT(output_gradient.present, output_gradient.name,
-             "required tensor is missing (null view)");
-  expect_shape(output_gradient,
-               {shape.batch, shape.tokens_per_row, shape.heads, shape.value_dim}, "[B, T, H, V]");
+  expect_required_shape(output_gradient,
+                        {shape.batch, shape.tokens_per_row, shape.heads, shape.value_dim},
+                        "[B, T, H, V]");
   if (final_state_gradient.present)
     expect_shape(final_state_gradient,
                  {shape.num_sequences(), shape.heads, shape.key_dim, shape.value_dim},
@@ -101,21 +111,16 @@ void check_input_gradients(const ProblemShape& shape, const TensorExtents& dq,
   const std::int64_t B = shape.batch, T = shape.tokens_per_row, H = shape.heads,
                      P = T * shape.num_householder, K = shape.key_dim, V = shape.value_dim;
   const std::int64_t Hqk = shape.qk_heads > 0 ? shape.qk_heads : H;
-  const auto required = [](const TensorExtents& tensor, const std::vector<std::int64_t>& expected,
-                           const char* symbolic) {
-    GDP_EXPECT(tensor.present, tensor.name, "required tensor is missing (null view)");
-    expect_shape(tensor, expected, symbolic);
-  };
-  required(dq, {B, T, Hqk, K}, "[B, T, Hqk, K]");
-  required(dk, {B, P, Hqk, K}, "[B, T*n, Hqk, K]");
-  required(dv, {B, P, H, V}, "[B, T*n, H, V]");
-  required(dbeta, {B, P, H}, "[B, T*n, H]");
+  expect_required_shape(dq, {B, T, Hqk, K}, "[B, T, Hqk, K]");
+  expect_required_shape(dk, {B, P, Hqk, K}, "[B, T*n, Hqk, K]");
+  expect_required_shape(dv, {B, P, H, V}, "[B, T*n, H, V]");
+  expect_required_shape(dbeta, {B, P, H}, "[B, T*n, H]");
   if (shape.gated)
-    required(dg, {B, T, H}, "[B, T, H]");
+    expect_required_shape(dg, {B, T, H}, "[B, T, H]");
   else
     GDP_EXPECT(!dg.present, dg.name, "expected a null view (g was not given), got a view");
   if (shape.has_initial_state)
-    required(dh0, {shape.num_sequences(), H, K, V}, "[N, H, K, V]");
+    expect_required_shape(dh0, {shape.num_sequences(), H, K, V}, "[N, H, K, V]");
   else
     GDP_EXPECT(!dh0.present, dh0.name, "expected a null view (h0 was not given), got a view");
 }
