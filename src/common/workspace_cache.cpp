@@ -24,9 +24,12 @@ bool same_space(const WorkspaceSpace* a, const WorkspaceSpace* b) {
 /// only, and a concurrent call then waits instead of allocating beside them.
 class BlockCache {
  public:
+  /// Never destroyed: a process may exit without Kokkos::finalize (libFuzzer targets do), and
+  /// a destroyed cache would drop its blocks' addresses, leaking them unseen; a finalize hook
+  /// run from another static's destructor must still find the cache too.
   static BlockCache& instance() {
-    static BlockCache cache;
-    return cache;
+    static BlockCache* const cache = new BlockCache;
+    return *cache;
   }
 
   WorkspaceBlock acquire(const WorkspaceSpace& space, std::size_t bytes) {
