@@ -72,24 +72,30 @@ TEST_P(ForcedWalk, MatchesNaiveRecurrence) {
 INSTANTIATE_TEST_SUITE_P(Walks, ForcedWalk, ::testing::ValuesIn(path_cases()),
                          [](const ::testing::TestParamInfo<PathCase>& info) { return info.param.name; });
 
-/// Composing two segment maps and applying the result equals applying them one after the
-/// other.
+/// Segment maps applied, composed and multiplied row-wise, in one team.
 template <class ExecSpace>
 struct ComposeThenApply {
   using Matrix = Kokkos::View<double**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
-  Matrix M1, R1, M2, R2, S, M, R, once, twice, composed;
+  Matrix M1, R1, M2, R2, S, M, R, once, twice, composed, once_by_rows, linear_by_rows;
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
     detail::team::apply_segment_map<ExecSpace>(member, M1, R1, S, once);
     detail::team::apply_segment_map<ExecSpace>(member, M2, R2, once, twice);
     detail::team::compose_segment_maps<ExecSpace>(member, M2, R2, M1, R1, M, R);
     detail::team::apply_segment_map<ExecSpace>(member, M, R, S, composed);
+    // The GPU spaces' map product, whatever this space's apply_segment_map uses.
+    detail::team::affine_map_by_rows(member, M1, &R1, S, once_by_rows);
+    detail::team::affine_map_by_rows(member, M1, static_cast<const Matrix*>(nullptr), S,
+                                     linear_by_rows);
   }
 };
 
+/// Composing two segment maps and applying the result equals applying them one after the
+/// other, and the row-wise map product (the GPU spaces') equals M S + R and M S computed here.
+/// V = 19 is not a multiple of the columns a thread accumulates (team::map_row_columns).
 TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
-  constexpr int K = 12, V = 7;
+  constexpr int K = 12, V = 19;
   for_each_space([&](auto space) {
     using ExecSpace = decltype(space);
     using Work = ComposeThenApply<ExecSpace>;
@@ -107,12 +113,24 @@ TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
     Work work{random_matrix("M1", K, K), random_matrix("R1", K, V), random_matrix("M2", K, K),
               random_matrix("R2", K, V), random_matrix("S", K, V),  Matrix("M", K, K),
               Matrix("R", K, V),         Matrix("once", K, V),      Matrix("twice", K, V),
-              Matrix("composed", K, V)};
+              Matrix("composed", K, V),  Matrix("once_by_rows", K, V),
+              Matrix("linear_by_rows", K, V)};
     Kokkos::parallel_for(Kokkos::TeamPolicy<ExecSpace>(1, Kokkos::AUTO), work);
-    const auto expected = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), work.twice);
-    const auto actual = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), work.composed);
+    const auto on_host = [](const Matrix& m) {
+      return Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m);
+    };
+    const auto twice = on_host(work.twice), composed = on_host(work.composed);
+    const auto M1 = on_host(work.M1), R1 = on_host(work.R1), S = on_host(work.S);
+    const auto once_by_rows = on_host(work.once_by_rows);
+    const auto linear_by_rows = on_host(work.linear_by_rows);
     for (int d = 0; d < K; ++d)
-      for (int e = 0; e < V; ++e) EXPECT_NEAR(actual(d, e), expected(d, e), 1e-12);
+      for (int e = 0; e < V; ++e) {
+        EXPECT_NEAR(composed(d, e), twice(d, e), 1e-12);
+        double product = 0;
+        for (int j = 0; j < K; ++j) product += M1(d, j) * S(j, e);
+        EXPECT_NEAR(linear_by_rows(d, e), product, 1e-12) << d << "," << e;
+        EXPECT_NEAR(once_by_rows(d, e), product + R1(d, e), 1e-12) << d << "," << e;
+      }
   });
 }
 
