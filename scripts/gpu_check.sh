@@ -21,6 +21,9 @@
 #   GDP_PERF_ARGS (more arguments of gdp_perf_forward, e.g. --shapes=1-256-2-64-2),
 #   GDP_CHECK_STAGES (default "tests sanitizer verify bench"),
 #   GDP_CHECK_HOST_ONLY, GDP_CHECK_ONCE (the two lists of test name patterns above),
+#   GDP_CHECK_TESTS (test name patterns, default none: every test; else the suites run only
+#   the tests matching one, e.g. "chunk.forward.* chunk.sequence_parallel" after a change to
+#   the forward alone),
 #   GDP_CHECK_BUDGET_S (default 300; device time is scarce): the script ends within it, each
 #   stage cut at its share (Cuda suite 55%, memcheck 60%, racecheck 72%, host suites and
 #   verify 76%, the benchmark the rest).
@@ -33,6 +36,7 @@ budget=${GDP_CHECK_BUDGET_S:-300}
 stages=" ${GDP_CHECK_STAGES:-tests sanitizer verify bench} "
 host_only=${GDP_CHECK_HOST_ONLY:-common reference chunk.layout io dist.partition backward.arguments packaging.* docs.*}
 once_on_cuda=${GDP_CHECK_ONCE:-app.* dist.mpi.*}
+selected=${GDP_CHECK_TESTS:-}
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -63,7 +67,8 @@ host_threads=$((cores / 4 > 1 ? cores / 4 : 1))
 # ---- 2. the suite, once per space -------------------------------------------------------------
 # matches NAME PATTERNS: whether the test NAME matches one of the glob PATTERNS.
 matches() {
-  local pattern
+  local - pattern
+  set -f  # the patterns are globs for names, not for this folder's files
   for pattern in $2; do
     # shellcheck disable=SC2053 # the pattern is a glob
     [[ $1 == $pattern ]] && return 0
@@ -91,6 +96,7 @@ run_suite() {
   for pass in short long; do
     [[ $pass == short || $role == cuda ]] || continue
     while IFS=$'\t' read -r name labels env pass_regex will_fail directory args_line; do
+      [[ -z $selected ]] || matches "$name" "$selected" || continue
       if [[ ",$labels," == *,long,* ]]; then [[ $pass == long ]] || continue
       else [[ $pass == short ]] || continue; fi
       if matches "$name" "$host_only"; then [[ $role == host-last ]] || continue; fi
