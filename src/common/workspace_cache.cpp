@@ -45,7 +45,8 @@ class BlockCache {
       if (best != free_blocks_.end()) {
         const WorkspaceBlock block = *best;
         free_blocks_.erase(best);
-        if (reuse_observer_ != nullptr) reuse_observer_(space.name, block.data, block.bytes);
+        if (handout_observer_ != nullptr)
+          handout_observer_(space.name, block.data, block.bytes);
         return block;
       }
       // A miss. The free blocks from half this size up have been outgrown: the block about to
@@ -66,6 +67,7 @@ class BlockCache {
       block.data = space.allocate(bytes);
     }
     held_bytes_ += bytes;
+    if (handout_observer_ != nullptr) handout_observer_(space.name, block.data, block.bytes);
     if (!finalize_hook_pushed_) {
       // Kokkos frees its memory spaces in finalize: the cache must be empty before that.
       Kokkos::push_finalize_hook([] { instance().release_free(/*after_finalize_hook=*/true); });
@@ -107,9 +109,9 @@ class BlockCache {
     if (!enabled) release_free();
   }
 
-  void set_reuse_observer(WorkspaceReuseObserver observer) {
+  void set_handout_observer(WorkspaceHandoutObserver observer) {
     std::lock_guard<std::mutex> lock(mutex_);
-    reuse_observer_ = observer;
+    handout_observer_ = observer;
   }
 
  private:
@@ -130,7 +132,7 @@ class BlockCache {
   std::size_t held_bytes_ = 0;
   bool enabled_ = true;
   bool finalize_hook_pushed_ = false;
-  WorkspaceReuseObserver reuse_observer_ = nullptr;
+  WorkspaceHandoutObserver handout_observer_ = nullptr;
 };
 
 }  // namespace
@@ -143,8 +145,8 @@ void return_workspace_block(const WorkspaceBlock& block) noexcept {
   BlockCache::instance().give_back(block);
 }
 
-void set_workspace_reuse_observer(WorkspaceReuseObserver observer) {
-  BlockCache::instance().set_reuse_observer(observer);
+void set_workspace_handout_observer(WorkspaceHandoutObserver observer) {
+  BlockCache::instance().set_handout_observer(observer);
 }
 
 }  // namespace gdp::detail

@@ -43,11 +43,14 @@ WorkspaceBlock acquire_workspace_block(const WorkspaceSpace& space, std::size_t 
 /// Gives a block back once every kernel that used it has finished (this fences).
 void return_workspace_block(const WorkspaceBlock& block) noexcept;
 
-/// Called with every cached block handed to a call again, as Kokkos Tools' allocation callback
-/// is with a new one: the tests poison both, so that a kernel reading scratch memory before
-/// writing it fails whether the block is new or reused. Null (the default): nothing.
-using WorkspaceReuseObserver = void (*)(const char* space_name, void* data, std::uint64_t bytes);
-void set_workspace_reuse_observer(WorkspaceReuseObserver observer);
+/// Called with every block handed to a call, new or reused: the tests poison it, so that a
+/// kernel reading scratch memory before writing it fails either way. (Kokkos Tools' allocation
+/// callback, which the tests also poison through, gets a new block's header address with its
+/// data size, so it misses the block's last 128 bytes: tests/common/poisoned_allocations.hpp.)
+/// Null (the default): nothing.
+using WorkspaceHandoutObserver = void (*)(const char* space_name, void* data,
+                                          std::uint64_t bytes);
+void set_workspace_handout_observer(WorkspaceHandoutObserver observer);
 
 /// One call's hold on a block of `MemorySpace`; the block goes back to the cache when the
 /// lease ends. Move-only.

@@ -47,11 +47,20 @@ TEST_F(WorkspaceCache, ReusesTheBlockOfAnEndedCallAndPoisonsItAgain) {
   const Lease again(MiB);
   EXPECT_EQ(again.data(), first);
   EXPECT_EQ(cached_workspace_bytes(), MiB);
-  // The test programs' reuse observer (common/poisoned_allocations.hpp) fills it with 0xFF, as
-  // a fresh allocation is: scratch left by the last call must not pass for a result.
+  // The test programs' handout observer (common/poisoned_allocations.hpp) fills it with 0xFF,
+  // as it does a new block: scratch left by the last call must not pass for a result.
   const auto* bytes = static_cast<const unsigned char*>(again.data());
   EXPECT_EQ(bytes[0], 0xFF);
   EXPECT_EQ(bytes[MiB - 1], 0xFF);
+}
+
+TEST_F(WorkspaceCache, ANewBlockIsPoisonedWhole) {
+  // Smaller than the View header that Kokkos Tools' allocation callback poisons instead of the
+  // data (common/poisoned_allocations.hpp): only the handout observer reaches these bytes.
+  constexpr std::size_t small = 64;
+  const Lease lease(small);
+  const auto* bytes = static_cast<const unsigned char*>(lease.data());
+  for (std::size_t i = 0; i < small; ++i) ASSERT_EQ(bytes[i], 0xFF) << "byte " << i;
 }
 
 TEST_F(WorkspaceCache, ConcurrentCallsGetTheirOwnBlocks) {
