@@ -109,8 +109,8 @@ void check_input_gradients(const ProblemShape& shape, const TensorExtents& dq,
                            const TensorExtents& dbeta, const TensorExtents& dg,
                            const TensorExtents& dh0) {
   const std::int64_t B = shape.batch, T = shape.tokens_per_row, H = shape.heads,
-                     P = T * shape.num_householder, K = shape.key_dim, V = shape.value_dim;
-  const std::int64_t Hqk = shape.qk_heads > 0 ? shape.qk_heads : H;
+                     Hqk = shape.qk_heads, P = T * shape.num_householder, K = shape.key_dim,
+                     V = shape.value_dim;
   expect_required_shape(dq, {B, T, Hqk, K}, "[B, T, Hqk, K]");
   expect_required_shape(dk, {B, P, Hqk, K}, "[B, T*n, Hqk, K]");
   expect_required_shape(dv, {B, P, H, V}, "[B, T*n, H, V]");
