@@ -52,8 +52,10 @@ RankErrors check_rank(const ProblemFlags& flags, const ForwardOptions& chosen, c
     const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
     // A NaN or an infinity in a result fails the check, named by its index in the whole problem.
     const detail::IndexOrigin origin = dist::block_origin(problems.shape, problems.blocks[b]);
-    detail::expect_finite_output<ExecSpace>("o", result.o, origin);
-    detail::expect_finite_output<ExecSpace>("ht", result.final_state, origin);
+    detail::NonFiniteScans<ExecSpace>()
+        .add("o", result.o)
+        .add("ht", result.final_state)
+        .expect_finite_outputs(origin);
     const auto expected =
         reference::naive_recurrence(reference::make_reference_problem<double>(owned.inputs(), options));
     errors.error_o = std::max(errors.error_o, reference::relative_error(result.o, expected.o));

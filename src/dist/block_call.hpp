@@ -88,8 +88,10 @@ class BlockCall {
     options.output_final_state = true;
     const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(inputs_, options);
     if (check_outputs) {
-      detail::expect_finite_output<ExecSpace>("o", result.o, host_.origin);
-      detail::expect_finite_output<ExecSpace>("ht", result.final_state, host_.origin);
+      detail::NonFiniteScans<ExecSpace>()
+          .add("o", result.o)
+          .add("ht", result.final_state)
+          .expect_finite_outputs(host_.origin);
     }
     Kokkos::deep_copy(output(out.o, shape_.value_dim), result.o);
     Kokkos::deep_copy(state(out.ht), result.final_state);
@@ -112,12 +114,14 @@ class BlockCall {
     options.allow_non_finite = true;
     const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(inputs_, upstream, options);
     if (check_outputs) {
-      detail::expect_finite_output<ExecSpace>("dq", gradients.dq, host_.origin);
-      detail::expect_finite_output<ExecSpace>("dk", gradients.dk, host_.origin);
-      detail::expect_finite_output<ExecSpace>("dv", gradients.dv, host_.origin);
-      detail::expect_finite_output<ExecSpace>("dbeta", gradients.dbeta, host_.origin);
-      detail::expect_finite_output<ExecSpace>("dg", gradients.dg, host_.origin);
-      detail::expect_finite_output<ExecSpace>("dh0", gradients.dh0, host_.origin);
+      detail::NonFiniteScans<ExecSpace>()
+          .add("dq", gradients.dq)
+          .add("dk", gradients.dk)
+          .add("dv", gradients.dv)
+          .add("dbeta", gradients.dbeta)
+          .add("dg", gradients.dg)
+          .add("dh0", gradients.dh0)
+          .expect_finite_outputs(host_.origin);
     }
     const std::int64_t B = s.batch, T = s.tokens_per_row, P = T * s.num_householder;
     Kokkos::deep_copy(Host<Scalar****>(out.dq, B, T, s.qk_heads, s.key_dim), gradients.dq);

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <limits>
 #include <string>
@@ -171,30 +172,63 @@ TEST(NonFinite, FirstIndexOfALargeTensor) {
 }
 
 TEST(NonFinite, EveryPositionOfShortTensors) {
-  // The scan reads groups of elements: a bad element at every position of a group, in a last
-  // group cut short, and before a second bad one, in every storage type.
+  // The scan reads groups of 32 bytes (4 to 16 elements), as two 16-byte words where the data
+  // is 16-byte aligned and element by element elsewhere: a bad element at every position of a
+  // group, in a last group cut short, and before a second bad one, in every storage type,
+  // from an aligned start and from one element past it.
   for_each_space([](auto space) {
     using ExecSpace = decltype(space);
     using Memory = typename ExecSpace::memory_space;
     for_each_storage([](auto storage, double) {
       using Scalar = decltype(storage);
-      for (const std::int64_t count : {1, 7, 8, 9, 16, 23}) {
-        Kokkos::View<Scalar*, Memory> data("data", count);
-        const auto host = Kokkos::create_mirror_view(data);
-        for (std::int64_t bad = 0; bad < count; ++bad) {
-          for (std::int64_t i = 0; i < count; ++i) host(i) = narrow<Scalar>(double(i % 5) - 2.0);
-          host(bad) = narrow<Scalar>(bad % 2 ? nan : -inf);
-          if (bad + 3 < count) host(bad + 3) = narrow<Scalar>(inf);
-          Kokkos::deep_copy(data, host);
-          const auto found = detail::first_non_finite<ExecSpace>(data.data(), count);
-          ASSERT_TRUE(found.has_value()) << "count " << count << ", bad at " << bad;
-          EXPECT_EQ(found->index, bad) << "count " << count;
+      for (const std::int64_t offset : {0, 1})
+        for (const std::int64_t count : {1, 7, 8, 9, 16, 23, 32, 33, 47}) {
+          Kokkos::View<Scalar*, Memory> storage_view("data", offset + count);
+          const Scalar* const data = storage_view.data() + offset;
+          const auto host = Kokkos::create_mirror_view(storage_view);
+          for (std::int64_t bad = 0; bad < count; ++bad) {
+            for (std::int64_t i = 0; i < offset + count; ++i)
+              host(i) = narrow<Scalar>(double(i % 5) - 2.0);
+            host(offset + bad) = narrow<Scalar>(bad % 2 ? nan : -inf);
+            if (bad + 3 < count) host(offset + bad + 3) = narrow<Scalar>(inf);
+            Kokkos::deep_copy(storage_view, host);
+            const auto found = detail::first_non_finite<ExecSpace>(data, count);
+            ASSERT_TRUE(found.has_value())
+                << "count " << count << ", offset " << offset << ", bad at " << bad;
+            EXPECT_EQ(found->index, bad) << "count " << count << ", offset " << offset;
+            EXPECT_EQ(std::isnan(found->value), bad % 2 == 1);
+          }
+          for (std::int64_t i = 0; i < offset + count; ++i) host(i) = narrow<Scalar>(1.0);
+          if (offset > 0) host(0) = narrow<Scalar>(nan);  // before the scanned elements
+          Kokkos::deep_copy(storage_view, host);
+          EXPECT_FALSE(detail::first_non_finite<ExecSpace>(data, count).has_value())
+              << "count " << count << ", offset " << offset;
         }
-        for (std::int64_t i = 0; i < count; ++i) host(i) = narrow<Scalar>(1.0);
-        Kokkos::deep_copy(data, host);
-        EXPECT_FALSE(detail::first_non_finite<ExecSpace>(data.data(), count).has_value());
-      }
     });
+  });
+}
+
+TEST(NonFinite, TheFirstTensorInTheCallsOrderIsNamed) {
+  // One wait for the scans of all inputs: with v and q both bad, q (scanned first) is named,
+  // and its own first element, whatever order the scans finish in.
+  for_each_space([](auto space) {
+    using ExecSpace = decltype(space);
+    using Memory = typename ExecSpace::memory_space;
+    const Problem<float, Memory> p;
+    poke(p.in.v, nan, 0, 0, 0, 0);
+    poke(p.in.q, inf, 1, 5, 2, 3);
+    poke(p.in.initial_state, nan, 0, 0, 0, 0);
+    expect_rejected([&] { chunk_gated_delta_product<ExecSpace, float>(p.in.inputs(), options_n2()); },
+                    "q", {"expected finite values, got inf at [b, t, h, k] = [1, 5, 2, 3]"});
+    const auto found = detail::NonFiniteScans<ExecSpace>()
+                           .add("g", p.in.g)
+                           .add("v", p.in.v)
+                           .add("q", p.in.q)
+                           .first_found();
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->name, "v");
+    EXPECT_EQ(found->tensor, 1u);
+    EXPECT_EQ(found->element.index, 0);
   });
 }
 
