@@ -138,58 +138,87 @@ namespace team {
 
 /// Columns of S_out one thread accumulates in registers in affine_map_by_rows.
 constexpr int map_row_columns = 8;
+/// Columns of M that affine_map_by_rows takes at a time (and stages, given a tile).
+constexpr int map_tile_depth = 32;
+
+/// The scratch tile affine_map_by_rows stages M in: `rows` x (map_tile_depth + 1), the extra
+/// column putting consecutive rows in consecutive shared-memory banks.
+template <class ExecSpace, class Real>
+std::size_t map_stage_bytes(int rows) {
+  return scratch_bytes<ExecSpace, Real>(rows, map_tile_depth + 1);
+}
 
 /// S_out <- M S_in, plus R when `R` is not null (S_out must not alias S_in), each thread
-/// accumulating one row of S_out, map_row_columns columns at a time, in registers: M's row is
-/// read once per column group (from global memory through the cache, consecutive threads on
-/// consecutive rows) and S_in's rows are the same for every thread (a broadcast from scratch).
+/// accumulating one row of S_out, map_row_columns columns at a time, in registers, over
+/// map_tile_depth columns of M at a time: S_in's rows are the same for every thread (a
+/// broadcast from scratch). Given a `stage` tile (map_stage_bytes), each tile of M is first
+/// copied there by the team in rows of consecutive elements (coalesced), otherwise every thread
+/// reads its row of M from global memory, 32 rows of a warp in 32 cache lines at a time.
 /// This is the GPU spaces' map product. Kokkos Kernels' unblocked team gemm there computes each
 /// element of S_out as its own dot product over a row of M: the chunk-parallel forward's
 /// segment scan took about 130 us a step on an H200 with it (1-32768-16-128-2: 1.05 ms of
-/// the 6.3 ms forward). Written for any space, so that the tests check it on the host ones too.
-template <class Member, class MView, class InView, class OutView, class RView>
+/// the 6.3 ms forward), 62 us with unstaged rows. Written for any space, so that the tests
+/// check it on the host ones too.
+template <class Member, class MView, class InView, class OutView, class RView, class StageView>
 KOKKOS_INLINE_FUNCTION void affine_map_by_rows(const Member& member, const MView& M,
                                                const RView* R, const InView& s_in,
-                                               const OutView& s_out) {
+                                               const OutView& s_out, const StageView& stage) {
   using Real = typename OutView::non_const_value_type;
   const int rows = int(s_out.extent(0)), width = int(s_out.extent(1)), depth = int(M.extent(1));
   const int groups = (width + map_row_columns - 1) / map_row_columns;
-  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * groups), [&](const int item) {
-    const int d = item % rows, first = (item / rows) * map_row_columns;
-    const int columns = width - first < map_row_columns ? width - first : map_row_columns;
-    Real sum[map_row_columns];
-#pragma unroll
-    for (int e = 0; e < map_row_columns; ++e)
-      sum[e] = R != nullptr && e < columns ? Real((*R)(d, first + e)) : Real(0);
-    for (int j = 0; j < depth; ++j) {
-      const Real m = M(d, j);
+  const bool staged = stage.data() != nullptr;
+  for (int j0 = 0; j0 < depth; j0 += map_tile_depth) {
+    const int tile = depth - j0 < map_tile_depth ? depth - j0 : map_tile_depth;
+    if (staged) {
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * tile), [&](const int i) {
+        stage(i / tile, i % tile) = M(i / tile, j0 + i % tile);
+      });
+      member.team_barrier();
+    }
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * groups), [&](const int item) {
+      const int d = item % rows, first = (item / rows) * map_row_columns;
+      const int columns = width - first < map_row_columns ? width - first : map_row_columns;
+      Real sum[map_row_columns];
 #pragma unroll
       for (int e = 0; e < map_row_columns; ++e)
-        if (e < columns) sum[e] += m * s_in(j, first + e);
-    }
-    for (int e = 0; e < columns; ++e) s_out(d, first + e) = sum[e];
-  });
-  member.team_barrier();
+        sum[e] = e >= columns        ? Real(0)
+                 : j0 > 0            ? s_out(d, first + e)
+                 : R != nullptr      ? Real((*R)(d, first + e))
+                                     : Real(0);
+      for (int j = 0; j < tile; ++j) {
+        const Real m = staged ? stage(d, j) : M(d, j0 + j);
+#pragma unroll
+        for (int e = 0; e < map_row_columns; ++e)
+          if (e < columns) sum[e] += m * s_in(j0 + j, first + e);
+      }
+      for (int e = 0; e < columns; ++e) s_out(d, first + e) = sum[e];
+    });
+    member.team_barrier();
+  }
 }
 
 /// S_out <- M S_in: the linear part of a segment map (the M columns of [M | R]) applied to a
-/// block of state columns (S_out must not alias S_in).
-template <class ExecSpace, class Member, class MView, class InView, class OutView>
+/// block of state columns (S_out must not alias S_in). `stage`: as for affine_map_by_rows, on
+/// the GPU spaces; the host spaces ignore it.
+template <class ExecSpace, class Member, class MView, class InView, class OutView,
+          class StageView = OutView>
 KOKKOS_INLINE_FUNCTION void apply_linear_map(const Member& member, const MView& M,
-                                             const InView& s_in, const OutView& s_out) {
+                                             const InView& s_in, const OutView& s_out,
+                                             const StageView& stage = {}) {
   using Real = typename OutView::non_const_value_type;
   if constexpr (runs_on_host<ExecSpace>)
     gemm<ExecSpace, NoTranspose>(member, Real(1), M, s_in, Real(0), s_out);
   else
-    affine_map_by_rows(member, M, static_cast<const OutView*>(nullptr), s_in, s_out);
+    affine_map_by_rows(member, M, static_cast<const OutView*>(nullptr), s_in, s_out, stage);
 }
 
 /// S_out <- M S_in + R: one segment's map applied to a block of state columns (S_out must
-/// not alias S_in).
-template <class ExecSpace, class Member, class MView, class RView, class InView, class OutView>
+/// not alias S_in). `stage`: as for apply_linear_map.
+template <class ExecSpace, class Member, class MView, class RView, class InView, class OutView,
+          class StageView = OutView>
 KOKKOS_INLINE_FUNCTION void apply_segment_map(const Member& member, const MView& M,
                                               const RView& R, const InView& s_in,
-                                              const OutView& s_out) {
+                                              const OutView& s_out, const StageView& stage = {}) {
   using Real = typename OutView::non_const_value_type;
   if constexpr (runs_on_host<ExecSpace>) {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, int(s_out.extent(0))), [&](const int d) {
@@ -199,7 +228,7 @@ KOKKOS_INLINE_FUNCTION void apply_segment_map(const Member& member, const MView&
     member.team_barrier();
     gemm<ExecSpace, NoTranspose>(member, Real(1), M, s_in, Real(1), s_out);
   } else {
-    affine_map_by_rows(member, M, &R, s_in, s_out);
+    affine_map_by_rows(member, M, &R, s_in, s_out, stage);
   }
 }
 
@@ -255,11 +284,30 @@ struct SegmentScan {
 
   void run() {
     const std::int64_t sequences = std::int64_t(sequence_first_segment.extent(0)) - 1;
-    const std::size_t bytes = 2 * scratch_bytes<ExecSpace, Real>(key_dim, value_block);
-    scratch_level = scratch_level_for<policy_type>(bytes);
-    policy_type policy(sequences * heads * blocking.count(), Kokkos::AUTO);
-    launch("gdp::segment_scan", policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
-           *this);
+    const std::int64_t teams = sequences * heads * blocking.count();
+    std::size_t bytes = 2 * scratch_bytes<ExecSpace, Real>(key_dim, value_block);
+    if constexpr (team::runs_on_host<ExecSpace>) {
+      scratch_level = scratch_level_for<policy_type>(bytes);
+      launch("gdp::segment_scan",
+             policy_type(teams, Kokkos::AUTO)
+                 .set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
+             *this);
+    } else {
+      // A thread for each row and group of columns of the map product: with as many teams as
+      // (head, column block) pairs, about one a multiprocessor, the team is all the
+      // multiprocessor has to hide its latencies with.
+      bytes += team::map_stage_bytes<ExecSpace, Real>(key_dim);
+      scratch_level = scratch_level_for<policy_type>(bytes);
+      const int wanted =
+          key_dim * ((value_block + team::map_row_columns - 1) / team::map_row_columns);
+      const int most = policy_type(teams, 1)
+                           .set_scratch_size(scratch_level, Kokkos::PerTeam(bytes))
+                           .team_size_max(*this, Kokkos::ParallelForTag());
+      launch("gdp::segment_scan",
+             policy_type(teams, std::min(wanted, most))
+                 .set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)),
+             *this);
+    }
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
@@ -270,6 +318,10 @@ struct SegmentScan {
     const std::int64_t sequence = unit / (std::int64_t(blocking.count()) * heads);
     const auto& scratch = member.team_scratch(scratch_level);
     Tile first_tile(scratch, key_dim, value_block), second_tile(scratch, key_dim, value_block);
+    // The GPU spaces stage M's columns in scratch for the map product (team::affine_map_by_rows).
+    Tile stage;
+    if constexpr (!team::runs_on_host<ExecSpace>)
+      stage = Tile(scratch, key_dim, team::map_tile_depth + 1);
     const auto columns = Kokkos::make_pair(0, width);
     auto state = Kokkos::subview(first_tile, Kokkos::ALL(), columns);
     auto next = Kokkos::subview(second_tile, Kokkos::ALL(), columns);
@@ -292,9 +344,9 @@ struct SegmentScan {
       const auto R = Kokkos::subview(maps, s, h, Kokkos::ALL(),
                                      Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
       if (owned.carries_map)  // M columns: M_s times the block, no R_s
-        team::apply_linear_map<ExecSpace>(member, M, state, next);
+        team::apply_linear_map<ExecSpace>(member, M, state, next, stage);
       else
-        team::apply_segment_map<ExecSpace>(member, M, R, state, next);
+        team::apply_segment_map<ExecSpace>(member, M, R, state, next, stage);
       const auto previous = state;
       state = next;
       next = previous;

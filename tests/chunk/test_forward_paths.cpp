@@ -77,25 +77,28 @@ template <class ExecSpace>
 struct ComposeThenApply {
   using Matrix = Kokkos::View<double**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
-  Matrix M1, R1, M2, R2, S, M, R, once, twice, composed, once_by_rows, linear_by_rows;
+  Matrix M1, R1, M2, R2, S, M, R, once, twice, composed, once_by_rows, linear_by_rows, stage,
+      unstaged;
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
     detail::team::apply_segment_map<ExecSpace>(member, M1, R1, S, once);
     detail::team::apply_segment_map<ExecSpace>(member, M2, R2, once, twice);
     detail::team::compose_segment_maps<ExecSpace>(member, M2, R2, M1, R1, M, R);
     detail::team::apply_segment_map<ExecSpace>(member, M, R, S, composed);
-    // The GPU spaces' map product, whatever this space's apply_segment_map uses.
-    detail::team::affine_map_by_rows(member, M1, &R1, S, once_by_rows);
+    // The GPU spaces' map product, whatever this space's apply_segment_map uses: M staged
+    // through a tile, then read where it is.
+    detail::team::affine_map_by_rows(member, M1, &R1, S, once_by_rows, stage);
     detail::team::affine_map_by_rows(member, M1, static_cast<const Matrix*>(nullptr), S,
-                                     linear_by_rows);
+                                     linear_by_rows, unstaged);
   }
 };
 
 /// Composing two segment maps and applying the result equals applying them one after the
 /// other, and the row-wise map product (the GPU spaces') equals M S + R and M S computed here.
-/// V = 19 is not a multiple of the columns a thread accumulates (team::map_row_columns).
+/// V = 19 is not a multiple of the columns a thread accumulates (team::map_row_columns), and
+/// K = 40 takes M in two tiles of columns, the second partial (team::map_tile_depth).
 TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
-  constexpr int K = 12, V = 19;
+  constexpr int K = 40, V = 19;
   for_each_space([&](auto space) {
     using ExecSpace = decltype(space);
     using Work = ComposeThenApply<ExecSpace>;
@@ -114,7 +117,7 @@ TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
               random_matrix("R2", K, V), random_matrix("S", K, V),  Matrix("M", K, K),
               Matrix("R", K, V),         Matrix("once", K, V),      Matrix("twice", K, V),
               Matrix("composed", K, V),  Matrix("once_by_rows", K, V),
-              Matrix("linear_by_rows", K, V)};
+              Matrix("linear_by_rows", K, V), Matrix("stage", K, detail::team::map_tile_depth + 1)};
     Kokkos::parallel_for(Kokkos::TeamPolicy<ExecSpace>(1, Kokkos::AUTO), work);
     const auto on_host = [](const Matrix& m) {
       return Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m);
