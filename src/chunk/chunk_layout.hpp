@@ -49,22 +49,10 @@ struct DeviceChunkLayout {
   DeviceChunkLayout() = default;
   /// `host` copied into views laid out by `carver` (when it only counts, nothing is copied).
   DeviceChunkLayout(const ChunkLayout& host, WorkspaceCarver<MemorySpace>& carver)
-      : chunks(copy_to_device(carver, host.chunks)),
-        sequence_first_chunk(copy_to_device(carver, host.sequence_first_chunk)),
+      : chunks(carve_copy(carver, host.chunks)),
+        sequence_first_chunk(carve_copy(carver, host.sequence_first_chunk)),
         chunk_size(host.chunk_size),
         max_queries(host.max_queries) {}
-
- private:
-  template <class T>
-  static Kokkos::View<const T*, MemorySpace> copy_to_device(WorkspaceCarver<MemorySpace>& carver,
-                                                           const std::vector<T>& values) {
-    const auto device = carver.template view<T*>(values.size());
-    if (device.data() != nullptr)
-      Kokkos::deep_copy(device, Kokkos::View<const T*, Kokkos::HostSpace,
-                                             Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                                    values.data(), values.size()));
-    return device;
-  }
 };
 
 }  // namespace gdp::detail

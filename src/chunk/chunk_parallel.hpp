@@ -29,14 +29,10 @@ void chunk_parallel_state_passes(
     std::int64_t chunks_per_segment, int value_block) {
   using Real = accumulator_t<Scalar>;
   using Pass = StatePass<ExecSpace, Scalar>;
-  using states = Kokkos::View<Real****, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
-  const DeviceSegmentLayout<typename ExecSpace::memory_space> segments(
-      make_segment_layout(layout, chunks_per_segment));
   const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
-  const states maps(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_maps"),
-                    segments.count(), H, K, K + V);
-  const states entering(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_entering"),
-                        segments.count(), H, K, V);
+  const auto leased = lease_segment_states<Real, typename ExecSpace::memory_space>(
+      make_segment_layout(layout, chunks_per_segment), H, K, V, V);
+  const auto& [segments, maps, entering] = leased.parts;
 
   Pass map_pass(operands, device_layout, workspace, {}, {}, maps, value_block);
   map_pass.segments = segments;

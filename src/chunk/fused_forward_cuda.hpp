@@ -460,36 +460,41 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     const std::int64_t multiprocessors = concurrent_walks<Kokkos::Cuda>();
     const ForwardPlan plan =
         plan_forward(layout, options, sequences * H, (V + 63) / 64, multiprocessors);
-    const DeviceSegmentLayout<memory_space> segments(make_segment_layout(
+    const SegmentLayout segment_layout = make_segment_layout(
         layout, plan.chunk_parallel ? plan.chunks_per_segment
-                                    : std::int64_t(layout.chunks.size()) + 1));
-    const int tiles = value_tiles(segments.count() * H, V, multiprocessors);
-    const fused::Params<T> params = common_params(operands, device_layout, segments);
-
-    fused::Params<T> walk = params;
-    walk.output = reinterpret_cast<T*>(o.data());
-    walk.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
-    walk.initial_columns = walk.final_columns = V;
-    walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
+                                    : std::int64_t(layout.chunks.size()) + 1);
+    const std::int64_t walks = std::int64_t(segment_layout.segments.size());
+    const int tiles = value_tiles(walks * H, V, multiprocessors);
+    // The walk that reads out o, from h0 or from each segment's entering state.
+    const auto output_walk = [&](const DeviceSegmentLayout<memory_space>& segments) {
+      fused::Params<T> walk = common_params(operands, device_layout, segments);
+      walk.output = reinterpret_cast<T*>(o.data());
+      walk.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
+      walk.initial_columns = walk.final_columns = V;
+      walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
+      return walk;
+    };
     if (!plan.chunk_parallel) {
+      const auto leased = lease_segments<memory_space>(segment_layout);
+      fused::Params<T> walk = output_walk(leased.parts);
       walk.initial_state = h0.data();
       walk.final_state = ht.data();
-      fused::launch(tiles, walk, segments.count());
+      fused::launch(tiles, walk, walks);
       return;
     }
-    using states = Kokkos::View<float****, Kokkos::LayoutRight, memory_space>;
-    const states maps(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_maps"),
-                      segments.count(), H, K, K + V);
-    const states entering(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_entering"),
-                          segments.count(), H, K, V);
-    fused::Params<T> map_walk = params;
-    map_walk.final_state = maps.data();
+    const auto leased = lease_segment_states<float, memory_space>(segment_layout, H, K, V, V);
+    const SegmentStates<float, memory_space>& states = leased.parts;
+    fused::Params<T> map_walk = common_params(operands, device_layout, states.segments);
+    map_walk.final_state = states.maps.data();
     map_walk.final_columns = K + V;
     map_walk.blocking = ColumnBlocking(K, V, 16 * tiles, true);
-    fused::launch(tiles, map_walk, segments.count());
-    SegmentScan<Kokkos::Cuda, float>(maps, h0, entering, ht, segments, scan_value_block).run();
-    walk.initial_state = entering.data();
-    fused::launch(tiles, walk, segments.count());
+    fused::launch(tiles, map_walk, walks);
+    SegmentScan<Kokkos::Cuda, float>(states.maps, h0, states.entering, ht, states.segments,
+                                     scan_value_block)
+        .run();
+    fused::Params<T> walk = output_walk(states.segments);
+    walk.initial_state = states.entering.data();
+    fused::launch(tiles, walk, walks);
   }
 
   /// The backward's forward: a sequential walk of every sequence from h0 that computes no
@@ -500,8 +505,9 @@ struct FusedForward<Kokkos::Cuda, Scalar,
                                 const unmanaged_view<const float****>& h0,
                                 fused::SavedForBackward<T> saved) {
     const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
-    const DeviceSegmentLayout<memory_space> segments(
+    const auto leased = lease_segments<memory_space>(
         make_segment_layout(layout, std::int64_t(layout.chunks.size()) + 1));
+    const DeviceSegmentLayout<memory_space>& segments = leased.parts;
     const int tiles = value_tiles(segments.count() * H, V, concurrent_walks<Kokkos::Cuda>());
     fused::Params<T> walk = common_params(operands, device_layout, segments);
     walk.initial_state = h0.data();

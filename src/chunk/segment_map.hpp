@@ -18,6 +18,7 @@
 #include "common/launch.hpp"
 #include "common/team_dense.hpp"
 #include "common/team_scratch.hpp"
+#include "common/workspace_cache.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -71,25 +72,45 @@ struct DeviceSegmentLayout {
   Kokkos::View<const std::int64_t*, MemorySpace> sequence_first_segment;
 
   DeviceSegmentLayout() = default;
-  explicit DeviceSegmentLayout(const SegmentLayout& host)
-      : segments(copy_to_device("gdp::segments", host.segments)),
-        sequence_first_segment(
-            copy_to_device("gdp::sequence_first_segment", host.sequence_first_segment)) {}
+  /// `host` copied into views laid out by `carver` (when it only counts, nothing is copied).
+  DeviceSegmentLayout(const SegmentLayout& host, WorkspaceCarver<MemorySpace>& carver)
+      : segments(carve_copy(carver, host.segments)),
+        sequence_first_segment(carve_copy(carver, host.sequence_first_segment)) {}
 
   std::int64_t count() const { return std::int64_t(segments.extent(0)); }
-
- private:
-  template <class T>
-  static Kokkos::View<const T*, MemorySpace> copy_to_device(const char* label,
-                                                           const std::vector<T>& values) {
-    Kokkos::View<T*, MemorySpace> device(
-        Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), values.size());
-    Kokkos::deep_copy(device, Kokkos::View<const T*, Kokkos::HostSpace,
-                                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                                  values.data(), values.size()));
-    return device;
-  }
 };
+
+/// What a chunk-parallel walk keeps per segment, beside the segments themselves: the maps
+/// [M | R] [segments, H, K, K + V] and what enters each segment [segments, H, K,
+/// entering_columns] (the state, V columns, or the map from the sequence's start, K + V).
+template <class Real, class MemorySpace>
+struct SegmentStates {
+  DeviceSegmentLayout<MemorySpace> segments;
+  Kokkos::View<Real****, Kokkos::LayoutRight, MemorySpace> maps, entering;
+};
+
+/// `layout` on the device, from the workspace cache: every call of a walk needs it, and a
+/// fresh allocation's free waits for the device.
+template <class MemorySpace>
+auto lease_segments(const SegmentLayout& layout) {
+  return lease_workspace<MemorySpace>([&](WorkspaceCarver<MemorySpace>& carver) {
+    return DeviceSegmentLayout<MemorySpace>(layout, carver);
+  });
+}
+
+/// `layout` and its SegmentStates, from the workspace cache in one block.
+template <class Real, class MemorySpace>
+auto lease_segment_states(const SegmentLayout& layout, int heads, int key_dim, int value_dim,
+                          int entering_columns) {
+  return lease_workspace<MemorySpace>([&](WorkspaceCarver<MemorySpace>& carver) {
+    SegmentStates<Real, MemorySpace> states;
+    states.segments = DeviceSegmentLayout<MemorySpace>(layout, carver);
+    const std::size_t count = layout.segments.size();
+    states.maps = carver.template view<Real****>(count, heads, key_dim, key_dim + value_dim);
+    states.entering = carver.template view<Real****>(count, heads, key_dim, entering_columns);
+    return states;
+  });
+}
 
 /// The state columns one team of a walk owns.
 struct ColumnBlock {

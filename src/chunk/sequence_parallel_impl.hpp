@@ -256,9 +256,10 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   if (!plan.chunk_parallel) {
     // One segment: the whole slice, walked once by each (head, block of [M | R] columns).
-    Pass pass(operands, device_layout, workspace, {}, {}, map, value_block);
-    pass.segments = DeviceSegmentLayout<memory_space>(
+    const auto leased_segments = lease_segments<memory_space>(
         make_segment_layout(layout, std::max<std::int64_t>(1, std::int64_t(layout.chunks.size()))));
+    Pass pass(operands, device_layout, workspace, {}, {}, map, value_block);
+    pass.segments = leased_segments.parts;
     pass.segment_maps = true;
     pass.map_output = result.readout;
     pass.run();
@@ -266,12 +267,9 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
     // As the chunk-parallel forward, one level up: every segment's map of [M | R], the scan of
     // the maps (each segment's entering [M | R] from [I | 0]), then every segment's walk from
     // its entering [M | R] with the read-out kept.
-    const DeviceSegmentLayout<memory_space> segments(make_segment_layout(layout, plan.chunks_per_segment));
-    using states = Kokkos::View<Real****, Kokkos::LayoutRight, memory_space>;
-    const states maps(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_maps"),
-                      segments.count(), H, K, K + V);
-    const states entering(Kokkos::view_alloc(Kokkos::WithoutInitializing, "gdp::segment_entering"),
-                          segments.count(), H, K, K + V);
+    const auto leased_states = lease_segment_states<Real, memory_space>(
+        make_segment_layout(layout, plan.chunks_per_segment), H, K, V, K + V);
+    const auto& [segments, maps, entering] = leased_states.parts;
     Pass map_pass(operands, device_layout, workspace, {}, {}, maps, value_block);
     map_pass.segments = segments;
     map_pass.segment_maps = true;

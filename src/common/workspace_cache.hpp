@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace gdp::detail {
 
@@ -120,6 +121,19 @@ class WorkspaceCarver {
   std::size_t capacity_ = 0;
   std::size_t used_ = 0;
 };
+
+/// A device copy of `values` carved by `carver` (when it only counts, nothing is copied):
+/// the small host-built tables the kernels read, such as the chunk and segment layouts.
+template <class MemorySpace, class T>
+Kokkos::View<const T*, MemorySpace> carve_copy(WorkspaceCarver<MemorySpace>& carver,
+                                               const std::vector<T>& values) {
+  const auto device = carver.template view<T*>(values.size());
+  if (device.data() != nullptr)
+    Kokkos::deep_copy(device, Kokkos::View<const T*, Kokkos::HostSpace,
+                                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(values.data(),
+                                                                                     values.size()));
+  return device;
+}
 
 /// Workspace parts built by `build(carver)` (a callable returning them by value) in one
 /// leased block that lives as long as they do.
