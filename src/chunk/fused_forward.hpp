@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The fused forward: every chunk's stage-1 work and state update in one kernel that keeps the
 // state on chip, on the tensor cores, walking the chunks sequentially or chunk-parallel like
-// the two-stage forward. Only Kokkos::Cuda with 16-bit storage has one
+// the two-stage forward (chunk-parallel, with the stage-1 tiles of every chunk computed first,
+// all at once, by the same kernel). Only Kokkos::Cuda with 16-bit storage has one
 // (fused_forward_cuda.hpp); elsewhere `available` is false and the driver runs the stages.
 #pragma once
 

@@ -22,6 +22,15 @@
 // owning a fixed 32-row block of it; a 16-bit copy in shared memory feeds the products that
 // read it. exp(G_r - G_i) is evaluated only where r >= i.
 //
+// Where few walks would leave multiprocessors idle (the chunk-parallel plan: a few long
+// sequences), the chunk's stage-1 work above (G to U) would sit on every walk's critical
+// path, once per column block and once more in the outputs walk. There it runs instead as
+// its own launch of the same kernel, one block per (chunk, head), every chunk at once
+// (Stage::prepare, into StagedTiles: -W and QKm in 16 bits, U in float, the copies the walk
+// would have multiplied or added), and the walks read the tiles (Stage::staged), their step
+// per chunk reduced to Vnew, O and the state update. The staged walk gives the fused walk's
+// results bit for bit: the same products in the same order, U never rounded.
+//
 // This is a plain CUDA kernel launched on the stream of Kokkos::Cuda's default instance
 // rather than a Kokkos team functor: Kokkos 3.4 caps a team's shared memory at 48 KB (it never
 // raises cudaFuncAttributeMaxDynamicSharedMemorySize), and one chunk's tiles take 185 KB.
@@ -44,6 +53,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 namespace gdp::detail {
 
@@ -101,6 +111,25 @@ struct SavedForBackward {
   bool vector_w = false, vector_values = false;  ///< K, resp. V, a multiple of 8, rows aligned
 };
 
+/// What one launch of forward_kernel does with each chunk it takes.
+enum class Stage {
+  fused,    ///< the forward: the chunk's stage-1 tiles, then its step of the walk
+  saving,   ///< as fused, without output, writing what the backward reads (SavedForBackward)
+  prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state (segments of one chunk)
+  staged,   ///< the forward's walk, its stage-1 tiles read from StagedTiles
+};
+
+/// The stage-1 tiles of every chunk, written by Stage::prepare and read by Stage::staged:
+/// -W [positions, H, K] and QKm [tokens, H, chunk_capacity] (row j: the query of token j
+/// against its chunk's positions, zero beyond) in 16 bits, U [positions, H, V] in float.
+template <class T>
+struct StagedTiles {
+  T* negated_w = nullptr;
+  T* query_products = nullptr;
+  float* values = nullptr;
+  bool vector_w = false;  ///< K a multiple of 8, rows aligned
+};
+
 /// What one launch walks. T is the CUDA 16-bit type; every tensor is row-major.
 template <class T>
 struct Params {
@@ -120,6 +149,7 @@ struct Params {
   int qk_heads, head_group;  ///< Hqk; H / Hqk: value head h reads q/k head h / head_group
   float scale;
   SavedForBackward<T> saved;  ///< read by the kernel that saves for the backward only
+  StagedTiles<T> staged;      ///< Stage::prepare and Stage::staged only
 };
 
 /// Asks L2 for what `chunk` will load: the rows of K, V (this block's columns) and Q, one
@@ -153,12 +183,62 @@ __device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDe
   if (address) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
 }
 
+/// prefetch_chunk for Stage::staged: the rows of K, -W, U (this block's columns), Q and QKm of
+/// `chunk`, and its beta and g, one 128-byte line a thread, the block's threads in turn.
+template <class T>
+__device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
+                                                      const ChunkDescriptor& chunk, int h,
+                                                      const ColumnBlock& owned) {
+  struct Rows {
+    const void* base;
+    std::int64_t stride;  ///< bytes from one row to the next
+    int rows, lines;      ///< lines: 128-byte lines a row
+  };
+  const auto lines_of = [](std::int64_t bytes) { return int((bytes + 127) / 128); };
+  const int H = p.heads, Hqk = p.qk_heads, hq = h / p.head_group, K = p.key_dim,
+            V = p.value_dim, L = chunk.length, n = p.num_householder;
+  const int queries = p.output ? chunk.num_queries : 0;
+  const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+  constexpr std::int64_t element = sizeof(T);
+  const std::int64_t key_row = std::int64_t(Hqk) * K * element;
+  const Rows regions[] = {
+      {p.k + (p0 * Hqk + hq) * K, key_row, L, lines_of(K * element)},
+      {p.staged.negated_w + (p0 * H + h) * K, std::int64_t(H) * K * element, L,
+       lines_of(K * element)},
+      {p.staged.values + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V * 4,
+       owned.carries_map ? 0 : L, lines_of(owned.width * 4)},
+      {p.q + (t0 * Hqk + hq) * K, key_row, queries, lines_of(K * element)},
+      {p.staged.query_products + (t0 * H + h) * chunk_capacity,
+       std::int64_t(H) * chunk_capacity * element, queries, lines_of(chunk_capacity * element)},
+      {p.beta + p0 * H + h, std::int64_t(H) * element, L, 1},
+      {p.g ? p.g + (p0 / n) * H + h : nullptr, std::int64_t(H) * 4, p.g ? (L + n - 1) / n + 1 : 0, 1},
+  };
+  int total = 0;
+  for (const Rows& region : regions) total += region.rows * region.lines;
+  for (int index = threadIdx.x; index < total; index += threads) {
+    int rest = index;
+    for (const Rows& region : regions) {
+      const int count = region.rows * region.lines;
+      if (rest < count) {
+        const char* address = static_cast<const char*>(region.base) +
+                              (rest / region.lines) * region.stride + (rest % region.lines) * 128;
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
+        break;
+      }
+      rest -= count;
+    }
+  }
+}
+
 /// Warp w owns band w / 4 (16 positions or queries; 32 rows of the state) and quarter w % 4 of
-/// the columns of every product. With SavesForBackward the walk writes what p.saved points to
-/// and no output; a compile-time choice, so that the forward's own kernel carries none of it
-/// (as run-time branches they cost the forward 16% on an H200).
-template <int ValueTiles, bool SavesForBackward, class T>
+/// the columns of every product. Mode (Stage) is a compile-time choice, so that the forward's
+/// own kernel carries none of the others' work (as run-time branches, saving for the backward
+/// cost the forward 16% on an H200).
+template <int ValueTiles, Stage Mode, class T>
 __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) {
+  constexpr bool SavesForBackward = Mode == Stage::saving;
+  constexpr bool computes_tiles = Mode != Stage::staged;  ///< A, QKm, Tm, -W and U
+  constexpr bool walks = Mode != Stage::prepare;          ///< carries a state
   namespace tc = tensor_core;
   using Layout = SharedLayout<ValueTiles>;
   constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc,
@@ -195,7 +275,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
   const SegmentDescriptor segment = p.segments[walk];
   const int key_extent = 16 * ((K + 15) / 16), width = owned.width;
   const SavedForBackward<T>& saved = p.saved;
-  // What depends on the (chunk, head) only is saved by the walk of the first column block.
+  // What depends on the (chunk, head) only is saved (or staged) by the first column block.
   const bool saves_chunk = SavesForBackward && owned.value_first == 0;
   const int CW = saved.chunk_size;
 
@@ -203,23 +283,26 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
   // bits in shared memory.
   const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
   tc::Block<2, value_tiles> state;
-  tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
-    x = d >= K || e >= width ? 0.0f
-        : owned.carries_map  ? owned.identity(d, e)
-        : p.initial_state
-            ? p.initial_state[((walk * H + h) * K + d) * p.initial_columns + owned.state_first + e]
-            : 0.0f;
-  });
   const auto as_is = [](int, int, float x) { return x; };
-  tc::warp_store(state, state16, ldv, state_row0, state_column0, as_is);
-  __syncthreads();
+  if constexpr (walks) {
+    tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
+      x = d >= K || e >= width ? 0.0f
+          : owned.carries_map  ? owned.identity(d, e)
+          : p.initial_state
+              ? p.initial_state[((walk * H + h) * K + d) * p.initial_columns + owned.state_first + e]
+              : 0.0f;
+    });
+    tc::warp_store(state, state16, ldv, state_row0, state_column0, as_is);
+    __syncthreads();
+  }
 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
   for (std::int64_t c = segment.first_chunk; c < segment.end_chunk; ++c) {
     const ChunkDescriptor chunk = p.chunks[c];
     // The backward's walk has no output but saves the read-out weights.
     const int L = chunk.length,
-              num_queries = SavesForBackward || p.output ? chunk.num_queries : 0;
+              num_queries =
+                  SavesForBackward || Mode == Stage::prepare || p.output ? chunk.num_queries : 0;
     const int query_tiles = (num_queries + 15) / 16, first_query = chunk.first_query_local;
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     if constexpr (SavesForBackward)  // S_0, from the 16-bit copy the last barrier published
@@ -263,68 +346,101 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
                                            std::int64_t(Hqk) * K, num_queries, K, p.vector_queries,
                                            p.query_norm ? p.query_norm + t0 * Hqk + hq : nullptr,
                                            Hqk);
-    tc::block_load_rows<C, Layout::value_capacity>(
-        values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
-        owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
+    if constexpr (computes_tiles) {
+      tc::block_load_rows<C, Layout::value_capacity>(
+          values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
+          owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
+    } else {
+      tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.staged.negated_w + (p0 * H + h) * K,
+                                           std::int64_t(H) * K, L, K, p.staged.vector_w, nullptr, 0);
+      if (num_queries > 0)
+        tc::block_load_rows<C, C>(masked_query_products, ldc,
+                                  p.staged.query_products + (t0 * H + h) * C, std::int64_t(H) * C,
+                                  num_queries, C, true, nullptr, 0);
+    }
     tc::block_wait_copies();
     __syncthreads();
     if (saves_chunk && threadIdx.x < L)
       saved.log_decay[(p0 + threadIdx.x) * H + h] = gates[threadIdx.x];
-    if (c + 1 < segment.end_chunk)  // the next chunk's operands, into L2 while this one computes
-      prefetch_chunk(p, p.chunks[c + 1], h, owned);
-
-    {  // A (blocks on and below the diagonal) and QKm (bands holding queries), masked
-      const int column0 = 16 * quarter;
-      if (quarter <= band) {
-        tc::Block<1, 2> acc;
-        tc::warp_fill(acc, 0.0f);
-        tc::warp_mma<1, 2, false, true>(acc, keys, ldk, band_row, keys, ldk, column0, 0, key_extent);
-        tc::warp_for_each(acc, band_row, column0, [&](int r, int i, float& x) {
-          products[r * ldf + i] = i < r ? steps[r] * expf(gates[r] - gates[i]) * x : 0.0f;
-        });
-      }
-      if (band < query_tiles) {
-        tc::Block<1, 2> acc;
-        tc::warp_fill(acc, 0.0f);
-        tc::warp_mma<1, 2, false, true>(acc, queries, ldk, band_row, keys, ldk, column0, 0,
-                                        key_extent);
-        tc::warp_store(acc, masked_query_products, ldc, band_row, column0,
-                       [&](int j, int i, float x) {
-                         const int r = first_query + j * n;
-                         const float weight =
-                             j < num_queries && i <= r ? p.scale * expf(gates[r] - gates[i]) * x
-                                                       : 0.0f;
-                         if (saves_chunk && j < num_queries && i < L)
-                           saved.intra[((t0 + j) * H + h) * CW + i] = weight;
-                         return weight;
-                       });
-      }
+    if (c + 1 < segment.end_chunk) {  // the next chunk's operands, into L2 while this one computes
+      if constexpr (computes_tiles)
+        prefetch_chunk(p, p.chunks[c + 1], h, owned);
+      else
+        prefetch_staged_chunk(p, p.chunks[c + 1], h, owned);
     }
-    __syncthreads();
 
-    // Tm, and its columns weighted in 16 bits: beta exp(G) for W, beta for U.
-    tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial, [&](int r, int i, float t) {
-      tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
-      tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
-      if (saves_chunk && r < L && i < CW) saved.tm[((p0 + r) * H + h) * CW + i] = tc::from_float<T>(t);
-    });
-
-    {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
-      tc::Block<1, 4> w;
-      tc::warp_fill(w, 0.0f);
-      tc::warp_mma<1, 4, false, false>(w, tm_keys, ldc, band_row, keys, ldk, 32 * quarter, 0,
-                                       band_row + 16);
-      tc::warp_store(w, negated_w, ldk, band_row, 32 * quarter, [](int, int, float x) { return -x; });
-    }
     tc::Block<1, value_tiles> fresh;  // U, then Vnew
-    tc::warp_fill(fresh, 0.0f);
-    if (!owned.carries_map)
-      tc::warp_mma<1, value_tiles, false, false>(fresh, tm_values, ldc, band_row, values, ldv,
-                                                 value_column0, 0, band_row + 16);
-    __syncthreads();
-    if (saves_chunk)
-      tc::block_store_rows(negated_w, ldk, saved.negated_w + (p0 * H + h) * K, std::int64_t(H) * K,
-                           L, K, saved.vector_w);
+    if constexpr (computes_tiles) {
+      {  // A (blocks on and below the diagonal) and QKm (bands holding queries), masked
+        const int column0 = 16 * quarter;
+        if (quarter <= band) {
+          tc::Block<1, 2> acc;
+          tc::warp_fill(acc, 0.0f);
+          tc::warp_mma<1, 2, false, true>(acc, keys, ldk, band_row, keys, ldk, column0, 0, key_extent);
+          tc::warp_for_each(acc, band_row, column0, [&](int r, int i, float& x) {
+            products[r * ldf + i] = i < r ? steps[r] * expf(gates[r] - gates[i]) * x : 0.0f;
+          });
+        }
+        if (band < query_tiles) {
+          tc::Block<1, 2> acc;
+          tc::warp_fill(acc, 0.0f);
+          tc::warp_mma<1, 2, false, true>(acc, queries, ldk, band_row, keys, ldk, column0, 0,
+                                          key_extent);
+          tc::warp_store(acc, masked_query_products, ldc, band_row, column0,
+                         [&](int j, int i, float x) {
+                           const int r = first_query + j * n;
+                           const float weight =
+                               j < num_queries && i <= r ? p.scale * expf(gates[r] - gates[i]) * x
+                                                         : 0.0f;
+                           if (saves_chunk && j < num_queries && i < L)
+                             saved.intra[((t0 + j) * H + h) * CW + i] = weight;
+                           return weight;
+                         });
+        }
+      }
+      __syncthreads();
+
+      // Tm, and its columns weighted in 16 bits: beta exp(G) for W, beta for U.
+      tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial, [&](int r, int i, float t) {
+        tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
+        tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
+        if (saves_chunk && r < L && i < CW) saved.tm[((p0 + r) * H + h) * CW + i] = tc::from_float<T>(t);
+      });
+
+      {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
+        tc::Block<1, 4> w;
+        tc::warp_fill(w, 0.0f);
+        tc::warp_mma<1, 4, false, false>(w, tm_keys, ldc, band_row, keys, ldk, 32 * quarter, 0,
+                                         band_row + 16);
+        tc::warp_store(w, negated_w, ldk, band_row, 32 * quarter, [](int, int, float x) { return -x; });
+      }
+      tc::warp_fill(fresh, 0.0f);
+      if (!owned.carries_map)
+        tc::warp_mma<1, value_tiles, false, false>(fresh, tm_values, ldc, band_row, values, ldv,
+                                                   value_column0, 0, band_row + 16);
+      __syncthreads();
+      if (saves_chunk)
+        tc::block_store_rows(negated_w, ldk, saved.negated_w + (p0 * H + h) * K, std::int64_t(H) * K,
+                             L, K, saved.vector_w);
+    }
+    if constexpr (Mode == Stage::prepare) {
+      if (owned.value_first == 0) {  // -W and QKm depend on the (chunk, head) only
+        tc::block_store_rows(negated_w, ldk, p.staged.negated_w + (p0 * H + h) * K,
+                             std::int64_t(H) * K, L, K, p.staged.vector_w);
+        tc::block_store_rows(masked_query_products, ldc, p.staged.query_products + (t0 * H + h) * C,
+                             std::int64_t(H) * C, num_queries, C, true);
+      }
+      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
+        if (i < L && e < width) p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e] = x;
+      });
+      continue;  // no state: the next chunk is another segment's (one chunk a segment)
+    } else if constexpr (Mode == Stage::staged) {
+      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
+        x = !owned.carries_map && i < L && e < width
+                ? p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e]
+                : 0.0f;
+      });
+    }
 
     // Vnew = U - W S, over the V it replaces (read by every warp before the barrier).
     tc::warp_mma<1, value_tiles, false, false>(fresh, negated_w, ldk, band_row, state16, ldv,
@@ -370,7 +486,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
     __syncthreads();
   }
 
-  if (p.final_state)
+  if (walks && p.final_state)
     tc::warp_for_each(state, state_row0, state_column0, [&](int d, int e, float& x) {
       if (d < K && e < width)
         p.final_state[((walk * H + h) * K + d) * p.final_columns + owned.state_first + e] = x;
@@ -401,19 +517,19 @@ void launch_kernel(std::int64_t units, std::size_t bytes, const KernelParams& pa
 }
 
 /// Starts one walk per (segment, head, column block) on Kokkos::Cuda's default stream.
-template <int ValueTiles, bool SavesForBackward, class T>
+template <int ValueTiles, Stage Mode, class T>
 void launch(const Params<T>& params, std::int64_t walks) {
-  launch_kernel<forward_kernel<ValueTiles, SavesForBackward, T>>(
+  launch_kernel<forward_kernel<ValueTiles, Mode, T>>(
       walks * params.heads * params.blocking.count(), SharedLayout<ValueTiles>::bytes, params,
       "the fused forward kernel");
 }
 
-template <bool SavesForBackward = false, class T>
+template <Stage Mode = Stage::fused, class T>
 void launch(int value_tiles, const Params<T>& params, std::int64_t walks) {
   if (value_tiles == 8)
-    launch<8, SavesForBackward>(params, walks);
+    launch<8, Mode>(params, walks);
   else
-    launch<4, SavesForBackward>(params, walks);
+    launch<4, Mode>(params, walks);
 }
 
 inline bool aligned16(const void* pointer) {
@@ -482,19 +598,23 @@ struct FusedForward<Kokkos::Cuda, Scalar,
       fused::launch(tiles, walk, walks);
       return;
     }
+    // Few walks: every chunk's stage-1 tiles at once, then the walks read them.
+    const auto staged = stage_tiles(operands, layout, device_layout);
     const auto leased = lease_segment_states<float, memory_space>(segment_layout, H, K, V, V);
     const SegmentStates<float, memory_space>& states = leased.parts;
     fused::Params<T> map_walk = common_params(operands, device_layout, states.segments);
+    map_walk.staged = staged.parts.first;
     map_walk.final_state = states.maps.data();
     map_walk.final_columns = K + V;
     map_walk.blocking = ColumnBlocking(K, V, 16 * tiles, true);
-    fused::launch(tiles, map_walk, walks);
+    fused::launch<fused::Stage::staged>(tiles, map_walk, walks);
     SegmentScan<Kokkos::Cuda, float>(states.maps, h0, states.entering, ht, states.segments,
                                      scan_value_block)
         .run();
     fused::Params<T> walk = output_walk(states.segments);
+    walk.staged = staged.parts.first;
     walk.initial_state = states.entering.data();
-    fused::launch(tiles, walk, walks);
+    fused::launch<fused::Stage::staged>(tiles, walk, walks);
   }
 
   /// The backward's forward: a sequential walk of every sequence from h0 that computes no
@@ -517,10 +637,37 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     saved.vector_values =
         fused::vector_rows(saved.new_values, V) && fused::vector_rows(saved.entry_states, V);
     walk.saved = saved;
-    fused::launch</*SavesForBackward=*/true>(tiles, walk, segments.count());
+    fused::launch<fused::Stage::saving>(tiles, walk, segments.count());
   }
 
  private:
+  /// Stage::prepare over every chunk of the call into tiles leased from the workspace cache
+  /// (they must outlive the walks that read them): one block a (chunk, head, column block),
+  /// segments of one chunk.
+  static auto stage_tiles(const ChunkOperands<Scalar, memory_space>& operands,
+                          const ChunkLayout& layout,
+                          const DeviceChunkLayout<memory_space>& device_layout) {
+    const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
+    const std::int64_t positions = std::int64_t(operands.key_rows.extent(0)),
+                       tokens = std::int64_t(operands.query_rows.extent(0));
+    const SegmentLayout one_chunk_each = make_segment_layout(layout, 1);
+    auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
+      fused::StagedTiles<T> tiles;
+      tiles.negated_w = carver.template view<T*>(positions * H * K).data();
+      tiles.query_products = carver.template view<T*>(tokens * H * fused::chunk_capacity).data();
+      tiles.values = carver.template view<float*>(positions * H * V).data();
+      tiles.vector_w = fused::vector_rows(tiles.negated_w, K);
+      return std::make_pair(tiles, DeviceSegmentLayout<memory_space>(one_chunk_each, carver));
+    });
+    const auto& [tiles, chunks] = leased.parts;
+    const int value_tiles_each = value_tiles(chunks.count() * H, V, concurrent_walks<Kokkos::Cuda>());
+    fused::Params<T> prepare = common_params(operands, device_layout, chunks);
+    prepare.staged = tiles;
+    prepare.blocking = ColumnBlocking(K, V, 16 * value_tiles_each, false);
+    fused::launch<fused::Stage::prepare>(value_tiles_each, prepare, chunks.count());
+    return leased;
+  }
+
   /// The operands and shape of every walk of a call.
   static fused::Params<T> common_params(const ChunkOperands<Scalar, memory_space>& operands,
                                         const DeviceChunkLayout<memory_space>& device_layout,

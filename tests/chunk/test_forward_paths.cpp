@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // Both walks over the chunks, forced, against the float64 naive recurrence on every execution
-// space and storage type (on Kokkos::Cuda with 16-bit storage: the fused kernel's two walks);
-// and the algebra of segment maps that the chunk-parallel walk and the multi-rank code share.
+// space and storage type (on Kokkos::Cuda with 16-bit storage: the fused kernel's sequential
+// walk and its staged chunk-parallel one, which also give the same bits); and the algebra of
+// segment maps that the chunk-parallel walk and the multi-rank code share.
 #include <gdp/forward.hpp>
 
+#include "chunk/fused_forward.hpp"
 #include "chunk/segment_map.hpp"
 #include "common/forward_cases.hpp"
+#include "common/same_bits.hpp"
 #include "common/test_dispatch.hpp"
 #include "reference/error_norms.hpp"
 
@@ -71,6 +74,36 @@ TEST_P(ForcedWalk, MatchesNaiveRecurrence) {
 
 INSTANTIATE_TEST_SUITE_P(Walks, ForcedWalk, ::testing::ValuesIn(path_cases()),
                          [](const ::testing::TestParamInfo<PathCase>& info) { return info.param.name; });
+
+/// On Kokkos::Cuda with 16-bit storage the chunk-parallel walks read every chunk's stage-1
+/// tiles from a launch of their own (fused::Stage::prepare, then Stage::staged), while the
+/// sequential walk computes them on the way (Stage::fused), with the same products in the
+/// same order: with one segment a sequence, whose outputs walk starts from h0 itself, o must
+/// come out the same to the bit. (ht differs: the scan computes it as M h0 + R.)
+TEST_P(ForcedWalk, StagedOutputsAreTheFusedWalksBitForBit) {
+  const PathCase& c = GetParam();
+  if (c.algorithm != ForwardAlgorithm::sequential) GTEST_SKIP() << "one comparison a base";
+  int compared = 0;
+  for_each_space([&](auto space) {
+    using ExecSpace = decltype(space);
+    for_each_storage([&](auto storage, double) {
+      using Scalar = decltype(storage);
+      if constexpr (detail::FusedForward<ExecSpace, Scalar>::available) {
+        const auto owned =
+            make_random_problem<Scalar, typename ExecSpace::memory_space>(c.base.spec);
+        ForwardOptions options = c.base.options;
+        options.algorithm = ForwardAlgorithm::sequential;
+        const auto sequential = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
+        options.algorithm = ForwardAlgorithm::chunk_parallel;
+        options.chunks_per_segment = 1 << 30;
+        const auto staged = chunk_gated_delta_product<ExecSpace, Scalar>(owned.inputs(), options);
+        expect_same_bits("o", sequential.o, staged.o);
+        ++compared;
+      }
+    });
+  });
+  if (compared == 0) GTEST_SKIP() << "no space with the fused Cuda kernel compiled in";
+}
 
 /// Segment maps applied, composed and multiplied row-wise, in one team.
 template <class ExecSpace>
