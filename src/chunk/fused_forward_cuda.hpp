@@ -25,7 +25,7 @@
 // Where few walks would leave multiprocessors idle (the chunk-parallel plan: a few long
 // sequences), the chunk's stage-1 work above (G to U) would sit on every walk's critical
 // path, once per column block and once more in the outputs walk. There it runs instead as
-// its own launch of the same kernel, one block per (chunk, head), every chunk at once
+// its own launch of the same kernel over every chunk at once, a few chunks a block
 // (Stage::prepare, into StagedTiles: -W and QKm in 16 bits, U in float, the copies the walk
 // would have multiplied or added), and the walks read the tiles (Stage::staged), their step
 // per chunk reduced to Vnew, O and the state update. The staged walk gives the fused walk's
@@ -115,7 +115,7 @@ struct SavedForBackward {
 enum class Stage {
   fused,    ///< the forward: the chunk's stage-1 tiles, then its step of the walk
   saving,   ///< as fused, without output, writing what the backward reads (SavedForBackward)
-  prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state (segments of one chunk)
+  prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state
   staged,   ///< the forward's walk, its stage-1 tiles read from StagedTiles
 };
 
@@ -346,6 +346,7 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
                                            std::int64_t(Hqk) * K, num_queries, K, p.vector_queries,
                                            p.query_norm ? p.query_norm + t0 * Hqk + hq : nullptr,
                                            Hqk);
+    tc::Block<1, value_tiles> fresh;  // U, then Vnew
     if constexpr (computes_tiles) {
       tc::block_load_rows<C, Layout::value_capacity>(
           values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
@@ -357,6 +358,12 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
         tc::block_load_rows<C, C>(masked_query_products, ldc,
                                   p.staged.query_products + (t0 * H + h) * C, std::int64_t(H) * C,
                                   num_queries, C, true, nullptr, 0);
+      // U straight into the accumulators, its loads in flight with the copies above.
+      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
+        x = !owned.carries_map && i < L && e < width
+                ? p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e]
+                : 0.0f;
+      });
     }
     tc::block_wait_copies();
     __syncthreads();
@@ -369,7 +376,6 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
         prefetch_staged_chunk(p, p.chunks[c + 1], h, owned);
     }
 
-    tc::Block<1, value_tiles> fresh;  // U, then Vnew
     if constexpr (computes_tiles) {
       {  // A (blocks on and below the diagonal) and QKm (bands holding queries), masked
         const int column0 = 16 * quarter;
@@ -433,13 +439,8 @@ __global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) 
       tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
         if (i < L && e < width) p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e] = x;
       });
-      continue;  // no state: the next chunk is another segment's (one chunk a segment)
-    } else if constexpr (Mode == Stage::staged) {
-      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
-        x = !owned.carries_map && i < L && e < width
-                ? p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e]
-                : 0.0f;
-      });
+      __syncthreads();  // the tiles are read before the next chunk's loads replace them
+      continue;         // no state
     }
 
     // Vnew = U - W S, over the V it replaces (read by every warp before the barrier).
@@ -641,23 +642,28 @@ struct FusedForward<Kokkos::Cuda, Scalar,
   }
 
  private:
+  /// Chunks one block of Stage::prepare takes in turn, so that each chunk's loads are in L2
+  /// (prefetched during the previous one) rather than waited for: with one chunk a block,
+  /// 1-32768-16-128-2's prepare took 14.5 us a chunk on each multiprocessor of an H200.
+  static constexpr std::int64_t prepare_chunks = 8;
+
   /// Stage::prepare over every chunk of the call into tiles leased from the workspace cache
-  /// (they must outlive the walks that read them): one block a (chunk, head, column block),
-  /// segments of one chunk.
+  /// (they must outlive the walks that read them): one block a (run of prepare_chunks chunks,
+  /// head, column block).
   static auto stage_tiles(const ChunkOperands<Scalar, memory_space>& operands,
                           const ChunkLayout& layout,
                           const DeviceChunkLayout<memory_space>& device_layout) {
     const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
     const std::int64_t positions = std::int64_t(operands.key_rows.extent(0)),
                        tokens = std::int64_t(operands.query_rows.extent(0));
-    const SegmentLayout one_chunk_each = make_segment_layout(layout, 1);
+    const SegmentLayout runs = make_segment_layout(layout, prepare_chunks);
     auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
       fused::StagedTiles<T> tiles;
       tiles.negated_w = carver.template view<T*>(positions * H * K).data();
       tiles.query_products = carver.template view<T*>(tokens * H * fused::chunk_capacity).data();
       tiles.values = carver.template view<float*>(positions * H * V).data();
       tiles.vector_w = fused::vector_rows(tiles.negated_w, K);
-      return std::make_pair(tiles, DeviceSegmentLayout<memory_space>(one_chunk_each, carver));
+      return std::make_pair(tiles, DeviceSegmentLayout<memory_space>(runs, carver));
     });
     const auto& [tiles, chunks] = leased.parts;
     const int value_tiles_each = value_tiles(chunks.count() * H, V, concurrent_walks<Kokkos::Cuda>());
