@@ -23,8 +23,9 @@
 // read it. exp(G_r - G_i) is evaluated only where r >= i.
 //
 // Where few walks would leave multiprocessors idle (the chunk-parallel plan: a few long
-// sequences), the chunk's stage-1 work above (G to U) would sit on every walk's critical
-// path, once per column block and once more in the outputs walk. There it runs instead as
+// sequences; or blocks of 64 state columns, two walks a head), the chunk's stage-1 work above
+// (G to U) would sit on every walk's critical path, once per column block (and once more in
+// the chunk-parallel outputs walk). There it runs instead as
 // its own launch of the same kernel over every chunk at once, a few chunks a block
 // (Stage::prepare, into StagedTiles: -W and QKm in 16 bits, U in float, the copies the walk
 // would have multiplied or added), and the walks read the tiles (Stage::staged), their step
@@ -596,7 +597,14 @@ struct FusedForward<Kokkos::Cuda, Scalar,
       fused::Params<T> walk = output_walk(leased.parts);
       walk.initial_state = h0.data();
       walk.final_state = ht.data();
-      fused::launch(tiles, walk, walks);
+      if (walk.blocking.count() == 1) {
+        fused::launch(tiles, walk, walks);
+        return;
+      }
+      // Several column blocks a head would each redo the chunks' stage-1 work: staged once.
+      const auto staged = stage_tiles(operands, layout, device_layout);
+      walk.staged = staged.parts.first;
+      fused::launch<fused::Stage::staged>(tiles, walk, walks);
       return;
     }
     // Few walks: every chunk's stage-1 tiles at once, then the walks read them.

@@ -94,9 +94,11 @@ void expect_staged_outputs_equal_fused(const PathCase& c) {
 
 /// On Kokkos::Cuda with 16-bit storage the chunk-parallel walks read every chunk's stage-1
 /// tiles from a launch of their own (fused::Stage::prepare, then Stage::staged), while the
-/// sequential walk computes them on the way (Stage::fused), with the same products in the
+/// sequential walk computes them on the way (Stage::fused) where one block takes all of a
+/// head's columns (V <= 64 here: a few walks get blocks of 64), with the same products in the
 /// same order: with one segment a sequence, whose outputs walk starts from h0 itself, o must
-/// come out the same to the bit. (ht differs: the scan computes it as M h0 + R.)
+/// come out the same to the bit. (ht differs: the scan computes it as M h0 + R.) For larger V
+/// both walks are staged, and this compares the sequential walk with the scan's.
 TEST_P(ForcedWalk, StagedOutputsAreTheFusedWalksBitForBit) {
   const PathCase& c = GetParam();
   if (c.algorithm != ForwardAlgorithm::sequential) GTEST_SKIP() << "one comparison a base";
