@@ -151,7 +151,7 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
   chosen.chunk_size = settings.chunk_size;
   chosen.allow_non_finite = settings.allow_non_finite;
   // The options `run` would use, so that the blocks are timed as `run` computes them.
-  const ForwardOptions options = dist::whole_problem_options<ExecSpace>(problems.shape, chosen);
+  const ForwardOptions options = dist::whole_problem_options<ExecSpace, Scalar>(problems.shape, chosen);
   RankTimes times;
   times.units = double(problems.units.size());
   times.blocks = double(problems.blocks.size());

@@ -42,7 +42,7 @@ RankErrors check_rank(const ProblemFlags& flags, const ForwardOptions& chosen, c
   const auto problems = make_rank_problems<Scalar, typename ExecSpace::memory_space>(
       flags, runtime.rank(), runtime.size());
   // The options `run` would use, so that the blocks are checked as `run` computes them.
-  const ForwardOptions options = dist::whole_problem_options<ExecSpace>(problems.shape, chosen);
+  const ForwardOptions options = dist::whole_problem_options<ExecSpace, Scalar>(problems.shape, chosen);
   RankErrors errors;
   errors.units = double(problems.units.size());
   errors.blocks = double(problems.blocks.size());

@@ -89,6 +89,21 @@ ForwardResult<Scalar, MemorySpace> allocate_forward_result(const ProblemShape& s
   return result;
 }
 
+/// The walk over the chunks the forward takes for `shape` on ExecSpace with storage Scalar.
+/// The fused Cuda kernel may walk a (sequence, head) pair's state columns in several blocks,
+/// each a walk of its own; the other paths walk a pair's columns together. gdp_app fixes this
+/// choice for the whole problem before cutting it into blocks (dist/whole_problem_options.hpp).
+template <class ExecSpace, class Scalar>
+ForwardPlan forward_plan(const ChunkLayout& layout, const ProblemShape& shape,
+                         const ForwardOptions& options) {
+  using Fused = FusedForward<ExecSpace, Scalar>;
+  std::int64_t walks_per_pair = 1;
+  if constexpr (Fused::available)
+    if (Fused::supports(shape, options)) walks_per_pair = Fused::walks_per_pair(int(shape.value_dim));
+  return plan_forward(layout, options, shape.num_sequences() * shape.heads, walks_per_pair,
+                      concurrent_walks<ExecSpace>());
+}
+
 /// The forward into outputs from allocate_forward_result(shape, options), `shape` being what
 /// check_forward_inputs(in, options) returned; the benchmarks time this part alone.
 template <class ExecSpace, class Scalar>
@@ -102,8 +117,7 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   using Fused = FusedForward<ExecSpace, Scalar>;
   bool fused = false;
   if constexpr (Fused::available) fused = Fused::supports(shape, options);
-  const ForwardPlan plan = plan_forward(layout, options, shape.num_sequences() * shape.heads, 1,
-                                        concurrent_walks<ExecSpace>());
+  const ForwardPlan plan = forward_plan<ExecSpace, Scalar>(layout, shape, options);
   // The fused CUDA kernel and the host spaces' sequential fused walk (host_fused_walk.hpp)
   // keep each chunk's stage-1 quantities on chip; the chunk-parallel plan and the portable
   // device path run two stages with the workspace between them.
@@ -121,7 +135,7 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   if constexpr (Fused::available) {
     if (fused) {
-      Fused::run(operands, layout, device_layout, options, h0, o, ht, value_block);
+      Fused::run(operands, layout, device_layout, plan, h0, o, ht, value_block);
       ExecSpace().fence();
       return;
     }

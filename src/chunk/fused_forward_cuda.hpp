@@ -568,16 +568,16 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     return V > 64 && 4 * walks * ((V + 127) / 128) >= 3 * multiprocessors ? 8 : 4;
   }
 
+  /// The most walks a (sequence, head) pair of value size V takes: blocks of 64 columns.
+  static std::int64_t walks_per_pair(int V) { return (V + 63) / 64; }
+
+  /// The forward under `plan` (forward_plan(), made with walks_per_pair).
   static void run(const ChunkOperands<Scalar, memory_space>& operands, const ChunkLayout& layout,
-                  const DeviceChunkLayout<memory_space>& device_layout,
-                  const ForwardOptions& options, const unmanaged_view<const float****>& h0,
-                  const unmanaged_view<Scalar***>& o, const unmanaged_view<float****>& ht,
-                  int scan_value_block) {
+                  const DeviceChunkLayout<memory_space>& device_layout, const ForwardPlan& plan,
+                  const unmanaged_view<const float****>& h0, const unmanaged_view<Scalar***>& o,
+                  const unmanaged_view<float****>& ht, int scan_value_block) {
     const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
-    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.size()) - 1;
     const std::int64_t multiprocessors = concurrent_walks<Kokkos::Cuda>();
-    const ForwardPlan plan =
-        plan_forward(layout, options, sequences * H, (V + 63) / 64, multiprocessors);
     const SegmentLayout segment_layout = make_segment_layout(
         layout, plan.chunk_parallel ? plan.chunks_per_segment
                                     : std::int64_t(layout.chunks.size()) + 1);

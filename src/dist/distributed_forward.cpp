@@ -87,7 +87,7 @@ class RankRun {
     run_collectively(comm_, [&] {
       with_execution_space(config_.space, [&](auto space) {
         using ExecSpace = decltype(space);
-        const ForwardOptions options = whole_problem_options<ExecSpace>(input_.shape, chosen);
+        const ForwardOptions options = whole_problem_options<ExecSpace, Scalar>(input_.shape, chosen);
         for (std::size_t b = 0; b < blocks_.size(); ++b) {
           const BlockCall<ExecSpace, Scalar> call(block_inputs(b));
           call.forward(options, block_outputs(b), config_.check_outputs);

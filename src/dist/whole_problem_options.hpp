@@ -18,12 +18,11 @@
 namespace gdp::dist {
 
 /// `options` with the walk and the value block the library would choose for `whole` on
-/// `ExecSpace` made explicit (choices already explicit in `options` stay).
-template <class ExecSpace>
+/// `ExecSpace` with storage `Scalar` made explicit (choices already explicit in `options` stay).
+template <class ExecSpace, class Scalar>
 ForwardOptions whole_problem_options(const detail::ProblemShape& whole, ForwardOptions options) {
-  const detail::ForwardPlan plan =
-      detail::plan_forward(detail::make_chunk_layout(whole, options.chunk_size), options,
-                           whole.num_sequences() * whole.heads, 1, detail::concurrent_walks<ExecSpace>());
+  const detail::ForwardPlan plan = detail::forward_plan<ExecSpace, Scalar>(
+      detail::make_chunk_layout(whole, options.chunk_size), whole, options);
   options.algorithm = plan.chunk_parallel ? ForwardAlgorithm::chunk_parallel : ForwardAlgorithm::sequential;
   options.chunks_per_segment = int(plan.chunks_per_segment);
   options.value_block = detail::state_pass_value_block<ExecSpace>(whole, options);

@@ -66,7 +66,7 @@ void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& chosen, b
   const auto owned = make_random_problem<Scalar, memory_space>(spec);
   const auto upstream = make_random_output_gradients<Scalar, memory_space>(spec, true);
   const detail::ProblemShape shape = detail::check_forward_inputs(owned.inputs(), chosen);
-  ForwardOptions options = dist::whole_problem_options<ExecSpace>(shape, chosen);
+  ForwardOptions options = dist::whole_problem_options<ExecSpace, Scalar>(shape, chosen);
   if (free_value_block) options.value_block = 0;
   std::map<std::string, HostTensor> in{
       {"q", {"q", stored, owned.q}},         {"k", {"k", stored, owned.k}},

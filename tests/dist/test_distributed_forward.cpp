@@ -178,7 +178,7 @@ void check_against_one_call(const Problem& problem, bool backward = false) {
       using Space = decltype(space);
       const auto inputs = on_space<Space>(owned);
       const detail::ProblemShape shape = detail::check_forward_inputs(inputs, options);
-      options = dist::whole_problem_options<Space>(shape, options);
+      options = dist::whole_problem_options<Space, Scalar>(shape, options);
       const io::SafetensorsHeader header = io::read_safetensors_header(config.output);
       const auto expect_bytes = [&](const char* name, const auto& view) {
         SCOPED_TRACE(name);
