@@ -92,7 +92,7 @@ for name, by in medians.items():
     cell = lambda v: " / ".join(f"{x:.3f}" for x in v) if v else "-"
     ratio = f"{min(c) / min(b):.3f}" if b and c else "-"
     print(f"{name:48} {cell(b):>15} {cell(c):>15} {ratio:>12}")
-print("\ngdp_app bench (a user's call), GFLOP/s of the 'all' row:")
+print("\ngdp_app bench (a user's call): s/call and useful GFLOP/s of the 'all' row")
 for build in ("base", "current"):
     try:
         text = open(f"{out}/app_{build}.log").read()
@@ -101,7 +101,10 @@ for build in ("base", "current"):
     for block in text.split("gdp_app bench: ")[1:]:
         title = block.splitlines()[0].split(";")[0]
         row = [line for line in block.splitlines() if line.strip().startswith("all")]
-        print(f"  {build:8} {title:60} {row[0].split()[4:] if row else 'no result'}")
+        cells = row[0].split() if row else []
+        seconds = [c for c in cells if re.fullmatch(r"\d+\.\d{4}", c)]  # s/call: 4 decimals
+        figures = f"{seconds[0]} s/call, {cells[-1]} GFLOP/s" if seconds else "no result"
+        print(f"  {build:8} {title:60} {figures}")
 EOF
 cp "$results/compare.txt" "$out/compare.txt"
 tar -czf "$out/compare.tgz" -C "$work" results
