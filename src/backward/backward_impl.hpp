@@ -55,8 +55,7 @@ BackwardPlan check_backward(const ForwardInputs<Scalar, typename ExecSpace::memo
   plan.value_blocks =
       int((shape.value_dim + plan.reverse_value_block - 1) / plan.reverse_value_block);
   expect_call_fits(shape, call_limits(shape, options, plan.value_blocks, /*backward=*/true));
-  check_finite_inputs<ExecSpace>(in, options);
-  check_finite_output_gradients<ExecSpace>(upstream, options);
+  check_finite_backward_inputs<ExecSpace>(in, upstream, options);
   return plan;
 }
 

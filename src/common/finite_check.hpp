@@ -164,7 +164,7 @@ class NonFiniteScans {
   using index_type = unsigned long long;
 
  public:
-  static constexpr int capacity = 8;  ///< the most tensors one batch scans
+  static constexpr int capacity = 8;  ///< the most tensors one batch scans: the backward's inputs
 
   /// The first non-finite element of the `tensor`-th tensor scanned (tensors without elements
   /// are not counted).
@@ -259,30 +259,38 @@ std::optional<NonFiniteElement> first_non_finite(const Scalar* data, std::int64_
   return found->element;
 }
 
-/// Rejects non-finite values in every input of the forward (q, k, v, beta, g, h0), unless
-/// options.allow_non_finite.
+/// Starts the scans of every input of the forward (q, k, v, beta, g, h0), in that order.
 template <class ExecSpace, class Scalar>
-void check_finite_inputs(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-                         const ForwardOptions& options, const IndexOrigin& origin = {}) {
-  if (options.allow_non_finite) return;
-  NonFiniteScans<ExecSpace>()
-      .add("q", in.q)
+NonFiniteScans<ExecSpace>& add_forward_inputs(
+    NonFiniteScans<ExecSpace>& scans,
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in) {
+  return scans.add("q", in.q)
       .add("k", in.k)
       .add("v", in.v)
       .add("beta", in.beta)
       .add("g", in.g)
-      .add("h0", in.initial_state)
-      .expect_finite_inputs(origin);
+      .add("h0", in.initial_state);
 }
 
-/// Rejects non-finite values in the backward's incoming gradients (do, dht), unless
-/// options.allow_non_finite.
+/// Rejects non-finite values in every input of the forward, unless options.allow_non_finite.
 template <class ExecSpace, class Scalar>
-void check_finite_output_gradients(
+void check_finite_inputs(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                         const ForwardOptions& options, const IndexOrigin& origin = {}) {
+  if (options.allow_non_finite) return;
+  NonFiniteScans<ExecSpace> scans;
+  add_forward_inputs(scans, in).expect_finite_inputs(origin);
+}
+
+/// Rejects non-finite values in every input of the backward: the forward's, then its incoming
+/// gradients (do, dht), with one wait; unless options.allow_non_finite.
+template <class ExecSpace, class Scalar>
+void check_finite_backward_inputs(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
     const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
     const ForwardOptions& options, const IndexOrigin& origin = {}) {
   if (options.allow_non_finite) return;
-  NonFiniteScans<ExecSpace>()
+  NonFiniteScans<ExecSpace> scans;
+  add_forward_inputs(scans, in)
       .add("do", upstream.o)
       .add("dht", upstream.final_state)
       .expect_finite_inputs(origin);

@@ -109,8 +109,7 @@ class BlockCall {
     OutputGradients<Scalar, memory_space> upstream;
     upstream.o = device(Host<Scalar****>(host_.d_o, s.batch, s.tokens_per_row, s.heads, s.value_dim));
     if (host_.dht) upstream.final_state = device(state(host_.dht));
-    detail::check_finite_inputs<ExecSpace>(inputs_, options, host_.origin);
-    detail::check_finite_output_gradients<ExecSpace>(upstream, options, host_.origin);
+    detail::check_finite_backward_inputs<ExecSpace>(inputs_, upstream, options, host_.origin);
     options.allow_non_finite = true;
     const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(inputs_, upstream, options);
     if (check_outputs) {
