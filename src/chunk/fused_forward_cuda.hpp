@@ -64,11 +64,25 @@ inline constexpr int chunk_capacity = 64;  ///< positions per chunk (chunk_size 
 inline constexpr int key_capacity = 128;   ///< K <= 128, zero-padded to a multiple of 16
 inline constexpr int warps = 16, threads = 32 * warps;
 
+/// What one launch of forward_kernel does with each chunk it takes.
+enum class Stage {
+  fused,    ///< the forward: the chunk's stage-1 tiles, then its step of the walk
+  saving,   ///< as fused, without output, writing what the backward reads (SavedForBackward)
+  prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state
+  staged,   ///< the forward's walk, its stage-1 tiles read from StagedTiles
+};
+
 /// Byte offsets of the tiles in shared memory, for blocks of 16 * ValueTiles state columns.
 /// Leading dimensions: 16-bit tiles of K columns ldk, of value columns ldv, of chunk
 /// positions ldc; float tiles of chunk positions ldf (all padded against bank conflicts).
-template <int ValueTiles>
+/// Stage::prepare carries no state and reads out nothing, so it has neither S nor
+/// exp(G_L - G) o Vnew, and two pairs of tiles share their bytes: Tm takes Q's (Q is dead
+/// once QKm is in shared memory, a barrier before the inversion writes Tm) and -W takes A's
+/// (the inversion, the last reader of A, ends with a barrier). Its 100 KB then let two
+/// blocks share a multiprocessor, where the walks' 185 KB allow one.
+template <int ValueTiles, Stage Mode>
 struct SharedLayout {
+  static constexpr bool prepares = Mode == Stage::prepare;
   static constexpr int value_capacity = 16 * ValueTiles;
   static constexpr int ldk = key_capacity + 8, ldv = value_capacity + 8;
   static constexpr int ldc = chunk_capacity + 8, ldf = chunk_capacity + 4;
@@ -76,15 +90,17 @@ struct SharedLayout {
   static constexpr std::size_t value_tile = std::size_t(chunk_capacity) * ldv * 2;
   static constexpr std::size_t position_tile = std::size_t(chunk_capacity) * ldc * 2;
   static constexpr std::size_t float_tile = std::size_t(chunk_capacity) * ldf * 4;
+  static_assert(key_tile == float_tile, "Tm and -W take the bytes of Q and A in Stage::prepare");
   static constexpr std::size_t keys = 0;                           ///< K
   static constexpr std::size_t queries = keys + key_tile;          ///< Q
   static constexpr std::size_t negated_w = queries + key_tile;     ///< -W
   static constexpr std::size_t values = negated_w + key_tile;      ///< V, then Vnew
   static constexpr std::size_t decayed = values + value_tile;      ///< exp(G_L - G) o Vnew
-  static constexpr std::size_t state = decayed + value_tile;       ///< S, 16 bits
-  static constexpr std::size_t products = state + std::size_t(key_capacity) * ldv * 2;  ///< A
-  static constexpr std::size_t tm = products + float_tile;         ///< Tm in float
-  static constexpr std::size_t tm_keys = tm + float_tile;          ///< Tm diag(beta exp(G))
+  static constexpr std::size_t state = decayed + (prepares ? 0 : value_tile);  ///< S, 16 bits
+  static constexpr std::size_t products =
+      prepares ? negated_w : state + std::size_t(key_capacity) * ldv * 2;  ///< A
+  static constexpr std::size_t tm = prepares ? queries : products + float_tile;  ///< Tm in float
+  static constexpr std::size_t tm_keys = prepares ? state : tm + float_tile;  ///< Tm diag(beta exp(G))
   static constexpr std::size_t tm_values = tm_keys + position_tile;  ///< Tm diag(beta)
   static constexpr std::size_t masked_query_products = tm_values + position_tile;  ///< QKm
   static constexpr std::size_t partial = masked_query_products + position_tile;
@@ -110,14 +126,6 @@ struct SavedForBackward {
   T *negated_w = nullptr, *tm = nullptr, *new_values = nullptr, *entry_states = nullptr;
   int chunk_size = 0;  ///< the row length of tm and intra
   bool vector_w = false, vector_values = false;  ///< K, resp. V, a multiple of 8, rows aligned
-};
-
-/// What one launch of forward_kernel does with each chunk it takes.
-enum class Stage {
-  fused,    ///< the forward: the chunk's stage-1 tiles, then its step of the walk
-  saving,   ///< as fused, without output, writing what the backward reads (SavedForBackward)
-  prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state
-  staged,   ///< the forward's walk, its stage-1 tiles read from StagedTiles
 };
 
 /// The stage-1 tiles of every chunk, written by Stage::prepare and read by Stage::staged:
@@ -236,12 +244,13 @@ __device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
 /// own kernel carries none of the others' work (as run-time branches, saving for the backward
 /// cost the forward 16% on an H200).
 template <int ValueTiles, Stage Mode, class T>
-__global__ void __launch_bounds__(threads, 1) forward_kernel(const Params<T> p) {
+__global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
+    forward_kernel(const Params<T> p) {
   constexpr bool SavesForBackward = Mode == Stage::saving;
   constexpr bool computes_tiles = Mode != Stage::staged;  ///< A, QKm, Tm, -W and U
   constexpr bool walks = Mode != Stage::prepare;          ///< carries a state
   namespace tc = tensor_core;
-  using Layout = SharedLayout<ValueTiles>;
+  using Layout = SharedLayout<ValueTiles, Mode>;
   constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc,
                 ldf = Layout::ldf;
   constexpr int value_tiles = ValueTiles / 2;  ///< 8-column tiles of a warp's value columns
@@ -522,7 +531,7 @@ void launch_kernel(std::int64_t units, std::size_t bytes, const KernelParams& pa
 template <int ValueTiles, Stage Mode, class T>
 void launch(const Params<T>& params, std::int64_t walks) {
   launch_kernel<forward_kernel<ValueTiles, Mode, T>>(
-      walks * params.heads * params.blocking.count(), SharedLayout<ValueTiles>::bytes, params,
+      walks * params.heads * params.blocking.count(), SharedLayout<ValueTiles, Mode>::bytes, params,
       "the fused forward kernel");
 }
 
