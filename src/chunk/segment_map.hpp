@@ -161,6 +161,8 @@ namespace team {
 constexpr int map_row_columns = 8;
 /// Columns of M that affine_map_by_rows takes at a time (and stages, given a tile).
 constexpr int map_tile_depth = 32;
+/// Elements of M a thread loads before it stores any of them into the stage tile.
+constexpr int map_stage_batch = 16;
 
 /// The scratch tile affine_map_by_rows stages M in: `rows` x (map_tile_depth + 1), the extra
 /// column putting consecutive rows in consecutive shared-memory banks.
@@ -191,8 +193,23 @@ KOKKOS_INLINE_FUNCTION void affine_map_by_rows(const Member& member, const MView
   for (int j0 = 0; j0 < depth; j0 += map_tile_depth) {
     const int tile = depth - j0 < map_tile_depth ? depth - j0 : map_tile_depth;
     if (staged) {
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * tile), [&](const int i) {
-        stage(i / tile, i % tile) = M(i / tile, j0 + i % tile);
+      // Each thread's loads are all issued before the first store: element by element, every
+      // load waited for the store before it (the compiler cannot tell scratch from M), about
+      // 16 latencies of L2 a tile, which made the chunk-parallel forward's segment scan 56 us
+      // a step (1-32768-16-128-2 on an H200). Consecutive threads read consecutive elements.
+      const int count = rows * tile, items = (count + map_stage_batch - 1) / map_stage_batch;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, items), [&](const int item) {
+        Real batch[map_stage_batch];
+#pragma unroll
+        for (int u = 0; u < map_stage_batch; ++u) {
+          const int i = u * items + item;
+          batch[u] = i < count ? Real(M(i / tile, j0 + i % tile)) : Real(0);
+        }
+#pragma unroll
+        for (int u = 0; u < map_stage_batch; ++u) {
+          const int i = u * items + item;
+          if (i < count) stage(i / tile, i % tile) = batch[u];
+        }
       });
       member.team_barrier();
     }
