@@ -113,7 +113,8 @@ struct ForwardInputs {
   view<const std::int64_t*> cu_seqlens;           ///< [N+1], optional
 };
 
-/// The outputs, allocated by the operator in `MemorySpace`.
+/// The outputs: allocated by chunk_gated_delta_product, or given by the caller to
+/// chunk_gated_delta_product_into.
 template <class Scalar, class MemorySpace>
 struct ForwardResult {
   Kokkos::View<Scalar****, Kokkos::LayoutRight, MemorySpace> o;  ///< [B, T, H, V]
@@ -132,5 +133,20 @@ template <class ExecSpace, class Scalar>
 ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
     const ForwardOptions& options = {});
+
+/// The same forward into outputs the caller owns (a framework's preallocated tensors, or
+/// buffers reused across calls), every element of which it overwrites: `outputs.o`
+/// [B, T, H, V], and `outputs.final_state` [N, H, K, V] exactly when
+/// ForwardOptions::output_final_state (a null view otherwise). Each must have memory of its
+/// own, overlapping neither the other nor any input. The outputs are checked with the other
+/// arguments, before any kernel runs: on an error nothing is written. Saves the call the
+/// allocation of its outputs (on Cuda about a third of an 8-2048-16-128-2 call's time beyond
+/// its kernels, docs/PERFORMANCE.md).
+/// \throws gdp::InvalidArgument on any invalid argument, naming it ("o" and "ht" included).
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options,
+    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs);
 
 }  // namespace gdp

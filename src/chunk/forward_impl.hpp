@@ -157,15 +157,16 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   ExecSpace().fence();
 }
 
-template <class ExecSpace, class Scalar>
-ForwardResult<Scalar, typename ExecSpace::memory_space> chunked_forward(
+/// A forward whose arguments passed check_forward_inputs (`shape`): the call's size and the
+/// inputs' values checked, then the kernels into the outputs that `outputs()` gives, asked
+/// for only once every check passed (a rejected call allocates and writes nothing).
+template <class ExecSpace, class Scalar, class Outputs>
+ForwardResult<Scalar, typename ExecSpace::memory_space> checked_forward(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-    const ForwardOptions& options) {
-  const ProblemShape shape = check_forward_inputs(in, options);
+    const ForwardOptions& options, const ProblemShape& shape, Outputs&& outputs) {
   expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
   check_finite_inputs<ExecSpace>(in, options);
-  const auto result =
-      allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
+  const ForwardResult<Scalar, typename ExecSpace::memory_space> result = outputs();
   chunked_forward_into<ExecSpace>(in, options, shape, result);
   return result;
 }
@@ -178,24 +179,45 @@ template <class ExecSpace, class Scalar>
 ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
     const ForwardOptions& options) {
-  return detail::chunked_forward<ExecSpace, Scalar>(inputs, options);
+  using namespace detail;
+  const ProblemShape shape = check_forward_inputs(inputs, options);
+  return checked_forward<ExecSpace, Scalar>(inputs, options, shape, [&] {
+    return allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
+  });
+}
+
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options,
+    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs) {
+  using namespace detail;
+  const ProblemShape shape = check_forward_inputs(inputs, options);
+  check_forward_outputs(shape, options.output_final_state, extents_of("o", outputs.o),
+                        extents_of("ht", outputs.final_state));
+  expect_disjoint({memory_of("o", outputs.o), memory_of("ht", outputs.final_state)},
+                  {memory_of("q", inputs.q), memory_of("k", inputs.k), memory_of("v", inputs.v),
+                   memory_of("beta", inputs.beta), memory_of("g", inputs.g),
+                   memory_of("h0", inputs.initial_state),
+                   memory_of("cu_seqlens", inputs.cu_seqlens)});
+  checked_forward<ExecSpace, Scalar>(inputs, options, shape, [&] { return outputs; });
 }
 
 }  // namespace gdp
 
+/// Instantiates the forward (both entry points) for one execution space and one storage type.
+#define GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, Scalar)                               \
+  template ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                      \
+  gdp::chunk_gated_delta_product<ExecSpace, Scalar>(                                  \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                   \
+      const ::gdp::ForwardOptions&);                                                  \
+  template void gdp::chunk_gated_delta_product_into<ExecSpace, Scalar>(               \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                   \
+      const ::gdp::ForwardOptions&, const ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>&)
+
 /// Instantiates the forward for one execution space and every storage type.
-#define GDP_INSTANTIATE_FORWARD(ExecSpace)                                                        \
-  template ::gdp::ForwardResult<double, ExecSpace::memory_space>                                  \
-  gdp::chunk_gated_delta_product<ExecSpace, double>(                                              \
-      const ::gdp::ForwardInputs<double, ExecSpace::memory_space>&, const ::gdp::ForwardOptions&); \
-  template ::gdp::ForwardResult<float, ExecSpace::memory_space>                                   \
-  gdp::chunk_gated_delta_product<ExecSpace, float>(                                               \
-      const ::gdp::ForwardInputs<float, ExecSpace::memory_space>&, const ::gdp::ForwardOptions&);  \
-  template ::gdp::ForwardResult<::gdp::bfloat16, ExecSpace::memory_space>                         \
-  gdp::chunk_gated_delta_product<ExecSpace, ::gdp::bfloat16>(                                     \
-      const ::gdp::ForwardInputs<::gdp::bfloat16, ExecSpace::memory_space>&,                      \
-      const ::gdp::ForwardOptions&);                                                              \
-  template ::gdp::ForwardResult<::gdp::float16, ExecSpace::memory_space>                          \
-  gdp::chunk_gated_delta_product<ExecSpace, ::gdp::float16>(                                      \
-      const ::gdp::ForwardInputs<::gdp::float16, ExecSpace::memory_space>&,                       \
-      const ::gdp::ForwardOptions&)
+#define GDP_INSTANTIATE_FORWARD(ExecSpace)                 \
+  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, double);          \
+  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, float);           \
+  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, ::gdp::bfloat16); \
+  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, ::gdp::float16)

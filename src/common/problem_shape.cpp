@@ -104,6 +104,19 @@ void check_output_gradients(const ProblemShape& shape, const TensorExtents& outp
                  "[N, H, K, V]");
 }
 
+void check_forward_outputs(const ProblemShape& shape, bool final_state_wanted,
+                           const TensorExtents& o, const TensorExtents& final_state) {
+  expect_required_shape(o, {shape.batch, shape.tokens_per_row, shape.heads, shape.value_dim},
+                        "[B, T, H, V]");
+  if (final_state_wanted)
+    expect_required_shape(final_state,
+                          {shape.num_sequences(), shape.heads, shape.key_dim, shape.value_dim},
+                          "[N, H, K, V]");
+  else
+    GDP_EXPECT(!final_state.present, final_state.name,
+               "expected a null view (output_final_state is not set), got a view");
+}
+
 void check_input_gradients(const ProblemShape& shape, const TensorExtents& dq,
                            const TensorExtents& dk, const TensorExtents& dv,
                            const TensorExtents& dbeta, const TensorExtents& dg,

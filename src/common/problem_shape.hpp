@@ -73,6 +73,13 @@ ProblemShape check_forward_arguments(const TensorExtents& q, const TensorExtents
 void check_output_gradients(const ProblemShape& shape, const TensorExtents& output_gradient,
                             const TensorExtents& final_state_gradient);
 
+/// Checks outputs given to the forward to write into: o [B, T, H, V], and ht [N, H, K, V]
+/// exactly when `final_state_wanted` (a view the call would not write is an error, not
+/// silently left alone).
+/// \throws gdp::InvalidArgument naming the offending tensor, its expected and actual shape.
+void check_forward_outputs(const ProblemShape& shape, bool final_state_wanted,
+                           const TensorExtents& o, const TensorExtents& final_state);
+
 /// Checks gradients given to the backward to write into: dq, dk, dv, dbeta each with the
 /// shape of its input; dg exactly when g is given, dh0 exactly when h0 is given (a view the
 /// call would not write is an error, not silently left alone).

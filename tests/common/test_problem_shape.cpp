@@ -5,10 +5,12 @@
 
 #include "common/expect_rejected.hpp"
 #include "common/random_problem.hpp"
+#include "common/same_bits.hpp"
 
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <string>
 
 namespace gdp {
@@ -193,6 +195,98 @@ TEST(ForwardArguments, MessageNamesTheCheckSite) {
     EXPECT_NE(std::string(e.what()).find("src/common/problem_shape.cpp:"), std::string::npos)
         << e.what();
   }
+}
+
+// chunk_gated_delta_product_into: the caller's outputs.
+
+template <class T>
+using HostView = Kokkos::View<T, Kokkos::LayoutRight, Memory>;
+
+/// Outputs of valid_problem() for the _into entry point, o filled with `fill`.
+ForwardResult<double, Memory> caller_outputs(bool final_state, double fill = 0.0) {
+  ForwardResult<double, Memory> outputs;
+  outputs.o = HostView<double****>("o", 2, 10, 3, 5);
+  Kokkos::deep_copy(outputs.o, fill);
+  if (final_state) outputs.final_state = HostView<double****>("ht", 2, 3, 4, 5);
+  return outputs;
+}
+
+void expect_into_rejected(const ForwardInputs<double, Memory>& in, const ForwardOptions& options,
+                          const ForwardResult<double, Memory>& outputs,
+                          const std::string& argument,
+                          std::initializer_list<std::string> fragments) {
+  test::expect_rejected(
+      [&] { chunk_gated_delta_product_into<Space, double>(in, options, outputs); }, argument,
+      fragments);
+}
+
+TEST(ForwardArguments, IntoWritesWhatTheAllocatingCallReturns) {
+  const auto owned = valid_problem();
+  for (const bool final_state : {false, true}) {
+    SCOPED_TRACE(final_state ? "with ht" : "without ht");
+    auto options = valid_options();
+    options.output_final_state = final_state;
+    const auto expected = chunk_gated_delta_product<Space, double>(owned.inputs(), options);
+    // NaN everywhere first: an element the call did not write would stay NaN.
+    const auto outputs = caller_outputs(final_state, std::numeric_limits<double>::quiet_NaN());
+    if (final_state) Kokkos::deep_copy(outputs.final_state, std::numeric_limits<double>::quiet_NaN());
+    chunk_gated_delta_product_into<Space, double>(owned.inputs(), options, outputs);
+    test::expect_same_bits("o", expected.o, outputs.o);
+    test::expect_same_bits("ht", expected.final_state, outputs.final_state);
+  }
+}
+
+TEST(ForwardArguments, IntoChecksTheOutputsShapes) {
+  const auto owned = valid_problem();
+  auto options = valid_options();
+  auto outputs = caller_outputs(false);
+  outputs.o = HostView<double****>("o", 2, 10, 3, 4);
+  expect_into_rejected(owned.inputs(), options, outputs, "o",
+                       {"[B, T, H, V] = [2, 10, 3, 5]", "got [2, 10, 3, 4]"});
+  outputs.o = {};
+  expect_into_rejected(owned.inputs(), options, outputs, "o", {"missing"});
+  // ht exactly when the options ask for it: a view the call would not write is an error.
+  expect_into_rejected(owned.inputs(), options, caller_outputs(true), "ht",
+                       {"expected a null view (output_final_state is not set)"});
+  options.output_final_state = true;
+  expect_into_rejected(owned.inputs(), options, caller_outputs(false), "ht", {"missing"});
+  outputs = caller_outputs(true);
+  outputs.final_state = HostView<double****>("ht", 2, 3, 5, 4);
+  expect_into_rejected(owned.inputs(), options, outputs, "ht",
+                       {"[N, H, K, V] = [2, 3, 4, 5]", "got [2, 3, 5, 4]"});
+}
+
+TEST(ForwardArguments, IntoRejectsOverlappingMemory) {
+  const auto owned = valid_problem();
+  auto options = valid_options();
+  options.output_final_state = true;
+  // o and ht in one buffer, ht starting inside o.
+  HostView<double*> buffer("buffer", 1000);
+  auto outputs = caller_outputs(true);
+  outputs.o = HostView<double****>(buffer.data(), 2, 10, 3, 5);
+  outputs.final_state = HostView<double****>(buffer.data() + 200, 2, 3, 4, 5);
+  expect_into_rejected(owned.inputs(), options, outputs, "o",
+                       {"expected memory of its own", "overlapping ht"});
+  // o where q is: the call would overwrite an input it still reads.
+  const auto in = owned.inputs();
+  outputs = caller_outputs(true);
+  outputs.o = HostView<double****>(const_cast<double*>(in.q.data()), 2, 10, 3, 5);
+  expect_into_rejected(in, options, outputs, "o", {"overlapping q"});
+}
+
+TEST(ForwardArguments, IntoLeavesTheOutputsAloneWhenRejected) {
+  const auto owned = valid_problem();
+  const auto in = owned.inputs();
+  // A NaN in v is found by the scan of the values, the last check before the kernels.
+  const_cast<double*>(in.v.data())[7] = std::numeric_limits<double>::quiet_NaN();
+  auto options = valid_options();
+  options.output_final_state = true;
+  const auto outputs = caller_outputs(true, 42.0);
+  Kokkos::deep_copy(outputs.final_state, -42.0);
+  expect_into_rejected(in, options, outputs, "v", {"expected finite values", "nan"});
+  for (std::size_t i = 0; i < outputs.o.span(); ++i) ASSERT_EQ(outputs.o.data()[i], 42.0) << i;
+  for (std::size_t i = 0; i < outputs.final_state.span(); ++i)
+    ASSERT_EQ(outputs.final_state.data()[i], -42.0) << i;
 }
 
 }  // namespace
