@@ -329,12 +329,7 @@ __global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
         steps[r] = r < L ? tc::to_float(p.beta[position * H + h]) : 0.0f;
         pair_sum += gate[u];
       }
-      float inclusive = pair_sum;
-#pragma unroll
-      for (int offset = 1; offset < 32; offset *= 2) {
-        const float before = __shfl_up_sync(0xffffffffu, inclusive, offset);
-        if (lane >= offset) inclusive += before;
-      }
+      const float inclusive = tc::warp_inclusive_sum(pair_sum);
       gates[2 * lane] = inclusive - pair_sum + gate[0];
       gates[2 * lane + 1] = inclusive;
       __syncwarp();

@@ -315,6 +315,17 @@ __device__ __forceinline__ void warp_store_float(const Block<Rows, Columns>& acc
   });
 }
 
+/// The sum of `x` over lanes 0 to this one of the (whole, converged) warp.
+__device__ __forceinline__ float warp_inclusive_sum(float x) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const float before = __shfl_up_sync(0xffffffffu, x, offset);
+    if (lane >= offset) x += before;
+  }
+  return x;
+}
+
 /// Waits for this thread's asynchronous copies (a barrier must follow to publish them).
 __device__ __forceinline__ void block_wait_copies() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
