@@ -29,7 +29,8 @@
 // its own launch of the same kernel over every chunk at once, a few chunks a block
 // (Stage::prepare, into StagedTiles: -W and QKm in 16 bits, U in float, the copies the walk
 // would have multiplied or added), and the walks read the tiles (Stage::staged), their step
-// per chunk reduced to Vnew, O and the state update. The staged walk gives the fused walk's
+// per chunk reduced to Vnew, O and the state update, the next chunk's tiles copied in
+// meanwhile. The staged walk gives the fused walk's
 // results bit for bit: the same products in the same order, U never rounded.
 //
 // This is a plain CUDA kernel launched on the stream of Kokkos::Cuda's default instance
@@ -75,14 +76,18 @@ enum class Stage {
 /// Byte offsets of the tiles in shared memory, for blocks of 16 * ValueTiles state columns.
 /// Leading dimensions: 16-bit tiles of K columns ldk, of value columns ldv, of chunk
 /// positions ldc; float tiles of chunk positions ldf (all padded against bank conflicts).
-/// Stage::prepare carries no state and reads out nothing, so it has neither S nor
-/// exp(G_L - G) o Vnew, and two pairs of tiles share their bytes: Tm takes Q's (Q is dead
-/// once QKm is in shared memory, a barrier before the inversion writes Tm) and -W takes A's
-/// (the inversion, the last reader of A, ends with a barrier). Its 100 KB then let two
-/// blocks share a multiprocessor, where the walks' 185 KB allow one.
+/// A stage gets only the tiles it uses. Stage::staged reads its -W and QKm, so it has no A,
+/// Tm or weighted copies of Tm, and it keeps two of each tile it copies in (K, Q, -W, QKm):
+/// the next chunk's arrive while this one's are multiplied. Stage::prepare carries no state
+/// and reads out nothing, so it has neither S nor exp(G_L - G) o Vnew, and two pairs of its
+/// tiles share their bytes: Tm takes Q's (Q is dead once QKm is in shared memory, a barrier
+/// before the inversion writes Tm) and -W takes A's (the inversion, the last reader of A,
+/// ends with a barrier). For 128 columns the fused and saving walks take 185 KB and the
+/// staged walk 189 KB, one block a multiprocessor; the prepare takes 100 KB, two blocks.
 template <int ValueTiles, Stage Mode>
 struct SharedLayout {
-  static constexpr bool prepares = Mode == Stage::prepare;
+  static constexpr bool walks = Mode != Stage::prepare;           ///< S, exp(G_L - G) o Vnew
+  static constexpr bool computes_tiles = Mode != Stage::staged;   ///< A, Tm, its copies
   static constexpr int value_capacity = 16 * ValueTiles;
   static constexpr int ldk = key_capacity + 8, ldv = value_capacity + 8;
   static constexpr int ldc = chunk_capacity + 8, ldf = chunk_capacity + 4;
@@ -90,27 +95,40 @@ struct SharedLayout {
   static constexpr std::size_t value_tile = std::size_t(chunk_capacity) * ldv * 2;
   static constexpr std::size_t position_tile = std::size_t(chunk_capacity) * ldc * 2;
   static constexpr std::size_t float_tile = std::size_t(chunk_capacity) * ldf * 4;
+  static constexpr std::size_t state_tile = std::size_t(key_capacity) * ldv * 2;
   static_assert(key_tile == float_tile, "Tm and -W take the bytes of Q and A in Stage::prepare");
+  /// `bytes` where the stage uses the tile, else nothing.
+  static constexpr std::size_t when(bool used, std::size_t bytes) { return used ? bytes : 0; }
+
+  /// Copies of K, Q, -W and QKm: the one being multiplied and the one being copied in.
+  static constexpr int buffers = Mode == Stage::staged ? 2 : 1;
   static constexpr std::size_t keys = 0;                           ///< K
-  static constexpr std::size_t queries = keys + key_tile;          ///< Q
-  static constexpr std::size_t negated_w = queries + key_tile;     ///< -W
-  static constexpr std::size_t values = negated_w + key_tile;      ///< V, then Vnew
+  static constexpr std::size_t queries = keys + buffers * key_tile;        ///< Q
+  static constexpr std::size_t negated_w = queries + buffers * key_tile;   ///< -W
+  static constexpr std::size_t values = negated_w + buffers * key_tile;    ///< V, then Vnew
   static constexpr std::size_t decayed = values + value_tile;      ///< exp(G_L - G) o Vnew
-  static constexpr std::size_t state = decayed + (prepares ? 0 : value_tile);  ///< S, 16 bits
-  static constexpr std::size_t products =
-      prepares ? negated_w : state + std::size_t(key_capacity) * ldv * 2;  ///< A
-  static constexpr std::size_t tm = prepares ? queries : products + float_tile;  ///< Tm in float
-  static constexpr std::size_t tm_keys = prepares ? state : tm + float_tile;  ///< Tm diag(beta exp(G))
-  static constexpr std::size_t tm_values = tm_keys + position_tile;  ///< Tm diag(beta)
-  static constexpr std::size_t masked_query_products = tm_values + position_tile;  ///< QKm
-  static constexpr std::size_t partial = masked_query_products + position_tile;
-  static constexpr std::size_t gates =
-      partial + std::size_t(16) * tensor_core::inverse_partial_ld * 4;  ///< G
+  static constexpr std::size_t state = decayed + when(walks, value_tile);  ///< S, 16 bits
+  static constexpr std::size_t products =                          ///< A
+      walks ? state + state_tile : negated_w;
+  static constexpr std::size_t tm =                                ///< Tm in float
+      walks ? products + when(computes_tiles, float_tile) : queries;
+  static constexpr std::size_t tm_keys =                           ///< Tm diag(beta exp(G))
+      walks ? tm + when(computes_tiles, float_tile) : state;
+  static constexpr std::size_t tm_values =                         ///< Tm diag(beta)
+      tm_keys + when(computes_tiles, position_tile);
+  static constexpr std::size_t masked_query_products =             ///< QKm
+      tm_values + when(computes_tiles, position_tile);
+  static constexpr std::size_t partial = masked_query_products + buffers * position_tile;
+  static constexpr std::size_t gates =                             ///< G
+      partial + when(computes_tiles, std::size_t(16) * tensor_core::inverse_partial_ld * 4);
   static constexpr std::size_t steps = gates + chunk_capacity * 4;        ///< beta
   static constexpr std::size_t key_weights = steps + chunk_capacity * 4;  ///< beta exp(G)
   static constexpr std::size_t tail_decays = key_weights + chunk_capacity * 4;  ///< exp(G_L - G)
   static constexpr std::size_t query_gates = tail_decays + chunk_capacity * 4;  ///< scale exp(G_r)
   static constexpr std::size_t bytes = query_gates + chunk_capacity * 4;
+  /// Blocks a multiprocessor holds (227 KB of shared memory for blocks, 1 KB of it reserved
+  /// for each): the kernel's register budget follows (64K registers for 512 threads each).
+  static constexpr int blocks_per_multiprocessor = 2 * (bytes + 1024) <= 227 * 1024 ? 2 : 1;
 };
 
 /// What a sequential walk leaves for the backward (fused_backward_cuda.hpp): G [positions, H]
@@ -192,8 +210,9 @@ __device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDe
   if (address) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
 }
 
-/// prefetch_chunk for Stage::staged: the rows of K, -W, U (this block's columns), Q and QKm of
-/// `chunk`, and its beta and g, one 128-byte line a thread, the block's threads in turn.
+/// prefetch_chunk for Stage::staged: what its walk loads where it uses it, not copied a chunk
+/// ahead as K, Q, -W and QKm are: the rows of U (this block's columns) and beta and g of
+/// `chunk`, one 128-byte line a thread, the block's threads in turn.
 template <class T>
 __device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
                                                       const ChunkDescriptor& chunk, int h,
@@ -203,23 +222,12 @@ __device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
     std::int64_t stride;  ///< bytes from one row to the next
     int rows, lines;      ///< lines: 128-byte lines a row
   };
-  const auto lines_of = [](std::int64_t bytes) { return int((bytes + 127) / 128); };
-  const int H = p.heads, Hqk = p.qk_heads, hq = h / p.head_group, K = p.key_dim,
-            V = p.value_dim, L = chunk.length, n = p.num_householder;
-  const int queries = p.output ? chunk.num_queries : 0;
-  const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
-  constexpr std::int64_t element = sizeof(T);
-  const std::int64_t key_row = std::int64_t(Hqk) * K * element;
+  const int H = p.heads, V = p.value_dim, L = chunk.length, n = p.num_householder;
+  const std::int64_t p0 = chunk.first_position;
   const Rows regions[] = {
-      {p.k + (p0 * Hqk + hq) * K, key_row, L, lines_of(K * element)},
-      {p.staged.negated_w + (p0 * H + h) * K, std::int64_t(H) * K * element, L,
-       lines_of(K * element)},
       {p.staged.values + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V * 4,
-       owned.carries_map ? 0 : L, lines_of(owned.width * 4)},
-      {p.q + (t0 * Hqk + hq) * K, key_row, queries, lines_of(K * element)},
-      {p.staged.query_products + (t0 * H + h) * chunk_capacity,
-       std::int64_t(H) * chunk_capacity * element, queries, lines_of(chunk_capacity * element)},
-      {p.beta + p0 * H + h, std::int64_t(H) * element, L, 1},
+       owned.carries_map ? 0 : L, int((owned.width * 4 + 127) / 128)},
+      {p.beta + p0 * H + h, std::int64_t(H) * std::int64_t(sizeof(T)), L, 1},
       {p.g ? p.g + (p0 / n) * H + h : nullptr, std::int64_t(H) * 4, p.g ? (L + n - 1) / n + 1 : 0, 1},
   };
   int total = 0;
@@ -244,7 +252,7 @@ __device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
 /// own kernel carries none of the others' work (as run-time branches, saving for the backward
 /// cost the forward 16% on an H200).
 template <int ValueTiles, Stage Mode, class T>
-__global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
+__global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::blocks_per_multiprocessor))
     forward_kernel(const Params<T> p) {
   constexpr bool SavesForBackward = Mode == Stage::saving;
   constexpr bool computes_tiles = Mode != Stage::staged;  ///< A, QKm, Tm, -W and U
@@ -256,9 +264,14 @@ __global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
   constexpr int value_tiles = ValueTiles / 2;  ///< 8-column tiles of a warp's value columns
   constexpr int quarter_columns = Layout::value_capacity / 4;
   extern __shared__ __align__(128) unsigned char shared[];
-  T* const keys = reinterpret_cast<T*>(shared + Layout::keys);
-  T* const queries = reinterpret_cast<T*>(shared + Layout::queries);
-  T* const negated_w = reinterpret_cast<T*>(shared + Layout::negated_w);
+  // K, Q, -W and QKm: Layout::buffers copies of each (Stage::staged: a segment's chunk i in
+  // copy i % 2), each taken for the chunk at hand below.
+  T* const key_copies = reinterpret_cast<T*>(shared + Layout::keys);
+  T* const query_copies = reinterpret_cast<T*>(shared + Layout::queries);
+  T* const negated_w_copies = reinterpret_cast<T*>(shared + Layout::negated_w);
+  T* const query_product_copies = reinterpret_cast<T*>(shared + Layout::masked_query_products);
+  constexpr std::size_t key_copy = Layout::key_tile / sizeof(T);
+  constexpr std::size_t position_copy = Layout::position_tile / sizeof(T);
   T* const values = reinterpret_cast<T*>(shared + Layout::values);
   T* const decayed = reinterpret_cast<T*>(shared + Layout::decayed);
   T* const state16 = reinterpret_cast<T*>(shared + Layout::state);
@@ -266,7 +279,6 @@ __global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
   float* const tm = reinterpret_cast<float*>(shared + Layout::tm);
   T* const tm_keys = reinterpret_cast<T*>(shared + Layout::tm_keys);
   T* const tm_values = reinterpret_cast<T*>(shared + Layout::tm_values);
-  T* const masked_query_products = reinterpret_cast<T*>(shared + Layout::masked_query_products);
   float* const partial = reinterpret_cast<float*>(shared + Layout::partial);
   float* const gates = reinterpret_cast<float*>(shared + Layout::gates);
   float* const steps = reinterpret_cast<float*>(shared + Layout::steps);
@@ -288,6 +300,36 @@ __global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
   // What depends on the (chunk, head) only is saved (or staged) by the first column block.
   const bool saves_chunk = SavesForBackward && owned.value_first == 0;
   const int CW = saved.chunk_size;
+  // The queries a chunk reads out: the backward's walk has no output but saves the read-out
+  // weights; the prepare computes QKm for the staged outputs walk.
+  const auto queries_of = [&](const ChunkDescriptor& chunk) {
+    return SavesForBackward || Mode == Stage::prepare || p.output ? chunk.num_queries : 0;
+  };
+  // Copies the rows of K and Q that `chunk` multiplies into copy `copy`.
+  const auto copy_keys_and_queries = [&](const ChunkDescriptor& chunk, int copy) {
+    const std::int64_t first_position = chunk.first_position, first_token = chunk.first_query_token;
+    tc::block_load_rows<C, key_capacity>(
+        key_copies + copy * key_copy, ldk, p.k + (first_position * Hqk + hq) * K,
+        std::int64_t(Hqk) * K, chunk.length, K, p.vector_keys,
+        p.key_norm ? p.key_norm + first_position * Hqk + hq : nullptr, Hqk);
+    if (queries_of(chunk) > 0)
+      tc::block_load_rows<C, key_capacity>(
+          query_copies + copy * key_copy, ldk, p.q + (first_token * Hqk + hq) * K,
+          std::int64_t(Hqk) * K, queries_of(chunk), K, p.vector_queries,
+          p.query_norm ? p.query_norm + first_token * Hqk + hq : nullptr, Hqk);
+  };
+  // Stage::staged: K, Q and the staged -W and QKm of `chunk` into copy `copy`.
+  const auto copy_staged_tiles = [&](const ChunkDescriptor& chunk, int copy) {
+    const std::int64_t first_position = chunk.first_position, first_token = chunk.first_query_token;
+    copy_keys_and_queries(chunk, copy);
+    tc::block_load_rows<C, key_capacity>(
+        negated_w_copies + copy * key_copy, ldk, p.staged.negated_w + (first_position * H + h) * K,
+        std::int64_t(H) * K, chunk.length, K, p.staged.vector_w, nullptr, 0);
+    if (queries_of(chunk) > 0)
+      tc::block_load_rows<C, C>(query_product_copies + copy * position_copy, ldc,
+                                p.staged.query_products + (first_token * H + h) * C,
+                                std::int64_t(H) * C, queries_of(chunk), C, true, nullptr, 0);
+  };
 
   // The state: this warp's 32 x quarter_columns block in float accumulators, all of it in 16
   // bits in shared memory.
@@ -307,12 +349,18 @@ __global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
   }
 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
+  if constexpr (Mode == Stage::staged) {  // the first chunk's tiles, in their own group
+    if (segment.first_chunk < segment.end_chunk) copy_staged_tiles(p.chunks[segment.first_chunk], 0);
+    tc::block_commit_copies();
+  }
   for (std::int64_t c = segment.first_chunk; c < segment.end_chunk; ++c) {
     const ChunkDescriptor chunk = p.chunks[c];
-    // The backward's walk has no output but saves the read-out weights.
-    const int L = chunk.length,
-              num_queries =
-                  SavesForBackward || Mode == Stage::prepare || p.output ? chunk.num_queries : 0;
+    const int copy = Layout::buffers == 2 ? int((c - segment.first_chunk) % 2) : 0;
+    T* const keys = key_copies + copy * key_copy;
+    T* const queries = query_copies + copy * key_copy;
+    T* const negated_w = negated_w_copies + copy * key_copy;
+    T* const masked_query_products = query_product_copies + copy * position_copy;
+    const int L = chunk.length, num_queries = queries_of(chunk);
     const int query_tiles = (num_queries + 15) / 16, first_query = chunk.first_query_local;
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     if constexpr (SavesForBackward)  // S_0, from the 16-bit copy the last barrier published
@@ -343,34 +391,25 @@ __global__ void __launch_bounds__(threads, Mode == Stage::prepare ? 2 : 1)
             r < num_queries ? p.scale * expf(gates[first_query + r * n]) : 0.0f;
       }
     }
-    tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
-                                         std::int64_t(Hqk) * K, L, K, p.vector_keys,
-                                         p.key_norm ? p.key_norm + p0 * Hqk + hq : nullptr, Hqk);
-    if (num_queries > 0)
-      tc::block_load_rows<C, key_capacity>(queries, ldk, p.q + (t0 * Hqk + hq) * K,
-                                           std::int64_t(Hqk) * K, num_queries, K, p.vector_queries,
-                                           p.query_norm ? p.query_norm + t0 * Hqk + hq : nullptr,
-                                           Hqk);
     tc::Block<1, value_tiles> fresh;  // U, then Vnew
     if constexpr (computes_tiles) {
+      copy_keys_and_queries(chunk, copy);
       tc::block_load_rows<C, Layout::value_capacity>(
           values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
           owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
+      tc::block_wait_copies();
     } else {
-      tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.staged.negated_w + (p0 * H + h) * K,
-                                           std::int64_t(H) * K, L, K, p.staged.vector_w, nullptr, 0);
-      if (num_queries > 0)
-        tc::block_load_rows<C, C>(masked_query_products, ldc,
-                                  p.staged.query_products + (t0 * H + h) * C, std::int64_t(H) * C,
-                                  num_queries, C, true, nullptr, 0);
+      // This chunk's tiles were copied during the last one; the next chunk's go into the
+      // other copy (whose last readers finished before the last barrier) during this one.
+      if (c + 1 < segment.end_chunk) copy_staged_tiles(p.chunks[c + 1], copy ^ 1);
       // U straight into the accumulators, its loads in flight with the copies above.
       tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
         x = !owned.carries_map && i < L && e < width
                 ? p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e]
                 : 0.0f;
       });
+      tc::block_wait_copies_before_newest();
     }
-    tc::block_wait_copies();
     __syncthreads();
     if (saves_chunk && threadIdx.x < L)
       saved.log_decay[(p0 + threadIdx.x) * H + h] = gates[threadIdx.x];

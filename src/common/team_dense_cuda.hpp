@@ -331,6 +331,19 @@ __device__ __forceinline__ void block_wait_copies() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
 }
 
+/// Closes this thread's group of asynchronous copies issued since the last group closed, so
+/// that block_wait_copies_before_newest() can tell them from later ones.
+__device__ __forceinline__ void block_commit_copies() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+/// Closes this thread's newest group of asynchronous copies (as block_commit_copies()) and
+/// waits for every earlier group, the newest left in flight (a barrier must follow to publish
+/// what arrived): double buffering, the next chunk's copies overlapping this one's work.
+__device__ __forceinline__ void block_wait_copies_before_newest() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 1;\n" ::: "memory");
+}
+
 /// tm = (I + A)^{-1} in float (leading dimension ldt) for the 64 x 64 strictly lower
 /// triangular float A (leading dimension lda; its diagonal and upper part are not read), and
 /// entry(row, column, value) once for every element of the inverse, zeros included (tm itself
