@@ -72,7 +72,7 @@ for build in base current; do
 done
 
 python3 - "$results" "$base_commit" "$current_commit" >"$results/compare.txt" <<'EOF'
-import json, re, sys
+import json, sys
 out, base_commit, current_commit = sys.argv[1:]
 medians = {}
 for build in ("base", "current"):
@@ -92,19 +92,24 @@ for name, by in medians.items():
     cell = lambda v: " / ".join(f"{x:.3f}" for x in v) if v else "-"
     ratio = f"{min(c) / min(b):.3f}" if b and c else "-"
     print(f"{name:48} {cell(b):>15} {cell(c):>15} {ratio:>12}")
-print("\ngdp_app bench (a user's call): s/call and useful GFLOP/s of the 'all' row")
+print("\ngdp_app bench (a user's call): the 'all' row under its header (GFLOP/s are useful work;")
+print("the times they give are finer than s/call's four decimals)")
 for build in ("base", "current"):
     try:
         text = open(f"{out}/app_{build}.log").read()
     except OSError:
         continue
     for block in text.split("gdp_app bench: ")[1:]:
-        title = block.splitlines()[0].split(";")[0]
-        row = [line for line in block.splitlines() if line.strip().startswith("all")]
-        cells = row[0].split() if row else []
-        seconds = [c for c in cells if re.fullmatch(r"\d+\.\d{4}", c)]  # s/call: 4 decimals
-        figures = f"{seconds[0]} s/call, {cells[-1]} GFLOP/s" if seconds else "no result"
-        print(f"  {build:8} {title:60} {figures}")
+        lines = block.splitlines()
+        title = lines[0].split(";")[0]
+        header = [line for line in lines if line.startswith("rank ")]
+        row = [line for line in lines if line.strip().startswith("all")]
+        print(f"  {build:8} {title}")
+        if header and row:
+            print(f"           {' '.join(header[0].split()[1:])}")
+            print(f"           {' '.join(row[0].split()[1:])}")
+        else:
+            print("           no result")
 EOF
 cp "$results/compare.txt" "$out/compare.txt"
 tar -czf "$out/compare.tgz" -C "$work" results
