@@ -58,8 +58,7 @@ struct SharedLayout {
   static constexpr std::size_t step_grads = steps + per_position;          ///< dbeta
   static constexpr std::size_t from_start = step_grads + per_position;     ///< s_r
   static constexpr std::size_t decay_pairs = from_start + per_position;    ///< x of Kd
-  static constexpr std::size_t span_steps = decay_pairs + per_position;    ///< dg's steps
-  static constexpr std::size_t bytes = span_steps + per_position;
+  static constexpr std::size_t bytes = decay_pairs + per_position;
 };
 
 /// What one launch computes. T is __nv_bfloat16; tensors row-major, the workspace ones as
@@ -151,7 +150,6 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   float* const dbeta = reinterpret_cast<float*>(shared + Layout::step_grads);
   float* const from_start = reinterpret_cast<float*>(shared + Layout::from_start);
   float* const decay_pairs = reinterpret_cast<float*>(shared + Layout::decay_pairs);
-  float* const span_steps = reinterpret_cast<float*>(shared + Layout::span_steps);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int band = warp / 4, quarter = warp % 4, band_row = 16 * band;
 
@@ -357,47 +355,39 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     }
   }
   // dg_t = dgamma at token t's first sub-step p: every term spanning p, each once
-  // (chunk_gradients.hpp). Summed for each p on its own, that is O(L^2) loads a position,
-  // most of the kernel's instructions; instead each step spanning(p + 1) - spanning(p) takes
-  // O(L): the terms that stop spanning at p leave (s_p; row p of x of A left of p; the row of
-  // x of intra of the query at p, if any), those that start enter (x of Kd at p; column p of
-  // x of A below p and of x of intra for the queries after p), and spanning(0) = sum_r s_r.
-  // A warp a position for the steps, then one warp's prefix sum over them.
+  // (chunk_gradients.hpp): sum_{r >= p} (s_r + sum_{i < p} x_ri of A) + sum_{r < p} x_r of Kd
+  // + sum over the queries j at or after p of sum_{i < p} x_ji of intra. The inner sums over
+  // i < p, summed for each p on its own, took most of the kernel's instructions (O(L^2) loads
+  // a position); they are the exclusive prefix sums along the rows of x of A and x of intra,
+  // computed once, in place (a warp a row), and then each p adds O(L) of them. Every dg_t
+  // remains a sum of its own terms: differences of running totals instead (spanning(p + 1) -
+  // spanning(p)) lost all precision where the gates decay by e^-20 a token.
+  if (gated) {
+    const auto prefix_rows = [&](float* tile, int rows) {
+      for (int row = warp; row < rows; row += warps) {
+        float* const entries = tile + row * ldf;
+        const float first = entries[2 * lane], second = entries[2 * lane + 1];
+        const float inclusive = tc::warp_inclusive_sum(first + second);
+        const float before = __shfl_up_sync(0xffffffffu, inclusive, 1);
+        entries[2 * lane] = lane == 0 ? 0.0f : before;
+        entries[2 * lane + 1] = (lane == 0 ? 0.0f : before) + first;
+      }
+    };
+    prefix_rows(coupling, L);
+    prefix_rows(intra, num_queries);
+  }
+  __syncthreads();
   if (gated)
     for (int position = warp; position < L; position += warps) {
-      float step = 0.0f;
-      for (int r = lane; r < L; r += 32) {
-        if (r > position) step += coupling[r * ldf + position];
-        if (r < position) step -= coupling[position * ldf + r];
-      }
+      if ((p0 + position) % n != 0) continue;
+      float spanning = 0.0f;
+      for (int r = lane; r < L; r += 32)
+        spanning += r >= position ? from_start[r] + coupling[r * ldf + position] : decay_pairs[r];
       for (int j = lane; j < num_queries; j += 32)
-        if (query_position(j) > position) step += intra[j * ldf + position];
-      const int query_at = (position - first_query) / n;
-      if (position >= first_query && (position - first_query) % n == 0 && query_at < num_queries)
-        for (int i = lane; i < position; i += 32) step -= intra[query_at * ldf + i];
-      step = fused_backward::warp_sum(step);
-      if (lane == 0) span_steps[position] = decay_pairs[position] - from_start[position] + step;
+        if (query_position(j) >= position) spanning += intra[j * ldf + position];
+      spanning = fused_backward::warp_sum(spanning);
+      if (lane == 0) p.gate_grad[((p0 + position) / n) * H + h] = spanning;
     }
-  __syncthreads();
-  if (gated && warp == 0) {  // spanning(p) = sum_r s_r + the steps before p, two p a lane
-    float start = 0.0f;
-    for (int r = lane; r < L; r += 32) start += from_start[r];
-    start = fused_backward::warp_sum(start);
-    float steps[2], pair_sum = 0.0f;
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      steps[u] = 2 * lane + u < L ? span_steps[2 * lane + u] : 0.0f;
-      pair_sum += steps[u];
-    }
-    float spanning = start + (tc::warp_inclusive_sum(pair_sum) - pair_sum);
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int position = 2 * lane + u;
-      if (position < L && (p0 + position) % n == 0)
-        p.gate_grad[((p0 + position) / n) * H + h] = spanning;
-      spanning += steps[u];
-    }
-  }
 
   // The rows, through the backward of the L2 normalisation.
   for (int r = warp; r < L; r += warps) {
