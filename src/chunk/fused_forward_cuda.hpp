@@ -498,44 +498,27 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       tc::block_store_rows(values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
                            std::int64_t(H) * V, L, width, saved.vector_values);
 
-    if constexpr (!SavesForBackward) {
-      // O = diag(scale exp(G)) (Q S) + QKm Vnew for the 16 queries from row0, the accumulator
-      // block's columns from column0.
-      const auto read_out = [&](auto& out, int row0, int column0) {
-        constexpr int tiles = std::extent<std::remove_reference_t<decltype(out)>, 1>::value;
-        tc::warp_fill(out, 0.0f);
-        tc::warp_mma<1, tiles, false, false>(out, queries, ldk, row0, state16, ldv, column0, 0,
-                                             key_extent);
-        tc::warp_for_each(out, row0, column0, [&](int j, int, float& x) { x *= query_gates[j]; });
-        const int last_position = first_query + min(row0 + 15, num_queries - 1) * n;
-        tc::warp_mma<1, tiles, false, false>(out, masked_query_products, ldc, row0, values, ldv,
-                                             column0, 0, 16 * (last_position / 16 + 1));
-        tc::warp_for_each_pair(out, row0, column0, [&](int j, int e, float x0, float x1) {
-          if (j >= num_queries || e >= width) return;
-          T* const o = p.output + ((t0 + j) * H + h) * V + owned.value_first + e;
-          if (p.vector_output && e + 1 < width)
-            *reinterpret_cast<std::uint32_t*>(o) = tc::pack<T>(x0, x1);
-          else {
-            o[0] = tc::from_float<T>(x0);
-            if (e + 1 < width) o[1] = tc::from_float<T>(x1);
-          }
-        });
-      };
-      // With n >= 2 a chunk's queries fill at most two bands, and a warp a (band, quarter)
-      // would leave half the warps idle at the next barrier: there each band gets eight
-      // warps, each half a quarter's columns (the same products, so the same bits).
-      bool spread = false;
-      if constexpr (value_tiles % 4 == 0) {
-        spread = query_tiles <= 2;
-        if (spread && warp / 8 < query_tiles) {
-          tc::Block<1, value_tiles / 2> out;
-          read_out(out, 16 * (warp / 8), quarter_columns / 2 * (warp % 8));
+    if (!SavesForBackward && band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
+      tc::Block<1, value_tiles> out;
+      tc::warp_fill(out, 0.0f);
+      tc::warp_mma<1, value_tiles, false, false>(out, queries, ldk, band_row, state16, ldv,
+                                                 value_column0, 0, key_extent);
+      tc::warp_for_each(out, band_row, value_column0,
+                        [&](int j, int, float& x) { x *= query_gates[j]; });
+      const int last_position = first_query + min(band_row + 15, num_queries - 1) * n;
+      tc::warp_mma<1, value_tiles, false, false>(out, masked_query_products, ldc, band_row, values,
+                                                 ldv, value_column0, 0,
+                                                 16 * (last_position / 16 + 1));
+      tc::warp_for_each_pair(out, band_row, value_column0, [&](int j, int e, float x0, float x1) {
+        if (j >= num_queries || e >= width) return;
+        T* const o = p.output + ((t0 + j) * H + h) * V + owned.value_first + e;
+        if (p.vector_output && e + 1 < width)
+          *reinterpret_cast<std::uint32_t*>(o) = tc::pack<T>(x0, x1);
+        else {
+          o[0] = tc::from_float<T>(x0);
+          if (e + 1 < width) o[1] = tc::from_float<T>(x1);
         }
-      }
-      if (!spread && band < query_tiles) {
-        tc::Block<1, value_tiles> out;
-        read_out(out, band_row, value_column0);
-      }
+      });
     }
     __syncthreads();
 
