@@ -58,7 +58,8 @@ struct SharedLayout {
   static constexpr std::size_t step_grads = steps + per_position;          ///< dbeta
   static constexpr std::size_t from_start = step_grads + per_position;     ///< s_r
   static constexpr std::size_t decay_pairs = from_start + per_position;    ///< x of Kd
-  static constexpr std::size_t bytes = decay_pairs + per_position;
+  static constexpr std::size_t step_grad_quarters = decay_pairs + per_position;  ///< k . Y
+  static constexpr std::size_t bytes = step_grad_quarters + 4 * per_position;
 };
 
 /// What one launch computes. T is __nv_bfloat16; tensors row-major, the workspace ones as
@@ -150,6 +151,8 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   float* const dbeta = reinterpret_cast<float*>(shared + Layout::step_grads);
   float* const from_start = reinterpret_cast<float*>(shared + Layout::from_start);
   float* const decay_pairs = reinterpret_cast<float*>(shared + Layout::decay_pairs);
+  // dbeta's k . Y, per quarter of Y's columns (fused_backward::warp_store_band_row_sums).
+  float* const step_grad_quarters = reinterpret_cast<float*>(shared + Layout::step_grad_quarters);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int band = warp / 4, quarter = warp % 4, band_row = 16 * band;
 
@@ -322,7 +325,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       key_adjoint[r * ldkf + d] += beta[r] * y;
       along[(r - band_row) / 8] += tc::to_float(keys[r * ldk + d]) * y;
     });
-    fused_backward::warp_add_band_row_sums(along, band_row, dbeta);
+    fused_backward::warp_store_band_row_sums<C>(along, band_row, quarter, step_grad_quarters);
   }
   if (gated) {  // x of A = (beta o Ad) o (K K^T)
     tc::Block<1, 2> gram;
@@ -399,7 +402,9 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     else
       warp_write_raw_row_grad(&key_adjoint[r * ldkf], &keys[r * ldk], K, factor, normalising,
                               p.key_grad + row * K);
-    if (lane == 0) p.step_grad[row] = tc::from_float<T>(dbeta[r]);
+    if (lane == 0)
+      p.step_grad[row] = tc::from_float<T>(
+          dbeta[r] + fused_backward::band_row_sum<C>(step_grad_quarters, r));
   }
   for (int j = warp; j < num_queries; j += warps) {
     const std::int64_t row = (t0 + j) * H + h;

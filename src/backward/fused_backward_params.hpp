@@ -61,21 +61,30 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-/// Adds to rows[band_row + i], i < 16, this warp's partial sums of row band_row + i over the
-/// columns it holds of a 16-row band of mma accumulators (tensor_core::warp_for_each's layout:
-/// a lane holds rows g and g + 8, g = lane / 4; partial[0] and partial[1] are its sums of
-/// them). The four lanes of a row are added first; the atomics in shared memory then add the
-/// warps that hold the band's other columns.
-__device__ __forceinline__ void warp_add_band_row_sums(float (&partial)[2], int band_row,
-                                                       float* rows) {
+/// Stores this warp's partial sums of rows band_row + i, i < 16, over the columns it holds of
+/// a 16-row band of mma accumulators (tensor_core::warp_for_each's layout: a lane holds rows g
+/// and g + 8, g = lane / 4; partial[0] and partial[1] are its sums of them), the four lanes
+/// of a row added first, at quarter_sums[quarter * Rows + row]: the warp holding quarter
+/// `quarter` of the band's columns is the one writer of its entries. After a barrier,
+/// band_row_sum() adds the four quarters in a fixed order. (Atomics in shared memory added
+/// them in the order the warps arrived, and the last bits could vary from run to run.)
+template <int Rows>
+__device__ __forceinline__ void warp_store_band_row_sums(float (&partial)[2], int band_row,
+                                                         int quarter, float* quarter_sums) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     partial[half] += __shfl_xor_sync(0xffffffffu, partial[half], 1);
     partial[half] += __shfl_xor_sync(0xffffffffu, partial[half], 2);
-    if (lane % 4 == 0 && partial[half] != 0.0f)
-      atomicAdd(&rows[band_row + lane / 4 + 8 * half], partial[half]);
+    if (lane % 4 == 0) quarter_sums[quarter * Rows + band_row + lane / 4 + 8 * half] = partial[half];
   }
+}
+
+/// Row r's sum over the four quarters warp_store_band_row_sums<Rows> stored.
+template <int Rows>
+__device__ __forceinline__ float band_row_sum(const float* quarter_sums, int r) {
+  return (quarter_sums[r] + quarter_sums[Rows + r]) +
+         (quarter_sums[2 * Rows + r] + quarter_sums[3 * Rows + r]);
 }
 
 }  // namespace gdp::detail::fused_backward

@@ -83,8 +83,8 @@ struct SharedLayout {
   /// during the current chunk's last products.
   static constexpr std::size_t factors = intra + position_tile;
   static constexpr std::size_t value_step_sums =
-      factors + (2 * sizeof(ChunkFactors) + 15) / 16 * 16;  ///< sum_e dBv_e v_e
-  static constexpr std::size_t entry_partials = value_step_sums + per_position;  ///< per warp
+      factors + (2 * sizeof(ChunkFactors) + 15) / 16 * 16;  ///< sum_e dBv_e v_e, per quarter
+  static constexpr std::size_t entry_partials = value_step_sums + 4 * per_position;  ///< per warp
   static constexpr std::size_t bytes = entry_partials + warps * 4;
 };
 
@@ -214,8 +214,6 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     const int L = chunk.length, num_queries = chunk.num_queries;
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
-    if (warp == 0)
-      for (int r = lane; r < C; r += 32) value_step_sums[r] = 0.0f;
 
     // Every operand, asynchronously; K and Q get their factors once the copies have landed.
     tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
@@ -318,13 +316,14 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         const T v = p.vector_v ? band_values[r * ldv + e] : p.v[element];
         row_sums[(r - band_row) / 8] += x * tc::to_float(v);
       });
-      fused_backward::warp_add_band_row_sums(row_sums, band_row, value_step_sums);
+      fused_backward::warp_store_band_row_sums<C>(row_sums, band_row, quarter, value_step_sums);
       tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
     }
     __syncthreads();
 
     if (threadIdx.x < L)
-      value_step_grad[(p0 + threadIdx.x) * H + h] = value_step_sums[threadIdx.x];
+      value_step_grad[(p0 + threadIdx.x) * H + h] =
+          fused_backward::band_row_sum<C>(value_step_sums, threadIdx.x);
     if (threadIdx.x == warps) {
       float inner = 0.0f;
       for (int w = 0; w < warps; ++w) inner += entry_partials[w];
