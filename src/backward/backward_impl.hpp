@@ -20,6 +20,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <tuple>
+#include <vector>
 
 namespace gdp::detail {
 
@@ -217,14 +218,13 @@ void chunk_gated_delta_product_backward_into(
   check_input_gradients(plan.shape, extents_of("dq", gradients.dq), extents_of("dk", gradients.dk),
                         extents_of("dv", gradients.dv), extents_of("dbeta", gradients.dbeta),
                         extents_of("dg", gradients.dg), extents_of("dh0", gradients.dh0));
+  std::vector<TensorMemory> read = forward_input_memory(inputs);
+  read.push_back(memory_of("do", output_gradients.o));
+  read.push_back(memory_of("dht", output_gradients.final_state));
   expect_disjoint({memory_of("dq", gradients.dq), memory_of("dk", gradients.dk),
                    memory_of("dv", gradients.dv), memory_of("dbeta", gradients.dbeta),
                    memory_of("dg", gradients.dg), memory_of("dh0", gradients.dh0)},
-                  {memory_of("q", inputs.q), memory_of("k", inputs.k), memory_of("v", inputs.v),
-                   memory_of("beta", inputs.beta), memory_of("g", inputs.g),
-                   memory_of("h0", inputs.initial_state), memory_of("cu_seqlens", inputs.cu_seqlens),
-                   memory_of("do", output_gradients.o),
-                   memory_of("dht", output_gradients.final_state)});
+                  read);
   chunked_backward_into<ExecSpace>(inputs, output_gradients, options, plan, gradients);
 }
 

@@ -196,10 +196,7 @@ void chunk_gated_delta_product_into(
   check_forward_outputs(shape, options.output_final_state, extents_of("o", outputs.o),
                         extents_of("ht", outputs.final_state));
   expect_disjoint({memory_of("o", outputs.o), memory_of("ht", outputs.final_state)},
-                  {memory_of("q", inputs.q), memory_of("k", inputs.k), memory_of("v", inputs.v),
-                   memory_of("beta", inputs.beta), memory_of("g", inputs.g),
-                   memory_of("h0", inputs.initial_state),
-                   memory_of("cu_seqlens", inputs.cu_seqlens)});
+                  forward_input_memory(inputs));
   checked_forward<ExecSpace, Scalar>(inputs, options, shape, [&] { return outputs; });
 }
 

@@ -102,6 +102,16 @@ TensorMemory memory_of(const char* name, const View& view) {
   return {name, begin, begin ? begin + view.span() * sizeof(typename View::value_type) : begin};
 }
 
+/// The memory of every input of the forward, named as in its errors: what an `_into` entry
+/// point's outputs must not overlap (the backward's adds do and dht).
+template <class Scalar, class MemorySpace>
+std::vector<TensorMemory> forward_input_memory(const ForwardInputs<Scalar, MemorySpace>& in) {
+  return {memory_of("q", in.q),         memory_of("k", in.k),
+          memory_of("v", in.v),         memory_of("beta", in.beta),
+          memory_of("g", in.g),         memory_of("h0", in.initial_state),
+          memory_of("cu_seqlens", in.cu_seqlens)};
+}
+
 /// Throws gdp::InvalidArgument naming the first of `written` whose bytes overlap another of
 /// `written` or one of `read`: a call must not write where it reads or writes twice.
 void expect_disjoint(const std::vector<TensorMemory>& written, const std::vector<TensorMemory>& read);
