@@ -16,7 +16,10 @@
 #   --pack-only: pack an existing build; --no-pack: build only (CI's compile check)
 # Environment: GDP_CUDA_BUILD_DIR (default <repo>/build-cuda), GDP_GPU_DIR (default
 #   <repo>/.gpu), GDP_CUDA_ARCH (default HOPPER90), GDP_BUILD_JOBS (default 2: nvcc is
-#   memory- and CPU-hungry), GDP_CMAKE_ARGS (more CMake arguments), GDP_DEPS_DIR.
+#   memory- and CPU-hungry), GDP_CMAKE_ARGS (more CMake arguments), GDP_DEPS_DIR,
+#   GDP_CUDA_LINEINFO (default 1: device code carries its source lines, -lineinfo, which leaves
+#   the machine code as it is and lets Nsight Compute's source view of a report, such as
+#   scripts/gpu_profile.sh's GDP_PROFILE_SOURCE writes, show the source beside the SASS).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,11 +43,13 @@ log() { printf '[build_cuda] %s\n' "$*"; }
 if ((build)); then
   GDP_CUDA_ARCH=$arch "$repo_root/scripts/install_deps.sh" --cuda
   log "configuring $build_dir (Kokkos arch $arch)"
+  line_info=()
+  [[ ${GDP_CUDA_LINEINFO:-1} == 1 ]] && line_info=("-DCMAKE_CXX_FLAGS_RELEASE=-O3 -DNDEBUG -lineinfo")
   # shellcheck disable=SC2086 # GDP_CMAKE_ARGS is a list of arguments
   cmake -S "$repo_root" -B "$build_dir" -G Ninja \
     -DCMAKE_CXX_COMPILER="$deps_dir/src/kokkos-3.4.01-cuda13/bin/nvcc_wrapper" \
     -DCMAKE_PREFIX_PATH="$deps_dir/kokkos-3.4.01-cuda" \
-    -DGDP_ENABLE_CUDA=ON -DGDP_CUDA_ARCH="$arch" ${GDP_CMAKE_ARGS:-} \
+    -DGDP_ENABLE_CUDA=ON -DGDP_CUDA_ARCH="$arch" "${line_info[@]}" ${GDP_CMAKE_ARGS:-} \
     >"$build_dir.configure.log" 2>&1 || {
     cat "$build_dir.configure.log"
     exit 1

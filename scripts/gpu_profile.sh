@@ -15,6 +15,13 @@
 #   GDP_PROFILE_DETAIL: a kernel-name regex (e.g. 'gradients_kernel|reverse_kernel'); the
 #   first launch of each matching kernel is then profiled again with ncu's speed-of-light,
 #   occupancy, warp-state and launch sections, printed after the table (details.txt in $OUT).
+#   GDP_PROFILE_SOURCE: a kernel-name regex; its launch number GDP_PROFILE_SOURCE_SKIP
+#   (default 0, the first) is profiled again with the scheduler, instruction and source-counter
+#   sections (source.ncu-rep in $OUT), and its machine code summarised per instruction
+#   (sass.csv): the warp-stall samples by reason and by opcode, the hottest instructions, and
+#   the stretches between block barriers, each with its instructions per warp and step (the
+#   barrier's executions count the warp-steps) and its share of the samples: which stage of a
+#   chunk's step the time goes to.
 set -uo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,4 +75,54 @@ if [[ -n ${GDP_PROFILE_DETAIL:-} ]]; then
     "$gpu/bin/gdp_app" bench "$@" >"$out/details.txt" 2>&1
   grep -E '^  [a-z_:]+.*\(|^    (Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared Memory Per Block|Warp Cycles Per Issued Instruction|Block Limit Shared Mem|Block Limit Registers|Issue Slots Busy|L1/TEX Cache Throughput)' \
     "$out/details.txt" | head -n 80
+fi
+
+if [[ -n ${GDP_PROFILE_SOURCE:-} ]]; then
+  echo
+  echo "== ncu source counters, launch ${GDP_PROFILE_SOURCE_SKIP:-0} of the kernels matching '$GDP_PROFILE_SOURCE'"
+  "$ncu" --clock-control none --kernel-name-base demangled --kernel-name "regex:$GDP_PROFILE_SOURCE" \
+    --launch-skip "${GDP_PROFILE_SOURCE_SKIP:-0}" --launch-count 1 --section SpeedOfLight \
+    --section SchedulerStats --section WarpStateStats --section InstructionStats \
+    --section SourceCounters -f -o "$out/source" "$gpu/bin/gdp_app" bench "$@" >"$out/source.log" 2>&1
+  "$ncu" -i "$out/source.ncu-rep" --page details >"$out/source_details.txt" 2>&1
+  grep -E '^  [a-z_:]+.*\(|^    (Duration|Executed Ipc Active|Issue Slots Busy|No Eligible|Eligible Warps Per Scheduler|Warp Cycles Per Issued Instruction|Executed Instructions  )' \
+    "$out/source_details.txt" | head -n 12
+  "$ncu" -i "$out/source.ncu-rep" --page source --csv --print-source sass >"$out/sass.csv" 2>&1
+  python3 - "$out/sass.csv" <<'PY'
+import collections, csv, re, sys
+lines = [line for line in open(sys.argv[1], errors="replace") if line.startswith('"')]
+rows = list(csv.DictReader(lines[1:]))  # the first line names the kernel
+if not rows or "Warp Stall Sampling (All Samples)" not in rows[0]:
+    sys.exit("no per-instruction samples in sass.csv (see the file)")
+def number(text):
+    try:
+        return float(text.replace(",", ""))
+    except (AttributeError, ValueError):
+        return 0.0
+samples = [number(r["Warp Stall Sampling (All Samples)"]) for r in rows]
+executed = [number(r["Instructions Executed"]) for r in rows]
+opcodes = [re.sub(r"^@!?U?P\w+\s+", "", r["Source"].strip()).split(" ")[0] for r in rows]
+total = sum(samples) or 1.0
+reasons = [k for k in rows[0] if k.startswith("stall_") and "Not Issued" not in k]
+by_reason = collections.Counter({k[6:]: sum(number(r[k]) for r in rows) for k in reasons})
+print("stall samples by reason: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in by_reason.most_common(8)))
+by_opcode = collections.Counter()
+for opcode, count in zip(opcodes, samples):
+    by_opcode[opcode.split(".")[0]] += count
+print("by opcode: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in by_opcode.most_common(10)))
+barriers = [i for i, op in enumerate(opcodes) if op.startswith("BAR.SYNC")]
+steps = max((executed[i] for i in barriers), default=0.0) or max(executed) or 1.0
+print(f"stretches between block barriers (instructions per warp and step; {steps:.0f} warp-steps):")
+start = 0
+for end in barriers + [len(rows) - 1]:
+    stretch = range(start, end + 1)
+    share = 100 * sum(samples[i] for i in stretch) / total
+    if share >= 0.5:
+        print(f"  SASS {start:5d}-{end:5d}: {sum(executed[i] for i in stretch) / steps:7.1f} instructions, {share:5.1f}% of samples")
+    start = end + 1
+print("hottest instructions:")
+for i in sorted(range(len(rows)), key=lambda i: -samples[i])[:12]:
+    top = max(reasons, key=lambda k: number(rows[i][k]))
+    print(f"  {i:5d} {100 * samples[i] / total:5.1f}% ({top[6:]})  {rows[i]['Source'].strip()[:70]}")
+PY
 fi

@@ -211,40 +211,28 @@ __device__ __forceinline__ void prefetch_chunk(const Params<T>& p, const ChunkDe
 }
 
 /// prefetch_chunk for Stage::staged: what its walk loads where it uses it, not copied a chunk
-/// ahead as K, Q, -W and QKm are: the rows of U (this block's columns) and beta and g of
-/// `chunk`, one 128-byte line a thread, the block's threads in turn.
+/// ahead as K, Q, -W and QKm are: the rows of U (this block's columns: at most four 128-byte
+/// lines a row), then beta and g of `chunk`, one line a thread. Thread t takes line t / 64 of
+/// U's row t % 64, or (t >= 256) a row of beta or of g, with no divisions by run-time values.
 template <class T>
 __device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
                                                       const ChunkDescriptor& chunk, int h,
                                                       const ColumnBlock& owned) {
-  struct Rows {
-    const void* base;
-    std::int64_t stride;  ///< bytes from one row to the next
-    int rows, lines;      ///< lines: 128-byte lines a row
-  };
+  static_assert(chunk_capacity == 64 && threads >= 4 * 64 + 2 * 64 + 1,
+                "a thread a line: four of U's lines a row, beta's and g's rows");
   const int H = p.heads, V = p.value_dim, L = chunk.length, n = p.num_householder;
   const std::int64_t p0 = chunk.first_position;
-  const Rows regions[] = {
-      {p.staged.values + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V * 4,
-       owned.carries_map ? 0 : L, int((owned.width * 4 + 127) / 128)},
-      {p.beta + p0 * H + h, std::int64_t(H) * std::int64_t(sizeof(T)), L, 1},
-      {p.g ? p.g + (p0 / n) * H + h : nullptr, std::int64_t(H) * 4, p.g ? (L + n - 1) / n + 1 : 0, 1},
-  };
-  int total = 0;
-  for (const Rows& region : regions) total += region.rows * region.lines;
-  for (int index = threadIdx.x; index < total; index += threads) {
-    int rest = index;
-    for (const Rows& region : regions) {
-      const int count = region.rows * region.lines;
-      if (rest < count) {
-        const char* address = static_cast<const char*>(region.base) +
-                              (rest / region.lines) * region.stride + (rest % region.lines) * 128;
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
-        break;
-      }
-      rest -= count;
-    }
+  const int index = threadIdx.x, row = index % 64, value_lines = (owned.width + 31) / 32;
+  const void* address = nullptr;
+  if (index < 4 * 64) {
+    if (!owned.carries_map && row < L && index / 64 < value_lines)
+      address = p.staged.values + ((p0 + row) * H + h) * V + owned.value_first + (index / 64) * 32;
+  } else if (index < 5 * 64) {
+    if (row < L) address = p.beta + (p0 + row) * H + h;
+  } else if (index < 6 * 64 + 1) {
+    if (p.g && index - 5 * 64 < (L + n - 1) / n + 1) address = p.g + (p0 / n + index - 5 * 64) * H + h;
   }
+  if (address) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
 }
 
 /// Warp w owns band w / 4 (16 positions or queries; 32 rows of the state) and quarter w % 4 of
@@ -349,6 +337,25 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
   }
 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
+  // Warp 0's inputs to G (log gates on the token starts, else 0) and beta for positions
+  // 2 lane and 2 lane + 1 of a chunk. The walks load them a chunk ahead: loaded where they are
+  // used, the whole block waited for them at the step's first barrier. The prepare (64
+  // registers) loads them there, as four more live registers spilled; its other block a
+  // multiprocessor covers the wait.
+  constexpr bool gates_ahead = walks;
+  float gate_inputs[2] = {}, step_inputs[2] = {};
+  const auto load_gate_inputs = [&](const ChunkDescriptor& chunk) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int r = 2 * lane + u;
+      const std::int64_t position = chunk.first_position + r;
+      const bool inside = r < chunk.length;
+      gate_inputs[u] = inside && p.g && position % n == 0 ? p.g[(position / n) * H + h] : 0.0f;
+      step_inputs[u] = inside ? tc::to_float(p.beta[position * H + h]) : 0.0f;
+    }
+  };
+  if (gates_ahead && warp == 0 && segment.first_chunk < segment.end_chunk)
+    load_gate_inputs(p.chunks[segment.first_chunk]);
   if constexpr (Mode == Stage::staged) {  // the first chunk's tiles, in their own group
     if (segment.first_chunk < segment.end_chunk) copy_staged_tiles(p.chunks[segment.first_chunk], 0);
     tc::block_commit_copies();
@@ -368,17 +375,12 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
                            V, K, width, saved.vector_values);
 
     if (warp == 0) {  // G (a prefix sum over the lanes, two positions each) and what it gives
-      float gate[2], pair_sum = 0.0f;
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int r = 2 * lane + u;
-        const std::int64_t position = p0 + r;
-        gate[u] = r < L && p.g && position % n == 0 ? p.g[(position / n) * H + h] : 0.0f;
-        steps[r] = r < L ? tc::to_float(p.beta[position * H + h]) : 0.0f;
-        pair_sum += gate[u];
-      }
+      if (!gates_ahead) load_gate_inputs(chunk);
+      const float pair_sum = gate_inputs[0] + gate_inputs[1];
+      steps[2 * lane] = step_inputs[0];
+      steps[2 * lane + 1] = step_inputs[1];
       const float inclusive = tc::warp_inclusive_sum(pair_sum);
-      gates[2 * lane] = inclusive - pair_sum + gate[0];
+      gates[2 * lane] = inclusive - pair_sum + gate_inputs[0];
       gates[2 * lane + 1] = inclusive;
       __syncwarp();
       const float last = gates[L - 1];
@@ -401,7 +403,12 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
     } else {
       // This chunk's tiles were copied during the last one; the next chunk's go into the
       // other copy (whose last readers finished before the last barrier) during this one.
-      if (c + 1 < segment.end_chunk) copy_staged_tiles(p.chunks[c + 1], copy ^ 1);
+      // (Its descriptor copied first: read through p.chunks, every field would be loaded again
+      // after each asynchronous copy, whose asm may write memory.)
+      if (c + 1 < segment.end_chunk) {
+        const ChunkDescriptor next = p.chunks[c + 1];
+        copy_staged_tiles(next, copy ^ 1);
+      }
       // U straight into the accumulators, its loads in flight with the copies above.
       tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
         x = !owned.carries_map && i < L && e < width
@@ -414,10 +421,12 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
     if (saves_chunk && threadIdx.x < L)
       saved.log_decay[(p0 + threadIdx.x) * H + h] = gates[threadIdx.x];
     if (c + 1 < segment.end_chunk) {  // the next chunk's operands, into L2 while this one computes
+      const ChunkDescriptor next = p.chunks[c + 1];
       if constexpr (computes_tiles)
-        prefetch_chunk(p, p.chunks[c + 1], h, owned);
+        prefetch_chunk(p, next, h, owned);
       else
-        prefetch_staged_chunk(p, p.chunks[c + 1], h, owned);
+        prefetch_staged_chunk(p, next, h, owned);
+      if (gates_ahead && warp == 0) load_gate_inputs(next);
     }
 
     if constexpr (computes_tiles) {

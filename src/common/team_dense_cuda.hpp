@@ -345,12 +345,19 @@ __device__ __forceinline__ void block_wait_copies_before_newest() {
 }
 
 /// tm = (I + A)^{-1} in float (leading dimension ldt) for the 64 x 64 strictly lower
-/// triangular float A (leading dimension lda; its diagonal and upper part are not read), and
-/// entry(row, column, value) once for every element of the inverse, zeros included (tm itself
-/// is left unwritten above the diagonal blocks). By 16 x 16 blocks: the diagonal blocks by
-/// forward substitution (a thread per column), then block row b from
-/// Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial` (16 x 48 floats, leading dimension
-/// inverse_partial_ld) holding the sums. Ends with a barrier.
+/// triangular float A (leading dimension lda; its diagonal and upper part are not read; a and
+/// tm 16-byte aligned, lda and ldt multiples of 4), and entry(row, column, value) once for
+/// every element of the inverse, zeros included (tm itself is left unwritten above the
+/// diagonal blocks). By 16 x 16 blocks: the diagonal blocks by forward substitution (a thread
+/// per column), then block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial`
+/// (16 x 48 floats, leading dimension inverse_partial_ld) holding the sums; the entries last,
+/// by the whole block. Ends with a barrier.
+///
+/// The substitution is the serial part (64 threads, the rest of the block waiting at the next
+/// barrier), so it does nothing else: its rows of A come four floats a load, and the entries
+/// (the callers' weighted 16-bit copies) wait for the last pass, where every thread takes
+/// eight. On the H100 the substitution with the entries in it was a third of the prepare's
+/// stall samples (docs/PERFORMANCE.md).
 inline constexpr int inverse_partial_ld = 52;
 template <class Entry>
 __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int lda, float* tm,
@@ -362,20 +369,16 @@ __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int l
     float x[block];
 #pragma unroll
     for (int r = 0; r < block; ++r) {
+      const float* a_row = a + (base + r) * lda + base;
+      float row[block];
+#pragma unroll
+      for (int q = 0; q < block; q += 4)
+        if (q < r) *reinterpret_cast<float4*>(row + q) = *reinterpret_cast<const float4*>(a_row + q);
       float value = r == j ? 1.0f : 0.0f;
 #pragma unroll
-      for (int i = 0; i < r; ++i) value -= a[(base + r) * lda + base + i] * x[i];
+      for (int i = 0; i < r; ++i) value -= row[i] * x[i];
       x[r] = r < j ? 0.0f : value;
       tm[(base + r) * ldt + base + j] = x[r];
-      entry(base + r, base + j, x[r]);
-    }
-  } else {
-    // The six blocks above the diagonal, in the order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
-    for (int index = thread - n; index < 6 * block * block; index += blockDim.x - n) {
-      const int pair = index / (block * block), e = index % (block * block);
-      const int row_block = pair < 3 ? 0 : pair < 5 ? 1 : 2;
-      const int column_block = pair < 3 ? pair + 1 : pair < 5 ? pair - 1 : 3;
-      entry(row_block * block + e / block, column_block * block + e % block, 0.0f);
     }
   }
   __syncthreads();
@@ -400,12 +403,23 @@ __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int l
 #pragma unroll
       for (int i = 0; i < block; ++i)
         if (i <= r) sums[i % 2] += diagonal_row[i] * partial[i * inverse_partial_ld + column];
-      const float value = -(sums[0] + sums[1]);
-      tm[(columns + r) * ldt + column] = value;
-      entry(columns + r, column, value);
+      tm[(columns + r) * ldt + column] = -(sums[0] + sums[1]);
     }
     __syncthreads();
   }
+  // The entries: eight consecutive columns of one row a thread, zeros above the diagonal blocks.
+  for (int index = thread; index < n * n / 8; index += blockDim.x) {
+    const int r = index / (n / 8), column0 = (index % (n / 8)) * 8;
+    float values[8] = {};
+    if (column0 / block <= r / block) {
+      *reinterpret_cast<float4*>(values) = *reinterpret_cast<const float4*>(tm + r * ldt + column0);
+      *reinterpret_cast<float4*>(values + 4) =
+          *reinterpret_cast<const float4*>(tm + r * ldt + column0 + 4);
+    }
+#pragma unroll
+    for (int c = 0; c < 8; ++c) entry(r, column0 + c, values[c]);
+  }
+  __syncthreads();
 }
 
 }  // namespace gdp::detail::tensor_core
