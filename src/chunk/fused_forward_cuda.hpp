@@ -410,11 +410,9 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
         copy_staged_tiles(next, copy ^ 1);
       }
       // U straight into the accumulators, its loads in flight with the copies above.
-      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
-        x = !owned.carries_map && i < L && e < width
-                ? p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e]
-                : 0.0f;
-      });
+      tc::warp_load_float(fresh, p.staged.values + (p0 * H + h) * V + owned.value_first,
+                          std::int64_t(H) * V, band_row, value_column0,
+                          owned.carries_map ? 0 : L, width, V % 2 == 0);
       tc::block_wait_copies_before_newest();
     }
     __syncthreads();
@@ -460,10 +458,23 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       __syncthreads();
 
       // Tm, and its columns weighted in 16 bits: beta exp(G) for W, beta for U.
-      tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial, [&](int r, int i, float t) {
-        tm_keys[r * ldc + i] = tc::from_float<T>(t * key_weights[i]);
-        tm_values[r * ldc + i] = tc::from_float<T>(t * steps[i]);
-        if (saves_chunk && r < L && i < CW) saved.tm[((p0 + r) * H + h) * CW + i] = tc::from_float<T>(t);
+      tc::block_invert_unit_lower_64(products, ldf, tm, ldf, partial,
+                                     [&](int r, int i0, const float (&t)[8]) {
+        float weights[8], betas[8];  // columns i0 .. i0 + 7 of beta exp(G) and beta
+        tc::load_8_floats(weights, key_weights + i0);
+        tc::load_8_floats(betas, steps + i0);
+        alignas(16) T weighted_keys[8], weighted_values[8];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+          weighted_keys[c] = tc::from_float<T>(t[c] * weights[c]);
+          weighted_values[c] = tc::from_float<T>(t[c] * betas[c]);
+        }
+        *reinterpret_cast<uint4*>(tm_keys + r * ldc + i0) = *reinterpret_cast<const uint4*>(weighted_keys);
+        *reinterpret_cast<uint4*>(tm_values + r * ldc + i0) = *reinterpret_cast<const uint4*>(weighted_values);
+        if (saves_chunk && r < L)
+#pragma unroll
+          for (int c = 0; c < 8; ++c)
+            if (i0 + c < CW) saved.tm[((p0 + r) * H + h) * CW + i0 + c] = tc::from_float<T>(t[c]);
       });
 
       {  // -W = -(Tm diag(beta exp(G))) K; Tm is lower triangular
@@ -489,9 +500,9 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
         tc::block_store_rows(masked_query_products, ldc, p.staged.query_products + (t0 * H + h) * C,
                              std::int64_t(H) * C, num_queries, C, true);
       }
-      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
-        if (i < L && e < width) p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e] = x;
-      });
+      tc::warp_store_float(fresh, p.staged.values + (p0 * H + h) * V + owned.value_first,
+                           std::int64_t(H) * V, band_row, value_column0, L, width, 1.0f,
+                           V % 2 == 0);
       __syncthreads();  // the tiles are read before the next chunk's loads replace them
       continue;         // no state
     }

@@ -181,10 +181,11 @@ __device__ __forceinline__ void warp_for_each(Block<Rows, Columns>& acc, int m0,
 }
 
 /// Calls f(row, column, acc(row, column), acc(row, column + 1)) for every pair of adjacent
-/// elements a lane holds (column even), rows from m0 and columns from n0.
-template <int Rows, int Columns, class F>
-__device__ __forceinline__ void warp_for_each_pair(const Block<Rows, Columns>& acc, int m0, int n0,
-                                                   F&& f) {
+/// elements a lane holds (column even), rows from m0 and columns from n0; the two elements as
+/// references where the block is not const.
+template <int Rows, int Columns, class Element, class F>
+__device__ __forceinline__ void warp_for_each_pair(Element (&acc)[Rows][Columns][4], int m0,
+                                                   int n0, F&& f) {
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
   for (int i = 0; i < Rows; ++i)
@@ -303,15 +304,45 @@ __device__ __forceinline__ void block_load_float_rows(T* dst, int ld, const floa
 }
 
 /// Float stores of a warp's block of accumulators into rows [0, rows) and columns
-/// [0, columns) of a row-major matrix (row r at dst + r * stride), each element times `factor`.
+/// [0, columns) of a row-major matrix (row r at dst + r * stride), each element times `factor`;
+/// a lane's two adjacent elements in one 8-byte store where `pairs` (dst 8-byte aligned,
+/// stride and n0 even).
 template <int Rows, int Columns>
 __device__ __forceinline__ void warp_store_float(const Block<Rows, Columns>& acc,
                                                  float* dst, std::int64_t stride, int m0, int n0,
-                                                 int rows, int columns, float factor) {
+                                                 int rows, int columns, float factor,
+                                                 bool pairs = false) {
   warp_for_each_pair(acc, m0, n0, [&](int r, int c, float x0, float x1) {
     if (r >= rows) return;
-    if (c < columns) dst[r * stride + c] = factor * x0;
-    if (c + 1 < columns) dst[r * stride + c + 1] = factor * x1;
+    float* const to = dst + r * stride + c;
+    if (pairs && c + 1 < columns) {
+      *reinterpret_cast<float2*>(to) = make_float2(factor * x0, factor * x1);
+      return;
+    }
+    if (c < columns) to[0] = factor * x0;
+    if (c + 1 < columns) to[1] = factor * x1;
+  });
+}
+
+/// The warp's block of accumulators from rows [0, rows) and columns [0, columns) of a
+/// row-major float matrix (row r at src + r * stride), zeros elsewhere; a lane's two adjacent
+/// elements in one 8-byte load where `pairs` (src 8-byte aligned, stride and n0 even).
+template <int Rows, int Columns>
+__device__ __forceinline__ void warp_load_float(Block<Rows, Columns>& acc, const float* src,
+                                                std::int64_t stride, int m0, int n0, int rows,
+                                                int columns, bool pairs) {
+  warp_for_each_pair(acc, m0, n0, [&](int r, int c, float& x0, float& x1) {
+    x0 = x1 = 0.0f;
+    if (r >= rows || c >= columns) return;
+    const float* const from = src + r * stride + c;
+    if (pairs && c + 1 < columns) {
+      const float2 both = *reinterpret_cast<const float2*>(from);
+      x0 = both.x;
+      x1 = both.y;
+      return;
+    }
+    x0 = from[0];
+    if (c + 1 < columns) x1 = from[1];
   });
 }
 
@@ -344,11 +375,17 @@ __device__ __forceinline__ void block_wait_copies_before_newest() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 1;\n" ::: "memory");
 }
 
+/// dst = the eight floats at src (shared or global, 16-byte aligned), in two 16-byte loads.
+__device__ __forceinline__ void load_8_floats(float (&dst)[8], const float* src) {
+  *reinterpret_cast<float4*>(dst) = *reinterpret_cast<const float4*>(src);
+  *reinterpret_cast<float4*>(dst + 4) = *reinterpret_cast<const float4*>(src + 4);
+}
+
 /// tm = (I + A)^{-1} in float (leading dimension ldt) for the 64 x 64 strictly lower
 /// triangular float A (leading dimension lda; its diagonal and upper part are not read; a and
-/// tm 16-byte aligned, lda and ldt multiples of 4), and entry(row, column, value) once for
-/// every element of the inverse, zeros included (tm itself is left unwritten above the
-/// diagonal blocks). By 16 x 16 blocks: the diagonal blocks by forward substitution (a thread
+/// tm 16-byte aligned, lda and ldt multiples of 4), and entries(row, column0, values) once for
+/// every eight consecutive elements of a row of the inverse (column0 a multiple of 8, values
+/// a float[8]), zeros included (tm itself is left unwritten above the diagonal blocks). By 16 x 16 blocks: the diagonal blocks by forward substitution (a thread
 /// per column), then block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial`
 /// (16 x 48 floats, leading dimension inverse_partial_ld) holding the sums; the entries last,
 /// by the whole block. Ends with a barrier.
@@ -356,12 +393,13 @@ __device__ __forceinline__ void block_wait_copies_before_newest() {
 /// The substitution is the serial part (64 threads, the rest of the block waiting at the next
 /// barrier), so it does nothing else: its rows of A come four floats a load, and the entries
 /// (the callers' weighted 16-bit copies) wait for the last pass, where every thread takes
-/// eight. On the H100 the substitution with the entries in it was a third of the prepare's
-/// stall samples (docs/PERFORMANCE.md).
+/// eight, for 16-byte stores. On the H100 the inversion with the entries in it was a third of
+/// the stall samples of the prepare and of the fused walk (docs/PERFORMANCE.md).
 inline constexpr int inverse_partial_ld = 52;
-template <class Entry>
+template <class Entries>
 __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int lda, float* tm,
-                                                           int ldt, float* partial, Entry&& entry) {
+                                                           int ldt, float* partial,
+                                                           Entries&& entries) {
   constexpr int n = 64, block = 16;
   const int thread = threadIdx.x;
   if (thread < n) {
@@ -411,13 +449,8 @@ __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int l
   for (int index = thread; index < n * n / 8; index += blockDim.x) {
     const int r = index / (n / 8), column0 = (index % (n / 8)) * 8;
     float values[8] = {};
-    if (column0 / block <= r / block) {
-      *reinterpret_cast<float4*>(values) = *reinterpret_cast<const float4*>(tm + r * ldt + column0);
-      *reinterpret_cast<float4*>(values + 4) =
-          *reinterpret_cast<const float4*>(tm + r * ldt + column0 + 4);
-    }
-#pragma unroll
-    for (int c = 0; c < 8; ++c) entry(r, column0 + c, values[c]);
+    if (column0 / block <= r / block) load_8_floats(values, tm + r * ldt + column0);
+    entries(r, column0, values);
   }
   __syncthreads();
 }
