@@ -385,10 +385,11 @@ __device__ __forceinline__ void load_8_floats(float (&dst)[8], const float* src)
 /// triangular float A (leading dimension lda; its diagonal and upper part are not read; a and
 /// tm 16-byte aligned, lda and ldt multiples of 4), and entries(row, column0, values) once for
 /// every eight consecutive elements of a row of the inverse (column0 a multiple of 8, values
-/// a float[8]), zeros included (tm itself is left unwritten above the diagonal blocks). By 16 x 16 blocks: the diagonal blocks by forward substitution (a thread
-/// per column), then block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial`
-/// (16 x 48 floats, leading dimension inverse_partial_ld) holding the sums; the entries last,
-/// by the whole block. Ends with a barrier.
+/// a float[8]), zeros included (tm itself is left unwritten above the diagonal blocks).
+/// By 16 x 16 blocks: the diagonal blocks by forward substitution (a thread per column), then
+/// block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial` (16 x 48 floats,
+/// leading dimension inverse_partial_ld) holding the sums; the entries last, by the whole
+/// block. Ends with a barrier.
 ///
 /// The substitution is the serial part (64 threads, the rest of the block waiting at the next
 /// barrier), so it does nothing else: its rows of A come four floats a load, and the entries
