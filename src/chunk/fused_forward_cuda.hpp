@@ -410,9 +410,13 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
         copy_staged_tiles(next, copy ^ 1);
       }
       // U straight into the accumulators, its loads in flight with the copies above.
-      tc::warp_load_float(fresh, p.staged.values + (p0 * H + h) * V + owned.value_first,
-                          std::int64_t(H) * V, band_row, value_column0,
-                          owned.carries_map ? 0 : L, width, V % 2 == 0);
+      // One float a load: paired loads make the compiler zero both registers first, and
+      // those moves wait on the loads still in flight into them (profiled, sixth session).
+      tc::warp_for_each(fresh, band_row, value_column0, [&](int i, int e, float& x) {
+        x = !owned.carries_map && i < L && e < width
+                ? p.staged.values[((p0 + i) * H + h) * V + owned.value_first + e]
+                : 0.0f;
+      });
       tc::block_wait_copies_before_newest();
     }
     __syncthreads();

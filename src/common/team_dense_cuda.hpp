@@ -324,28 +324,6 @@ __device__ __forceinline__ void warp_store_float(const Block<Rows, Columns>& acc
   });
 }
 
-/// The warp's block of accumulators from rows [0, rows) and columns [0, columns) of a
-/// row-major float matrix (row r at src + r * stride), zeros elsewhere; a lane's two adjacent
-/// elements in one 8-byte load where `pairs` (src 8-byte aligned, stride and n0 even).
-template <int Rows, int Columns>
-__device__ __forceinline__ void warp_load_float(Block<Rows, Columns>& acc, const float* src,
-                                                std::int64_t stride, int m0, int n0, int rows,
-                                                int columns, bool pairs) {
-  warp_for_each_pair(acc, m0, n0, [&](int r, int c, float& x0, float& x1) {
-    x0 = x1 = 0.0f;
-    if (r >= rows || c >= columns) return;
-    const float* const from = src + r * stride + c;
-    if (pairs && c + 1 < columns) {
-      const float2 both = *reinterpret_cast<const float2*>(from);
-      x0 = both.x;
-      x1 = both.y;
-      return;
-    }
-    x0 = from[0];
-    if (c + 1 < columns) x1 = from[1];
-  });
-}
-
 /// The sum of `x` over lanes 0 to this one of the (whole, converged) warp.
 __device__ __forceinline__ float warp_inclusive_sum(float x) {
   const int lane = threadIdx.x % 32;
