@@ -75,8 +75,10 @@ struct RankTimes {
   double units = 0, blocks = 0, token_heads = 0, flops = 0;
   double chunked_seconds = 0, backward_seconds = 0, naive_seconds = 0, sgemm_gflops = 0;
   double chunked_cpu_seconds = 0;  ///< CPU time per forward call
+  /// A training step: the forward that saves for the backward, then the backward from it.
+  double training_step_seconds = 0;
 };
-constexpr int rank_times_fields = 9;
+constexpr int rank_times_fields = 10;
 
 /// OpenBLAS sgemm GFLOP/s on size^3, on as many threads as the host execution space has.
 double sgemm_gflops(MPI_Comm comm, const BenchSettings& settings) {
@@ -187,17 +189,33 @@ RankTimes bench_rank(const ProblemFlags& flags, const BenchSettings& settings,
       for (std::size_t b = 0; b < problems.inputs.size(); ++b)
         gradients.push_back(chunk_gated_delta_product_backward<ExecSpace, Scalar>(
             problems.inputs[b].inputs(), upstream[b].gradients(), options));
+    // Block b's backward, from the forward's options (recomputing) or from what it saved.
+    const auto backward = [&](std::size_t b, const auto& options_or_saved) {
+      if (settings.gradients_into)
+        chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(
+            problems.inputs[b].inputs(), upstream[b].gradients(), options_or_saved, gradients[b]);
+      else
+        chunk_gated_delta_product_backward<ExecSpace, Scalar>(
+            problems.inputs[b].inputs(), upstream[b].gradients(), options_or_saved);
+    };
     times.backward_seconds = median_seconds(runtime.comm(), settings, [&] {
-      for (std::size_t b = 0; b < problems.inputs.size(); ++b) {
-        if (settings.gradients_into)
-          chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(
-              problems.inputs[b].inputs(), upstream[b].gradients(), options, gradients[b]);
-        else
-          chunk_gated_delta_product_backward<ExecSpace, Scalar>(problems.inputs[b].inputs(),
-                                                                upstream[b].gradients(), options);
-      }
+      for (std::size_t b = 0; b < problems.inputs.size(); ++b) backward(b, options);
     });
     progress("chunked backward timed");
+    // A training step keeps what the forward computed for the backward (gdp::SavedForward).
+    times.training_step_seconds = median_seconds(runtime.comm(), settings, [&] {
+      for (std::size_t b = 0; b < problems.inputs.size(); ++b) {
+        SavedForward<Scalar, typename ExecSpace::memory_space> saved;
+        if (settings.outputs_into)
+          chunk_gated_delta_product_for_backward_into<ExecSpace, Scalar>(
+              problems.inputs[b].inputs(), options, outputs[b], saved);
+        else
+          chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(problems.inputs[b].inputs(),
+                                                                    options, saved);
+        backward(b, saved);
+      }
+    });
+    progress("training step timed");
   }
   if (!settings.baseline) return times;
   std::vector<reference::ReferenceProblem<Real>> naive;
@@ -283,7 +301,9 @@ class BenchCommand : public Command {
         ->capture_default_str();
     subcommand_->add_flag("--backward", settings_.backward,
                           "also time the backward pass (random do and dht; its useful work counted "
-                          "as twice the forward's)");
+                          "as twice the forward's), and a training step: "
+                          "gdp::chunk_gated_delta_product_for_backward (_into with --outputs-into), "
+                          "then the backward from what it saved (_into with --gradients-into)");
     subcommand_->add_flag("--decode", settings_.decode,
                           "time the decode step gdp::recurrent_step instead: one token per sequence "
                           "per step, the states [N, H, K, V] advanced in place, for batches N = 1, "
@@ -396,7 +416,8 @@ class BenchCommand : public Command {
                 settings_.repeats, settings_.warmup);
     std::vector<std::string> headers{"rank", "units", "calls", "tokens", "s/call", "cpu s/call", "tokens/s",
                                      "GFLOP/s"};
-    if (settings_.backward) headers.insert(headers.end(), {"bwd s/call", "bwd GFLOP/s"});
+    if (settings_.backward)
+      headers.insert(headers.end(), {"bwd s/call", "bwd GFLOP/s", "step s/call", "step GFLOP/s"});
     if (settings_.baseline)
       headers.insert(headers.end(), {"naive s", "naive GFLOP/s", "speedup", "sgemm GFLOP/s", "of sgemm"});
     Table table(headers);
@@ -411,7 +432,10 @@ class BenchCommand : public Command {
       if (settings_.backward)
         cells.insert(cells.end(), {fixed(t.backward_seconds, 4),
                                    fixed((detail::forward_and_backward_work - 1) * t.flops /
-                                             t.backward_seconds / 1e9, 2)});
+                                             t.backward_seconds / 1e9, 2),
+                                   fixed(t.training_step_seconds, 4),
+                                   fixed(detail::forward_and_backward_work * t.flops /
+                                             t.training_step_seconds / 1e9, 2)});
       if (settings_.baseline)
         cells.insert(cells.end(), {fixed(t.naive_seconds, 4), fixed(t.flops / t.naive_seconds / 1e9, 2),
                                    fixed(t.naive_seconds / t.chunked_seconds, 1) + "x",
@@ -430,6 +454,7 @@ class BenchCommand : public Command {
       total.chunked_seconds = std::max(total.chunked_seconds, t.chunked_seconds);
       total.chunked_cpu_seconds = std::max(total.chunked_cpu_seconds, t.chunked_cpu_seconds);
       total.backward_seconds = std::max(total.backward_seconds, t.backward_seconds);
+      total.training_step_seconds = std::max(total.training_step_seconds, t.training_step_seconds);
       total.naive_seconds = std::max(total.naive_seconds, t.naive_seconds);
       total.sgemm_gflops += t.sgemm_gflops;
     }

@@ -74,7 +74,9 @@ class RunCommand : public Command {
     subcommand_->add_flag("--backward", config_.backward,
                           "also compute the gradients dq, dk, dv, dbeta, dg, dh0 into the output: "
                           "the input must then hold do, and may hold dht (the loss's gradients "
-                          "with respect to o and ht; `make-input --backward` writes them)");
+                          "with respect to o and ht; `make-input --backward` writes them), as a "
+                          "training step: each block's forward keeps what its backward needs "
+                          "(gdp::chunk_gated_delta_product_for_backward)");
     subcommand_
         ->add_flag("--seq-parallel", seq_parallel_,
                    "share the token axis among the ranks instead of the (sequence, head) pairs: "

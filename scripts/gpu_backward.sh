@@ -12,7 +12,9 @@
 #     8-2048-16-128-2, per-kernel times from Nsight Compute;
 #  4. sanitizers (GDP_BACKWARD_SANITIZE=1 or a gtest filter): compute-sanitizer memcheck on the
 #     default cases, racecheck on three (or the filter's), after the check.
-# Logs go to $OUT; the last lines are a table: shape, forward ms, backward ms, forward+backward.
+# Logs go to $OUT; the last lines are a table: shape, forward ms, backward ms, their sum, and a
+# training step's ms (gdp::chunk_gated_delta_product_for_backward, then the backward from what
+# it saved: the forward's work is not done twice).
 #
 # Usage: bash scripts/gpu_backward.sh
 # Environment: OUT (default <repo>/build-cuda/gpu_backward), GDP_GPU_DIR (default <repo>/.gpu),
@@ -68,7 +70,7 @@ fi
 
 echo "== bench: gdp_app bench --backward (bf16, Cuda, warm-up 2, median of $repeats)"
 table="$out/table.txt"
-printf '%-38s %-6s %10s %10s %10s\n' shape gate 'fwd ms' 'bwd ms' 'fwd+bwd' >"$table"
+printf '%-38s %-6s %10s %10s %10s %10s\n' shape gate 'fwd ms' 'bwd ms' 'fwd+bwd' 'step ms' >"$table"
 bench() {  # B T H K n gate [more gdp_app bench flags]
   local name="$1-$2-$3-$4-$5" gate_flag=--gated log
   [[ $6 == no ]] && gate_flag=--no-gated
@@ -89,12 +91,13 @@ lines = open(path).read().splitlines()
 header = next((re.split(r"\s{2,}", l.strip()) for l in lines if l.startswith("rank ")), None)
 row = next((re.split(r"\s{2,}", l.strip()) for l in lines if l.startswith("   0 ")), None)
 if not header or not row or len(row) != len(header):
-    print(f"{name:<38} {gate:<6} {'?':>10} {'?':>10} {'?':>10}")
+    print(f"{name:<38} {gate:<6} {'?':>10} {'?':>10} {'?':>10} {'?':>10}")
 else:
     cells = dict(zip(header, row))
     f = flops / float(cells["GFLOP/s"]) / 1e6
     b = 2 * flops / float(cells["bwd GFLOP/s"]) / 1e6
-    print(f"{name:<38} {gate:<6} {f:10.3f} {b:10.3f} {f + b:10.3f}")
+    step = 3 * flops / float(cells["step GFLOP/s"]) / 1e6
+    print(f"{name:<38} {gate:<6} {f:10.3f} {b:10.3f} {f + b:10.3f} {step:10.3f}")
 PY
 }
 bench 8 2048 16 128 2 yes

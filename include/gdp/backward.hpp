@@ -22,17 +22,21 @@
 /// H / Hqk value heads that read it, each computed in the accumulator type and added in
 /// value-head order, then rounded once: no atomics, the same bits on every run.
 ///
-/// Algorithm (design/ALGORITHM.md sections 4 and 5, docs/BACKWARD.md). Nothing is kept from
-/// the forward call: the backward recomputes the per-chunk quantities (W, U, G, the
-/// intra-chunk read-out weights and Tm = (I + A)^{-1}) and reruns the state pass, which this
-/// time stores the state entering every chunk; then it runs the state pass in reverse over
-/// each sequence's chunks carrying dS, and finally turns the per-chunk adjoints into dq, dk,
-/// dbeta and dg, all chunks in parallel. ForwardOptions::value_block sets the width of the
+/// Algorithm (design/ALGORITHM.md sections 4 and 5, docs/BACKWARD.md). The backward needs the
+/// per-chunk quantities of the forward (W, U, G, the intra-chunk read-out weights and
+/// Tm = (I + A)^{-1}) and the state entering every chunk. Given only the inputs it recomputes
+/// them (a rerun of the forward's walk that stores them); a training step instead calls
+/// chunk_gated_delta_product_for_backward, a forward that keeps them in a SavedForward, and
+/// then the backward overloads that take it, which skip the rerun and the scan of the inputs.
+/// Then the backward runs the state pass in reverse over each sequence's chunks carrying dS,
+/// and finally turns the per-chunk adjoints into dq, dk, dbeta and dg, all chunks in
+/// parallel. ForwardOptions::value_block sets the width of the
 /// blocks of value columns both state passes split V into; algorithm and chunks_per_segment
 /// do not change the backward.
 ///
 /// Memory, in the accumulator type, beyond the inputs and the gradients, per head with
-/// P = T*n expanded positions and C = chunk_size:
+/// P = T*n expanded positions and C = chunk_size (the first two kept by a SavedForward from
+/// its forward until it is destroyed, the third only during the backward call):
 ///   - the stored chunk-entry states: one K x V state per chunk, K*V/C values per position;
 ///   - the recomputed per-chunk quantities: (K + V + 1 + C) per position and C per token;
 ///   - the per-chunk adjoints from the reverse pass to the last stage: (2K + C + 1) per
@@ -58,7 +62,37 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <memory>
+
 namespace gdp {
+
+namespace detail {
+template <class Scalar, class MemorySpace>
+struct SavedForwardState;
+struct SavedForwardAccess;
+}  // namespace detail
+
+/// What chunk_gated_delta_product_for_backward keeps from its forward for the backward of the
+/// same call: the per-chunk quantities and chunk-entry states (memory above), the shape, the
+/// options, the execution space, and which tensors the forward read. Copies share the memory;
+/// it goes back to gdp's workspace cache (gdp/workspace.hpp) when the last copy is destroyed
+/// or reset. Filling one replaces what it held.
+///
+/// The backward that takes it must get the very same input views (the same memory, the same
+/// shapes), with the values the forward read: the saved quantities are functions of them, and
+/// only the memory is checked, not the values.
+template <class Scalar, class MemorySpace>
+class SavedForward {
+ public:
+  /// Whether it holds nothing (default-constructed, or reset).
+  bool empty() const noexcept { return state_ == nullptr; }
+  /// Lets the memory go (once no copy holds it).
+  void reset() noexcept { state_.reset(); }
+
+ private:
+  friend struct detail::SavedForwardAccess;
+  std::shared_ptr<const detail::SavedForwardState<Scalar, MemorySpace>> state_;
+};
 
 /// Gradients of the loss with respect to the forward's outputs, in `MemorySpace`. A null
 /// `final_state` means the final state does not reach the loss.
@@ -116,6 +150,50 @@ void chunk_gated_delta_product_backward_into(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
     const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
     const ForwardOptions& options,
+    const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients);
+
+/// The forward of chunk_gated_delta_product (its inputs, options, checks and outputs) that also
+/// fills `saved` with what the backward of the same inputs needs, so that the backward
+/// overloads taking `saved` do not recompute it. It walks every sequence sequentially
+/// (ForwardOptions::algorithm and chunks_per_segment are not used): the walk the backward
+/// would rerun. On an error `saved` is left as it was.
+/// \throws gdp::InvalidArgument on any invalid input, as chunk_gated_delta_product.
+template <class ExecSpace, class Scalar>
+ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product_for_backward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options, SavedForward<Scalar, typename ExecSpace::memory_space>& saved);
+
+/// The same forward for the backward into outputs the caller owns, as
+/// chunk_gated_delta_product_into takes them (checked with the other arguments: on an error
+/// nothing is written and `saved` is left as it was).
+/// \throws gdp::InvalidArgument on any invalid argument, naming it ("o" and "ht" included).
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_for_backward_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options,
+    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs,
+    SavedForward<Scalar, typename ExecSpace::memory_space>& saved);
+
+/// The backward from what chunk_gated_delta_product_for_backward saved: the same gradients, bit
+/// for bit, as chunk_gated_delta_product_backward(inputs, output_gradients, options) with the
+/// options of that forward. Scans only do and dht for non-finite values (the forward scanned
+/// its inputs, unless its options allowed them).
+/// \throws gdp::InvalidArgument naming "saved" when it is empty, was filled on another
+/// execution space, or for other inputs (naming the tensor whose memory or shape differs);
+/// otherwise as the backward above.
+template <class ExecSpace, class Scalar>
+InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product_backward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const SavedForward<Scalar, typename ExecSpace::memory_space>& saved);
+
+/// The backward from `saved` into gradients the caller owns (as
+/// chunk_gated_delta_product_backward_into).
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_backward_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const SavedForward<Scalar, typename ExecSpace::memory_space>& saved,
     const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients);
 
 }  // namespace gdp

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// The backward driver: check, recompute the forward's per-chunk quantities, rerun the state
-// pass keeping the chunk-entry states, run it in reverse, and finish each chunk's gradients.
-// With bfloat16 on Cuda the first two are one walk of the fused forward, and the last two
-// tensor-core kernels (fused_backward.hpp); elsewhere the portable stages run.
+// The backward driver: check; recompute the forward's per-chunk quantities and rerun the state
+// pass keeping the chunk-entry states (stages 1 and 2, or take them from a SavedForward that
+// chunk_gated_delta_product_for_backward filled, its outputs written by the same walk); run the
+// state pass in reverse and finish each chunk's gradients (stages 3 and 4). With bfloat16 on
+// Cuda stages 1 and 2 are one walk of the fused forward, and the last two tensor-core kernels
+// (fused_backward.hpp); elsewhere the portable stages run.
 #pragma once
 
 #include <gdp/backward.hpp>
@@ -12,14 +14,20 @@
 #include "chunk/forward_impl.hpp"
 #include "chunk/state_pass.hpp"
 #include "chunk_gradients.hpp"
+#include "common/finite_check.hpp"
+#include "common/gdp_asserts.hpp"
 #include "common/view_limits.hpp"
+#include "common/workspace_cache.hpp"
 #include "fused_backward.hpp"
 #include "group_sum.hpp"
 #include "reverse_state_pass.hpp"
 
 #include <Kokkos_Core.hpp>
 
+#include <memory>
+#include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace gdp::detail {
@@ -33,17 +41,14 @@ struct BackwardPlan {
   int value_blocks = 0;         ///< slices of the value-mixing adjoints
 };
 
-/// Checks everything the backward reads (the forward's arguments, do, dht, the sizes, and
-/// unless allowed, non-finite values) and plans the call.
+/// Checks the forward's arguments of a backward (shapes, options, the call's size) and plans
+/// it; do, dht and the values are checked apart.
 template <class ExecSpace, class Scalar>
-BackwardPlan check_backward(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-                            const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
-                            const ForwardOptions& options) {
+BackwardPlan plan_backward(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                           const ForwardOptions& options) {
   BackwardPlan plan;
   plan.shape = check_forward_inputs(in, options);
   const ProblemShape& shape = plan.shape;
-  check_output_gradients(shape, extents_of("do", upstream.o),
-                         extents_of("dht", upstream.final_state));
   plan.value_block = state_pass_value_block<ExecSpace>(shape, options);
   // The reverse pass splits the value columns into blocks of its own (the fused one by its
   // kernel's rule), and writes one slice of every value-mixing adjoint per block.
@@ -56,8 +61,65 @@ BackwardPlan check_backward(const ForwardInputs<Scalar, typename ExecSpace::memo
   plan.value_blocks =
       int((shape.value_dim + plan.reverse_value_block - 1) / plan.reverse_value_block);
   expect_call_fits(shape, call_limits(shape, options, plan.value_blocks, /*backward=*/true));
+  return plan;
+}
+
+/// Checks everything the backward reads (the forward's arguments, do, dht, the sizes, and
+/// unless allowed, non-finite values) and plans the call.
+template <class ExecSpace, class Scalar>
+BackwardPlan check_backward(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                            const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+                            const ForwardOptions& options) {
+  const BackwardPlan plan = plan_backward<ExecSpace>(in, options);
+  check_output_gradients(plan.shape, extents_of("do", upstream.o),
+                         extents_of("dht", upstream.final_state));
   check_finite_backward_inputs<ExecSpace>(in, upstream, options);
   return plan;
+}
+
+/// What stages 1 and 2 of the backward (the forward's per-chunk quantities and its walk,
+/// keeping every chunk's entering state) leave for stages 3 and 4, with what identifies the
+/// call they belong to: behind gdp::SavedForward.
+template <class Scalar, class MemorySpace>
+struct SavedForwardState {
+  using Real = accumulator_t<Scalar>;
+  /// The fused stages keep -W, Tm, Vnew and the entry states in 16 bits (FusedBackwardTiles)
+  /// and G and the read-out weights in the ChunkWorkspace; the portable ones all of them in
+  /// the accumulator type, the entry states transposed (BackwardWorkspace's view).
+  using Parts = std::tuple<DeviceChunkLayout<MemorySpace>, ChunkWorkspace<Real, MemorySpace>,
+                           Kokkos::View<Real****, Kokkos::LayoutRight, MemorySpace>,
+                           FusedBackwardTiles<Scalar, MemorySpace>>;
+
+  std::string space;  ///< the execution space's name
+  ForwardOptions options;
+  BackwardPlan plan;
+  ChunkLayout layout;
+  std::vector<TensorMemory> input_memory;    ///< forward_input_memory of the inputs
+  std::vector<TensorExtents> input_extents;  ///< the inputs' extents, in the same order
+  LeasedWorkspace<MemorySpace, Parts> memory;
+};
+
+/// The only door to SavedForward's state.
+struct SavedForwardAccess {
+  template <class Scalar, class MemorySpace>
+  static const SavedForwardState<Scalar, MemorySpace>* get(
+      const SavedForward<Scalar, MemorySpace>& saved) {
+    return saved.state_.get();
+  }
+  template <class Scalar, class MemorySpace>
+  static void set(SavedForward<Scalar, MemorySpace>& saved,
+                  std::shared_ptr<const SavedForwardState<Scalar, MemorySpace>> state) {
+    saved.state_ = std::move(state);
+  }
+};
+
+/// The extents of every input of the forward, in forward_input_memory's order.
+template <class Scalar, class MemorySpace>
+std::vector<TensorExtents> forward_input_extents(const ForwardInputs<Scalar, MemorySpace>& in) {
+  return {extents_of("q", in.q),       extents_of("k", in.k),
+          extents_of("v", in.v),       extents_of("beta", in.beta),
+          extents_of("g", in.g),       extents_of("h0", in.initial_state),
+          extents_of("cu_seqlens", in.cu_seqlens)};
 }
 
 /// The gradients of a backward of `shape`, allocated uninitialised: the last two stages write
@@ -77,49 +139,108 @@ InputGradients<Scalar, MemorySpace> allocate_input_gradients(const ProblemShape&
   return result;
 }
 
-/// The backward of checked arguments (`plan` from check_backward) into `result`, whose
-/// gradients have the shapes allocate_input_gradients gives.
+/// Stages 1 and 2 of the backward of checked arguments (`plan` from plan_backward): every
+/// chunk's per-chunk quantities and entering state, kept in the returned state; o and ht
+/// written too where given (chunk_gated_delta_product_for_backward), not where null (the
+/// backward's own rerun).
 template <class ExecSpace, class Scalar>
-void chunked_backward_into(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-                           const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
-                           const ForwardOptions& options, const BackwardPlan& plan,
-                           const InputGradients<Scalar, typename ExecSpace::memory_space>& result) {
+std::shared_ptr<const SavedForwardState<Scalar, typename ExecSpace::memory_space>> save_forward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+    const ForwardOptions& options, const BackwardPlan& plan,
+    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs) {
   using memory_space = typename ExecSpace::memory_space;
   using Real = accumulator_t<Scalar>;
+  using State = SavedForwardState<Scalar, memory_space>;
   using Fused = FusedBackward<ExecSpace, Scalar>;
   const ProblemShape& shape = plan.shape;
   const bool fused = plan.fused;
-  const int value_block = plan.value_block, reverse_value_block = plan.reverse_value_block,
-            value_blocks = plan.value_blocks;
-  const auto operands = make_operands<ExecSpace>(in, shape, options);
-  const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
-  // The fused stages keep -W, Tm, Vnew and the entry states in 16 bits (FusedBackwardTiles);
-  // the portable ones in the accumulator type, in the ChunkWorkspace and BackwardWorkspace.
+  ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
   using Workspace = ChunkWorkspace<Real, memory_space>;
   using Tiles = FusedBackwardTiles<Scalar, memory_space>;
-  const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
-    return std::make_tuple(
+  auto memory = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
+    using EntryStates = std::tuple_element_t<2, typename State::Parts>;
+    return typename State::Parts(
         DeviceChunkLayout<memory_space>(layout, carver),
         Workspace(shape, layout, carver,
                   fused ? Workspace::Contents::gates_and_read_outs
                         : Workspace::Contents::stage_one_and_tm),
-        BackwardWorkspace<Real, memory_space>(shape, layout, value_blocks, carver, !fused),
+        fused ? EntryStates()
+              : carver.template view<Real****>(layout.chunks.size(), shape.heads,
+                                               shape.value_dim, shape.key_dim),
         fused ? Tiles(shape, layout, carver) : Tiles());
   });
-  const auto& [device_layout, workspace, saved, tiles] = leased.parts;
+  const auto& [device_layout, workspace, entry_states_transposed, tiles] = memory.parts;
+  const auto operands = make_operands<ExecSpace>(in, shape, options);
   using Pass = StatePass<ExecSpace, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
                                                                   in.initial_state.layout());
+  const typename Pass::template unmanaged_view<Scalar***> o(
+      outputs.o.data(), outputs.o.data() ? shape.total_tokens() : 0, shape.heads,
+      shape.value_dim);
+  const typename Pass::template unmanaged_view<Real****> ht(outputs.final_state.data(),
+                                                            outputs.final_state.layout());
   if constexpr (Fused::available) {
-    if (fused) Fused::rerun_forward(operands, layout, device_layout, h0, workspace, tiles);
+    if (fused) Fused::rerun_forward(operands, layout, device_layout, h0, o, ht, workspace, tiles);
   }
   if (!fused) {
     ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
-    Pass rerun(operands, device_layout, workspace, h0, {}, {}, value_block);
-    rerun.entry_states_transposed = saved.entry_states_transposed;
+    Pass rerun(operands, device_layout, workspace, h0, o, ht, plan.value_block);
+    rerun.entry_states_transposed = entry_states_transposed;
     rerun.new_values = workspace.u;
     rerun.run();
   }
+  auto state = std::make_shared<State>();
+  state->space = ExecSpace::name();
+  state->options = options;
+  state->plan = plan;
+  state->layout = std::move(layout);
+  state->input_memory = forward_input_memory(in);
+  state->input_extents = forward_input_extents(in);
+  state->memory = std::move(memory);
+  // The caller may drop the inputs and read the outputs as soon as this returns.
+  ExecSpace().fence();
+  return state;
+}
+
+/// The state `saved` holds, checked against the backward's execution space and inputs.
+/// \throws gdp::InvalidArgument naming "saved".
+template <class ExecSpace, class Scalar>
+const SavedForwardState<Scalar, typename ExecSpace::memory_space>& expect_saved_for(
+    const SavedForward<Scalar, typename ExecSpace::memory_space>& saved,
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in) {
+  const auto* state = SavedForwardAccess::get(saved);
+  GDP_EXPECT(state != nullptr, "saved",
+             "expected what chunk_gated_delta_product_for_backward saved, got an empty "
+             "SavedForward");
+  GDP_EXPECT(state->space == ExecSpace::name(), "saved", "expected a forward on ",
+             ExecSpace::name(), ", got one on ", state->space);
+  expect_same_tensors("saved", state->input_memory, state->input_extents,
+                      forward_input_memory(in), forward_input_extents(in));
+  return *state;
+}
+
+/// Stages 3 and 4 of the backward from stages 1 and 2's `state` into `result`, whose
+/// gradients have the shapes allocate_input_gradients gives.
+template <class ExecSpace, class Scalar>
+void backward_from_saved(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+    const SavedForwardState<Scalar, typename ExecSpace::memory_space>& state,
+    const InputGradients<Scalar, typename ExecSpace::memory_space>& result) {
+  using memory_space = typename ExecSpace::memory_space;
+  using Real = accumulator_t<Scalar>;
+  using Fused = FusedBackward<ExecSpace, Scalar>;
+  const BackwardPlan& plan = state.plan;
+  const ProblemShape& shape = plan.shape;
+  const bool fused = plan.fused;
+  const int value_block = plan.value_block;
+  const auto& [device_layout, workspace, entry_states_transposed, tiles] = state.memory.parts;
+  const auto operands = make_operands<ExecSpace>(in, shape, state.options);
+  const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
+    return BackwardWorkspace<Real, memory_space>(shape, state.layout, plan.value_blocks, carver);
+  });
+  BackwardWorkspace<Real, memory_space> saved = leased.parts;
+  saved.entry_states_transposed = entry_states_transposed;
 
   const std::int64_t T = shape.total_tokens(), P = shape.total_positions(), H = shape.heads,
                      Hqk = shape.qk_heads, K = shape.key_dim, V = shape.value_dim;
@@ -135,7 +256,7 @@ void chunked_backward_into(const ForwardInputs<Scalar, typename ExecSpace::memor
   if constexpr (Fused::available) {
     if (fused)
       Fused::reverse_state_pass(operands, device_layout, workspace, tiles, saved,
-                                reverse_value_block,
+                                plan.reverse_value_block,
                                 output_grad, final_state_grad, value_grad, initial_state_grad);
   }
   if (!fused)
@@ -183,16 +304,47 @@ void chunked_backward_into(const ForwardInputs<Scalar, typename ExecSpace::memor
   ExecSpace().fence();
 }
 
+/// The backward of checked arguments (`plan` from check_backward) into `result`, whose
+/// gradients have the shapes allocate_input_gradients gives: stages 1 and 2, then 3 and 4.
 template <class ExecSpace, class Scalar>
-InputGradients<Scalar, typename ExecSpace::memory_space> chunked_backward(
+void chunked_backward_into(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+                           const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+                           const ForwardOptions& options, const BackwardPlan& plan,
+                           const InputGradients<Scalar, typename ExecSpace::memory_space>& result) {
+  const auto state = save_forward<ExecSpace>(in, options, plan, {});
+  backward_from_saved<ExecSpace>(in, upstream, *state, result);
+}
+
+/// Checks the gradients given to an `_into` backward and that they overlap nothing it reads.
+template <class Scalar, class MemorySpace>
+void expect_writable_gradients(const ProblemShape& shape,
+                               const ForwardInputs<Scalar, MemorySpace>& inputs,
+                               const OutputGradients<Scalar, MemorySpace>& output_gradients,
+                               const InputGradients<Scalar, MemorySpace>& gradients) {
+  check_input_gradients(shape, extents_of("dq", gradients.dq), extents_of("dk", gradients.dk),
+                        extents_of("dv", gradients.dv), extents_of("dbeta", gradients.dbeta),
+                        extents_of("dg", gradients.dg), extents_of("dh0", gradients.dh0));
+  std::vector<TensorMemory> read = forward_input_memory(inputs);
+  read.push_back(memory_of("do", output_gradients.o));
+  read.push_back(memory_of("dht", output_gradients.final_state));
+  expect_disjoint({memory_of("dq", gradients.dq), memory_of("dk", gradients.dk),
+                   memory_of("dv", gradients.dv), memory_of("dbeta", gradients.dbeta),
+                   memory_of("dg", gradients.dg), memory_of("dh0", gradients.dh0)},
+                  read);
+}
+
+/// The state `saved` holds, checked against the backward's arguments, do and dht included
+/// (their values too, unless the forward's options allowed non-finite values).
+template <class ExecSpace, class Scalar>
+const SavedForwardState<Scalar, typename ExecSpace::memory_space>& check_backward_from_saved(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
     const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
-    const ForwardOptions& options) {
-  const BackwardPlan plan = check_backward<ExecSpace>(in, upstream, options);
-  const auto result =
-      allocate_input_gradients<Scalar, typename ExecSpace::memory_space>(plan.shape);
-  chunked_backward_into<ExecSpace>(in, upstream, options, plan, result);
-  return result;
+    const SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
+  const auto& state = expect_saved_for<ExecSpace>(saved, in);
+  check_output_gradients(state.plan.shape, extents_of("do", upstream.o),
+                         extents_of("dht", upstream.final_state));
+  check_finite_output_gradients<ExecSpace>(upstream, state.options);
+  return state;
 }
 
 }  // namespace gdp::detail
@@ -204,7 +356,12 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produ
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
     const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
     const ForwardOptions& options) {
-  return detail::chunked_backward<ExecSpace, Scalar>(inputs, output_gradients, options);
+  using namespace detail;
+  const BackwardPlan plan = check_backward<ExecSpace>(inputs, output_gradients, options);
+  const auto result =
+      allocate_input_gradients<Scalar, typename ExecSpace::memory_space>(plan.shape);
+  chunked_backward_into<ExecSpace>(inputs, output_gradients, options, plan, result);
+  return result;
 }
 
 template <class ExecSpace, class Scalar>
@@ -215,32 +372,93 @@ void chunk_gated_delta_product_backward_into(
     const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients) {
   using namespace detail;
   const BackwardPlan plan = check_backward<ExecSpace>(inputs, output_gradients, options);
-  check_input_gradients(plan.shape, extents_of("dq", gradients.dq), extents_of("dk", gradients.dk),
-                        extents_of("dv", gradients.dv), extents_of("dbeta", gradients.dbeta),
-                        extents_of("dg", gradients.dg), extents_of("dh0", gradients.dh0));
-  std::vector<TensorMemory> read = forward_input_memory(inputs);
-  read.push_back(memory_of("do", output_gradients.o));
-  read.push_back(memory_of("dht", output_gradients.final_state));
-  expect_disjoint({memory_of("dq", gradients.dq), memory_of("dk", gradients.dk),
-                   memory_of("dv", gradients.dv), memory_of("dbeta", gradients.dbeta),
-                   memory_of("dg", gradients.dg), memory_of("dh0", gradients.dh0)},
-                  read);
+  expect_writable_gradients(plan.shape, inputs, output_gradients, gradients);
   chunked_backward_into<ExecSpace>(inputs, output_gradients, options, plan, gradients);
+}
+
+template <class ExecSpace, class Scalar>
+ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product_for_backward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options, SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
+  using namespace detail;
+  const BackwardPlan plan = plan_backward<ExecSpace>(inputs, options);
+  check_finite_inputs<ExecSpace>(inputs, options);
+  const auto result =
+      allocate_forward_result<Scalar, typename ExecSpace::memory_space>(plan.shape, options);
+  SavedForwardAccess::set(saved, save_forward<ExecSpace>(inputs, options, plan, result));
+  return result;
+}
+
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_for_backward_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const ForwardOptions& options,
+    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs,
+    SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
+  using namespace detail;
+  const BackwardPlan plan = plan_backward<ExecSpace>(inputs, options);
+  expect_writable_outputs(plan.shape, options, inputs, outputs);
+  check_finite_inputs<ExecSpace>(inputs, options);
+  SavedForwardAccess::set(saved, save_forward<ExecSpace>(inputs, options, plan, outputs));
+}
+
+template <class ExecSpace, class Scalar>
+InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product_backward(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
+  using namespace detail;
+  const auto& state = check_backward_from_saved<ExecSpace>(inputs, output_gradients, saved);
+  const auto result =
+      allocate_input_gradients<Scalar, typename ExecSpace::memory_space>(state.plan.shape);
+  backward_from_saved<ExecSpace>(inputs, output_gradients, state, result);
+  return result;
+}
+
+template <class ExecSpace, class Scalar>
+void chunk_gated_delta_product_backward_into(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& inputs,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& output_gradients,
+    const SavedForward<Scalar, typename ExecSpace::memory_space>& saved,
+    const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients) {
+  using namespace detail;
+  const auto& state = check_backward_from_saved<ExecSpace>(inputs, output_gradients, saved);
+  expect_writable_gradients(state.plan.shape, inputs, output_gradients, gradients);
+  backward_from_saved<ExecSpace>(inputs, output_gradients, state, gradients);
 }
 
 }  // namespace gdp
 
-/// Instantiates the backward (both entry points) for one execution space and one storage type.
-#define GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, Scalar)               \
-  template ::gdp::InputGradients<Scalar, ExecSpace::memory_space>     \
-  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(         \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,   \
-      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&, \
-      const ::gdp::ForwardOptions&);                                  \
-  template void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>( \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,   \
-      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&, \
-      const ::gdp::ForwardOptions&,                                   \
+/// Instantiates the backward (every entry point, the forward for it included) for one
+/// execution space and one storage type.
+#define GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, Scalar)                                  \
+  template ::gdp::InputGradients<Scalar, ExecSpace::memory_space>                        \
+  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(                            \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
+      const ::gdp::ForwardOptions&);                                                     \
+  template void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(         \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
+      const ::gdp::ForwardOptions&,                                                      \
+      const ::gdp::InputGradients<Scalar, ExecSpace::memory_space>&);                    \
+  template ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                         \
+  gdp::chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(                        \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
+      const ::gdp::ForwardOptions&, ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&); \
+  template void gdp::chunk_gated_delta_product_for_backward_into<ExecSpace, Scalar>(     \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
+      const ::gdp::ForwardOptions&, const ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>&, \
+      ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);                            \
+  template ::gdp::InputGradients<Scalar, ExecSpace::memory_space>                        \
+  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(                            \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
+      const ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);                      \
+  template void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(         \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
+      const ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&,                       \
       const ::gdp::InputGradients<Scalar, ExecSpace::memory_space>&)
 
 /// Instantiates the backward for one execution space and every storage type.

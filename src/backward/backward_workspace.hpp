@@ -26,7 +26,9 @@ struct BackwardWorkspace {
   using view = Kokkos::View<T, Kokkos::LayoutRight, MemorySpace>;
 
   /// S_0^T, the state entering each chunk, transposed: every product that reads it wants it
-  /// as a right operand with its value index first. One K x V state per chunk and head.
+  /// as a right operand with its value index first. One K x V state per chunk and head. Not
+  /// laid out here: the portable backward sets it to the SavedForwardState's copy, which
+  /// outlives the call (backward_impl.hpp); the fused one keeps S_0 in 16 bits instead.
   view<Real****> entry_states_transposed;  ///< [num_chunks, H, V, K]
 
   // The adjoints below are sums over the value columns. The reverse pass splits V into
@@ -51,18 +53,11 @@ struct BackwardWorkspace {
   view<Real***> entry_decay_grad;
 
   BackwardWorkspace() = default;
-  /// The views laid out by `carver`, uninitialised: every element is written before it is
+  /// The adjoints laid out by `carver`, uninitialised: every element is written before it is
   /// read (the tests poison every allocation to check that).
-  /// The fused backward keeps its entry states in 16 bits (FusedBackwardTiles): then
-  /// `with_entry_states` is false and entry_states_transposed stays empty.
   BackwardWorkspace(const ProblemShape& shape, const ChunkLayout& layout, int blocks,
-                    WorkspaceCarver<MemorySpace>& carver, bool with_entry_states = true)
-      : entry_states_transposed(with_entry_states
-                                    ? carver.template view<Real****>(layout.chunks.size(),
-                                                                     shape.heads, shape.value_dim,
-                                                                     shape.key_dim)
-                                    : view<Real****>()),
-        value_blocks(blocks),
+                    WorkspaceCarver<MemorySpace>& carver)
+      : value_blocks(blocks),
         solve_key_grad(carver.template view<Real****>(blocks, shape.total_positions(),
                                                       shape.heads, shape.key_dim)),
         decayed_key_grad(carver.template view<Real****>(blocks, shape.total_positions(),

@@ -60,9 +60,10 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
 
   /// Stages 1 and 2 in one walk of the fused forward: every chunk's G and read-out weights
   /// into `workspace` (ChunkWorkspace::Contents::gates_and_read_outs), its -W, Tm, Vnew and
-  /// entering state into `tiles`.
+  /// entering state into `tiles`; o and ht too where not null.
   static void rerun_forward(const Operands& operands, const ChunkLayout& layout,
                             const Layout& device_layout, const unmanaged_view<const float****>& h0,
+                            const unmanaged_view<Scalar***>& o, const unmanaged_view<float****>& ht,
                             const Workspace& workspace, const Tiles& tiles) {
     fused::SavedForBackward<T> keep;
     keep.log_decay = workspace.log_decay.data();
@@ -72,7 +73,7 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     keep.new_values = reinterpret_cast<T*>(tiles.new_values.data());
     keep.entry_states = reinterpret_cast<T*>(tiles.entry_states.data());
     keep.chunk_size = layout.chunk_size;
-    Forward::save_for_backward(operands, layout, device_layout, h0, keep);
+    Forward::save_for_backward(operands, layout, device_layout, h0, o, ht, keep);
   }
 
   /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0

@@ -171,6 +171,18 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> checked_forward(
   return result;
 }
 
+/// Checks outputs given to an `_into` forward (their shapes, and that they overlap neither
+/// each other nor any input).
+template <class Scalar, class MemorySpace>
+void expect_writable_outputs(const ProblemShape& shape, const ForwardOptions& options,
+                             const ForwardInputs<Scalar, MemorySpace>& inputs,
+                             const ForwardResult<Scalar, MemorySpace>& outputs) {
+  check_forward_outputs(shape, options.output_final_state, extents_of("o", outputs.o),
+                        extents_of("ht", outputs.final_state));
+  expect_disjoint({memory_of("o", outputs.o), memory_of("ht", outputs.final_state)},
+                  forward_input_memory(inputs));
+}
+
 }  // namespace gdp::detail
 
 namespace gdp {
@@ -193,10 +205,7 @@ void chunk_gated_delta_product_into(
     const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs) {
   using namespace detail;
   const ProblemShape shape = check_forward_inputs(inputs, options);
-  check_forward_outputs(shape, options.output_final_state, extents_of("o", outputs.o),
-                        extents_of("ht", outputs.final_state));
-  expect_disjoint({memory_of("o", outputs.o), memory_of("ht", outputs.final_state)},
-                  forward_input_memory(inputs));
+  expect_writable_outputs(shape, options, inputs, outputs);
   checked_forward<ExecSpace, Scalar>(inputs, options, shape, [&] { return outputs; });
 }
 

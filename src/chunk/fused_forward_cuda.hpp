@@ -68,7 +68,7 @@ inline constexpr int warps = 16, threads = 32 * warps;
 /// What one launch of forward_kernel does with each chunk it takes.
 enum class Stage {
   fused,    ///< the forward: the chunk's stage-1 tiles, then its step of the walk
-  saving,   ///< as fused, without output, writing what the backward reads (SavedForBackward)
+  saving,   ///< as fused, writing what the backward reads too (SavedForBackward)
   prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state
   staged,   ///< the forward's walk, its stage-1 tiles read from StagedTiles
 };
@@ -522,7 +522,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       tc::block_store_rows(values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
                            std::int64_t(H) * V, L, width, saved.vector_values);
 
-    if (!SavesForBackward && band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
+    if ((!SavesForBackward || p.output) && band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
       tc::Block<1, value_tiles> out;
       tc::warp_fill(out, 0.0f);
       tc::warp_mma<1, value_tiles, false, false>(out, queries, ldk, band_row, state16, ldv,
@@ -653,9 +653,7 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     // The walk that reads out o, from h0 or from each segment's entering state.
     const auto output_walk = [&](const DeviceSegmentLayout<memory_space>& segments) {
       fused::Params<T> walk = common_params(operands, device_layout, segments);
-      walk.output = reinterpret_cast<T*>(o.data());
-      walk.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
-      walk.initial_columns = walk.final_columns = V;
+      reads_out(walk, o, {});
       walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
       return walk;
     };
@@ -693,21 +691,25 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     fused::launch<fused::Stage::staged>(tiles, walk, walks);
   }
 
-  /// The backward's forward: a sequential walk of every sequence from h0 that computes no
-  /// output and writes what `saved` points to (fused::SavedForBackward).
+  /// The backward's forward: a sequential walk of every sequence from h0 that writes what
+  /// `saved` points to (fused::SavedForBackward), and o and ht where not null (a forward for
+  /// the backward; the backward's own rerun reads out nothing).
   static void save_for_backward(const ChunkOperands<Scalar, memory_space>& operands,
                                 const ChunkLayout& layout,
                                 const DeviceChunkLayout<memory_space>& device_layout,
                                 const unmanaged_view<const float****>& h0,
+                                const unmanaged_view<Scalar***>& o,
+                                const unmanaged_view<float****>& ht,
                                 fused::SavedForBackward<T> saved) {
-    const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
+    const int K = operands.key_dim(), V = operands.value_dim();
     const auto leased = lease_segments<memory_space>(
         make_segment_layout(layout, std::int64_t(layout.chunks.size()) + 1));
     const DeviceSegmentLayout<memory_space>& segments = leased.parts;
-    const int tiles = value_tiles(segments.count() * H, V, concurrent_walks<Kokkos::Cuda>());
+    const int tiles = value_tiles(segments.count() * operands.heads(), V,
+                                  concurrent_walks<Kokkos::Cuda>());
     fused::Params<T> walk = common_params(operands, device_layout, segments);
+    reads_out(walk, o, ht);
     walk.initial_state = h0.data();
-    walk.initial_columns = V;
     walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
     saved.vector_w = fused::vector_rows(saved.negated_w, K);
     saved.vector_values =
@@ -747,6 +749,17 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     prepare.blocking = ColumnBlocking(K, V, 16 * value_tiles_each, false);
     fused::launch<fused::Stage::prepare>(value_tiles_each, prepare, chunks.count());
     return leased;
+  }
+
+  /// Makes `walk` read out o (null: no read-out) and leave ht (null: no final state), both
+  /// [.., H, V] with whole rows of state columns; its initial state likewise.
+  static void reads_out(fused::Params<T>& walk, const unmanaged_view<Scalar***>& o,
+                        const unmanaged_view<float****>& ht) {
+    const int V = walk.value_dim;
+    walk.output = reinterpret_cast<T*>(o.data());
+    walk.vector_output = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(o.data()) % 4 == 0;
+    walk.final_state = ht.data();
+    walk.initial_columns = walk.final_columns = V;
   }
 
   /// The operands and shape of every walk of a call.

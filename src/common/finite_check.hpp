@@ -296,4 +296,15 @@ void check_finite_backward_inputs(
       .expect_finite_inputs(origin);
 }
 
+/// Rejects non-finite values in the backward's incoming gradients (do, dht) alone, where the
+/// forward that saved for it scanned its inputs; unless options.allow_non_finite.
+template <class ExecSpace, class Scalar>
+void check_finite_output_gradients(
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+    const ForwardOptions& options, const IndexOrigin& origin = {}) {
+  if (options.allow_non_finite) return;
+  NonFiniteScans<ExecSpace> scans;
+  scans.add("do", upstream.o).add("dht", upstream.final_state).expect_finite_inputs(origin);
+}
+
 }  // namespace gdp::detail

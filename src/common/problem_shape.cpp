@@ -4,6 +4,8 @@
 #include "gdp_asserts.hpp"
 
 #include <cmath>
+#include <sstream>
+#include <string>
 
 namespace gdp::detail {
 
@@ -151,6 +153,25 @@ void expect_disjoint(const std::vector<TensorMemory>& written,
       GDP_EXPECT(!overlap(written[i], input), written[i].name,
                  "expected memory of its own, got memory overlapping ", input.name);
   }
+}
+
+void expect_same_tensors(const char* argument, const std::vector<TensorMemory>& recorded_memory,
+                         const std::vector<TensorExtents>& recorded_extents,
+                         const std::vector<TensorMemory>& memory,
+                         const std::vector<TensorExtents>& extents) {
+  const auto describe = [](const TensorMemory& bytes, const TensorExtents& tensor) {
+    if (!tensor.present) return std::string("none");
+    std::ostringstream text;
+    text << "shape " << format_shape(tensor.dims) << " at " << bytes.begin;
+    return text.str();
+  };
+  for (std::size_t i = 0; i < recorded_memory.size(); ++i)
+    GDP_EXPECT(memory[i].begin == recorded_memory[i].begin &&
+                   memory[i].end == recorded_memory[i].end &&
+                   extents[i].dims == recorded_extents[i].dims,
+               argument, "expected the ", recorded_memory[i].name, " it was made for (",
+               describe(recorded_memory[i], recorded_extents[i]), "), got ",
+               describe(memory[i], extents[i]));
 }
 
 double resolved_scale(const ForwardOptions& options, std::int64_t key_dim) {

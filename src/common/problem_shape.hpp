@@ -112,6 +112,14 @@ std::vector<TensorMemory> forward_input_memory(const ForwardInputs<Scalar, Memor
           memory_of("cu_seqlens", in.cu_seqlens)};
 }
 
+/// Throws gdp::InvalidArgument naming `argument` unless the tensors `memory` and `extents`
+/// describe are, one by one, those `recorded_memory` and `recorded_extents` describe (the
+/// same bytes, the same extents): a call that must read the very tensors an earlier one read.
+void expect_same_tensors(const char* argument, const std::vector<TensorMemory>& recorded_memory,
+                         const std::vector<TensorExtents>& recorded_extents,
+                         const std::vector<TensorMemory>& memory,
+                         const std::vector<TensorExtents>& extents);
+
 /// Throws gdp::InvalidArgument naming the first of `written` whose bytes overlap another of
 /// `written` or one of `read`: a call must not write where it reads or writes twice.
 void expect_disjoint(const std::vector<TensorMemory>& written, const std::vector<TensorMemory>& read);

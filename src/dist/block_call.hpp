@@ -76,9 +76,11 @@ class BlockCall {
 
   /// o and ht of the block. Non-finite inputs are rejected (unless options.allow_non_finite)
   /// and, with `check_outputs`, non-finite results too, naming the element by its indices in
-  /// the whole problem.
+  /// the whole problem. With `saved` (a training step, `run --backward`), through
+  /// chunk_gated_delta_product_for_backward, which keeps in it what backward() needs.
   void forward(ForwardOptions options, const BlockHostOutputs<Scalar>& out,
-               bool check_outputs = false) const {
+               bool check_outputs = false,
+               SavedForward<Scalar, memory_space>* saved = nullptr) const {
     if (empty()) {  // empty sequences only: each state passes through unchanged
       copy_or_zero(host_.h0, out.ht);
       return;
@@ -86,7 +88,9 @@ class BlockCall {
     detail::check_finite_inputs<ExecSpace>(inputs_, options, host_.origin);
     options.allow_non_finite = true;  // checked just above, with the whole problem's indices
     options.output_final_state = true;
-    const auto result = chunk_gated_delta_product<ExecSpace, Scalar>(inputs_, options);
+    const auto result =
+        saved ? chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(inputs_, options, *saved)
+              : chunk_gated_delta_product<ExecSpace, Scalar>(inputs_, options);
     if (check_outputs) {
       detail::NonFiniteScans<ExecSpace>()
           .add("o", result.o)
@@ -97,9 +101,11 @@ class BlockCall {
     Kokkos::deep_copy(state(out.ht), result.final_state);
   }
 
-  /// The gradients of the block, from its do and dht; non-finite values checked as forward()
-  /// does.
-  void backward(ForwardOptions options, const BlockHostOutputs<Scalar>& out,
+  /// The gradients of the block, from its do and dht and what forward() saved in `saved`
+  /// with the same `options`; do and dht checked for non-finite values as forward() checks
+  /// the inputs.
+  void backward(const ForwardOptions& options, const BlockHostOutputs<Scalar>& out,
+                const SavedForward<Scalar, memory_space>& saved,
                 bool check_outputs = false) const {
     if (empty()) {  // the final state is the initial state: dh0 = dht
       if (out.dh0) copy_or_zero(host_.dht, out.dh0);
@@ -109,9 +115,9 @@ class BlockCall {
     OutputGradients<Scalar, memory_space> upstream;
     upstream.o = device(Host<Scalar****>(host_.d_o, s.batch, s.tokens_per_row, s.heads, s.value_dim));
     if (host_.dht) upstream.final_state = device(state(host_.dht));
-    detail::check_finite_backward_inputs<ExecSpace>(inputs_, upstream, options, host_.origin);
-    options.allow_non_finite = true;
-    const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(inputs_, upstream, options);
+    // The saved options allow non-finite values: forward() scanned the inputs itself.
+    detail::check_finite_output_gradients<ExecSpace>(upstream, options, host_.origin);
+    const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(inputs_, upstream, saved);
     if (check_outputs) {
       detail::NonFiniteScans<ExecSpace>()
           .add("dq", gradients.dq)

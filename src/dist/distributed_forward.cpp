@@ -90,8 +90,12 @@ class RankRun {
         const ForwardOptions options = whole_problem_options<ExecSpace, Scalar>(input_.shape, chosen);
         for (std::size_t b = 0; b < blocks_.size(); ++b) {
           const BlockCall<ExecSpace, Scalar> call(block_inputs(b));
-          call.forward(options, block_outputs(b), config_.check_outputs);
-          if (config_.backward) call.backward(options, block_outputs(b), config_.check_outputs);
+          // With the backward, a training step: the forward keeps what the backward needs.
+          SavedForward<Scalar, typename ExecSpace::memory_space> saved;
+          call.forward(options, block_outputs(b), config_.check_outputs,
+                       config_.backward ? &saved : nullptr);
+          if (config_.backward)
+            call.backward(options, block_outputs(b), saved, config_.check_outputs);
         }
       });
     });

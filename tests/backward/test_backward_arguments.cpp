@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The backward's own argument rules (do, dht; and the caller's gradients of the _into entry
-// point), and the forward's rules applied by the backward too, through the public entry points.
+// The backward's own argument rules (do, dht; the caller's gradients of the _into entry point;
+// the SavedForward of a training step), and the forward's rules applied by the backward too,
+// through the public entry points.
 #include <gdp/backward.hpp>
 
 #include "common/expect_rejected.hpp"
@@ -157,6 +158,101 @@ TEST(BackwardArguments, IntoRejectsOverlappingMemory) {
   const auto in = p.inputs.inputs();
   gradients.dv = View<double****>(const_cast<double*>(in.v.data()), 2, 20, 3, 5);
   expect_backward_into_rejected(p, in, gradients, "dv", {"overlapping v"});
+}
+
+TEST(BackwardArguments, SavedForwardMustBeFilled) {
+  const ValidProblem p = valid_problem();
+  expect_rejected(
+      [&] {
+        chunk_gated_delta_product_backward<Space, double>(p.inputs.inputs(), p.upstream.gradients(),
+                                                          SavedForward<double, Memory>());
+      },
+      "saved", {"got an empty SavedForward"});
+}
+
+TEST(BackwardArguments, SavedForwardBelongsToItsInputs) {
+  const ValidProblem p = valid_problem();
+  SavedForward<double, Memory> saved;
+  chunk_gated_delta_product_for_backward<Space, double>(p.inputs.inputs(), p.options, saved);
+  // The same values in other memory are other inputs: only the memory can be checked.
+  const ValidProblem copy = valid_problem();
+  auto in = p.inputs.inputs();
+  in.v = copy.inputs.inputs().v;
+  expect_rejected(
+      [&] {
+        chunk_gated_delta_product_backward<Space, double>(in, p.upstream.gradients(), saved);
+      },
+      "saved", {"expected the v it was made for", "shape [2, 20, 3, 5] at"});
+  in = p.inputs.inputs();
+  in.g = {};
+  expect_rejected(
+      [&] {
+        chunk_gated_delta_product_backward<Space, double>(in, p.upstream.gradients(), saved);
+      },
+      "saved", {"expected the g it was made for", "got none"});
+  // Its own inputs still pass, with the do and dht rules of the backward.
+  auto upstream = p.upstream.gradients();
+  upstream.o = View<double****>("do", 2, 10, 3, 4);
+  expect_rejected(
+      [&] { chunk_gated_delta_product_backward<Space, double>(p.inputs.inputs(), upstream, saved); },
+      "do", {"[B, T, H, V] = [2, 10, 3, 5]", "got [2, 10, 3, 4]"});
+  EXPECT_NO_THROW((chunk_gated_delta_product_backward<Space, double>(
+      p.inputs.inputs(), p.upstream.gradients(), saved)));
+}
+
+TEST(BackwardArguments, ForwardForBackwardIntoChecksTheOutputs) {
+  const ValidProblem p = valid_problem();
+  SavedForward<double, Memory> saved;
+  ForwardResult<double, Memory> outputs;
+  outputs.o = View<double****>("o", 2, 10, 3, 4);
+  expect_rejected(
+      [&] {
+        chunk_gated_delta_product_for_backward_into<Space, double>(p.inputs.inputs(), p.options,
+                                                                   outputs, saved);
+      },
+      "o", {"[B, T, H, V] = [2, 10, 3, 5]", "got [2, 10, 3, 4]"});
+  EXPECT_TRUE(saved.empty());
+  // o where v is: the forward would overwrite an input it still reads.
+  const auto in = p.inputs.inputs();
+  outputs.o = View<double****>(const_cast<double*>(in.v.data()), 2, 10, 3, 5);
+  expect_rejected(
+      [&] { chunk_gated_delta_product_for_backward_into<Space, double>(in, p.options, outputs, saved); },
+      "o", {"overlapping v"});
+  EXPECT_TRUE(saved.empty());
+}
+
+#if defined(KOKKOS_ENABLE_SERIAL) && defined(KOKKOS_ENABLE_OPENMP)
+TEST(BackwardArguments, SavedForwardBelongsToItsExecutionSpace) {
+  // Serial and OpenMP share host memory, so a SavedForward's type does not tell them apart.
+  const ValidProblem p = valid_problem();
+  SavedForward<double, Kokkos::HostSpace> saved;
+  chunk_gated_delta_product_for_backward<Kokkos::Serial, double>(p.inputs.inputs(), p.options,
+                                                                 saved);
+  expect_rejected(
+      [&] {
+        chunk_gated_delta_product_backward<Kokkos::OpenMP, double>(p.inputs.inputs(),
+                                                                   p.upstream.gradients(), saved);
+      },
+      "saved", {"expected a forward on OpenMP, got one on Serial"});
+}
+#endif
+
+TEST(BackwardArguments, RejectedForwardForBackwardKeepsTheSavedForward) {
+  const ValidProblem p = valid_problem();
+  SavedForward<double, Memory> saved;
+  chunk_gated_delta_product_for_backward<Space, double>(p.inputs.inputs(), p.options, saved);
+  const auto expected = chunk_gated_delta_product_backward<Space, double>(
+      p.inputs.inputs(), p.upstream.gradients(), saved);
+  auto in = p.inputs.inputs();
+  in.k = View<double****>("k", 2, 10, 3, 4);
+  expect_rejected(
+      [&] { chunk_gated_delta_product_for_backward<Space, double>(in, p.options, saved); }, "k",
+      {"[B, T*n, Hqk, K] = [2, 20, 3, 4]", "got [2, 10, 3, 4]"});
+  ASSERT_FALSE(saved.empty());
+  expect_same_bits(expected, chunk_gated_delta_product_backward<Space, double>(
+                                 p.inputs.inputs(), p.upstream.gradients(), saved));
+  saved.reset();
+  EXPECT_TRUE(saved.empty());
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 // The property behind "the same output for any number of ranks": a (sequence, head) pair gives
 // bitwise the same o and ht, and the same gradients, whether the library computes it in the
 // whole problem or in any block of a rank's share, with the options gdp_app gives every block
-// (dist/whole_problem_options.hpp). On the host spaces the forward's bits do not even depend
+// (dist/whole_problem_options.hpp), by the forward alone and by a training step (the forward
+// that saves for the backward, then the backward from it, as `gdp_app run --backward` computes
+// them). On the host spaces the forward's bits do not even depend
 // on the state pass's value-block width, chosen from the problem's size (blocking over value
 // columns leaves each column's arithmetic alone); the backward's do (it sums one partial per
 // block of columns), and so do Cuda's, which is why gdp_app fixes the width.
@@ -80,8 +82,15 @@ void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& chosen, b
   whole.emplace("ht", HostTensor("ht", accumulated, forward.final_state));
   const bool backward = !free_value_block;
   if (backward) {
-    const auto gradients =
-        chunk_gated_delta_product_backward<ExecSpace, Scalar>(owned.inputs(), upstream.gradients(), options);
+    // gdp_app's training step: the forward that saves for the backward (its o and ht by
+    // another walk than the forward's on some spaces), then the backward from what it saved.
+    SavedForward<Scalar, memory_space> saved;
+    const auto training = chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(
+        owned.inputs(), options, saved);
+    whole.emplace("training o", HostTensor("o", stored, training.o));
+    whole.emplace("training ht", HostTensor("ht", accumulated, training.final_state));
+    const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(
+        owned.inputs(), upstream.gradients(), saved);
     whole.emplace("dq", HostTensor("dq", stored, gradients.dq));
     whole.emplace("dk", HostTensor("dk", stored, gradients.dk));
     whole.emplace("dv", HostTensor("dv", stored, gradients.dv));
@@ -118,13 +127,18 @@ void check_blocks(const RandomProblemSpec& spec, const ForwardOptions& chosen, b
         const dist::BlockCall<ExecSpace, Scalar> call(inputs);
         call.forward(options, outputs);
         if (backward) {
-          outputs.dq = as<Scalar>(results["dq"]);
-          outputs.dk = as<Scalar>(results["dk"]);
-          outputs.dv = as<Scalar>(results["dv"]);
-          outputs.dbeta = as<Scalar>(results["dbeta"]);
-          outputs.dg = as<Real>(results["dg"]);
-          outputs.dh0 = as<Real>(results["dh0"]);
-          call.backward(options, outputs);
+          dist::BlockHostOutputs<Scalar> training;
+          training.o = as<Scalar>(results["training o"]);
+          training.ht = as<Real>(results["training ht"]);
+          training.dq = as<Scalar>(results["dq"]);
+          training.dk = as<Scalar>(results["dk"]);
+          training.dv = as<Scalar>(results["dv"]);
+          training.dbeta = as<Scalar>(results["dbeta"]);
+          training.dg = as<Real>(results["dg"]);
+          training.dh0 = as<Real>(results["dh0"]);
+          SavedForward<Scalar, memory_space> saved;
+          call.forward(options, training, false, &saved);
+          call.backward(options, training, saved);
         }
         for (const auto& [name, tensor] : whole)
           EXPECT_TRUE(results[name] == tensor.slab(block, n)) << name << " differs";

@@ -189,7 +189,11 @@ void check_against_one_call(const Problem& problem, bool backward = false) {
         ASSERT_EQ(bytes.size(), host.span() * sizeof(*host.data()));
         EXPECT_EQ(std::memcmp(bytes.data(), host.data(), bytes.size()), 0) << "not bitwise identical";
       };
-      const auto whole = chunk_gated_delta_product<Space, Scalar>(inputs, options);
+      // With the backward, run takes a training step: the forward that saves for it.
+      SavedForward<Scalar, typename Space::memory_space> saved;
+      const auto whole =
+          backward ? chunk_gated_delta_product_for_backward<Space, Scalar>(inputs, options, saved)
+                   : chunk_gated_delta_product<Space, Scalar>(inputs, options);
       expect_bytes("o", whole.o);
       expect_bytes("ht", whole.final_state);
       EXPECT_EQ(header.metadata.at("num_householder"), std::to_string(problem.options.num_householder));
@@ -198,7 +202,7 @@ void check_against_one_call(const Problem& problem, bool backward = false) {
         gradients.o = Kokkos::create_mirror_view_and_copy(typename Space::memory_space(), upstream.o);
         gradients.final_state =
             Kokkos::create_mirror_view_and_copy(typename Space::memory_space(), upstream.final_state);
-        const auto grads = chunk_gated_delta_product_backward<Space, Scalar>(inputs, gradients, options);
+        const auto grads = chunk_gated_delta_product_backward<Space, Scalar>(inputs, gradients, saved);
         expect_bytes("dq", grads.dq);
         expect_bytes("dk", grads.dk);
         expect_bytes("dv", grads.dv);

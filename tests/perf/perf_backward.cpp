@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The backward's cost against the forward's, on the host's default execution space: forward
-// alone, backward alone and forward + backward, at B=1 T=4096 H=4 K=V=128 n=2, gated, float
+// alone, backward alone, forward + backward, and a training step (the forward that saves for the
+// backward, then the backward from it), at B=1 T=4096 H=4 K=V=128 n=2, gated, float
 // (the shape of the backward issue's CPU target: backward <= 3x forward).
 //
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false build/tests/perf/gdp_perf_backward
@@ -63,9 +64,24 @@ void forward_and_backward(benchmark::State& state) {
   }
 }
 
+/// A training step: the forward keeps what the backward would recompute (gdp::SavedForward).
+void training_step(benchmark::State& state) {
+  const auto spec = target_shape();
+  const auto inputs = gdp::make_random_problem<Scalar, Memory>(spec);
+  const auto upstream = gdp::make_random_output_gradients<Scalar, Memory>(spec, false);
+  for (auto _ : state) {
+    gdp::SavedForward<Scalar, Memory> saved;
+    benchmark::DoNotOptimize(gdp::chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(
+        inputs.inputs(), target_options(), saved));
+    benchmark::DoNotOptimize(gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(
+        inputs.inputs(), upstream.gradients(), saved));
+  }
+}
+
 BENCHMARK(forward)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(backward)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(forward_and_backward)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(training_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 }  // namespace
 
