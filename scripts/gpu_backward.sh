@@ -7,7 +7,9 @@
 #  2. bench: `gdp_app bench --backward` on the issue's shapes, bf16, forward and backward
 #     medians (warm-up first, fresh inputs per call as the bench does), and 8-2048 gated again
 #     with --no-workspace-cache (every call allocating its scratch memory: what the cache saves)
-#     and with --gradients-into (the gradients preallocated: what their allocation costs);
+#     and with --gradients-into (the gradients preallocated: what their allocation costs), and
+#     both gate settings with --outputs-into too (a framework's training step: o, ht and the
+#     gradients preallocated);
 #  3. profile (GDP_BACKWARD_PROFILE=1): scripts/gpu_profile.sh on one backward call of
 #     8-2048-16-128-2, per-kernel times from Nsight Compute;
 #  4. sanitizers (GDP_BACKWARD_SANITIZE=1 or a gtest filter): compute-sanitizer memcheck on the
@@ -70,17 +72,17 @@ fi
 
 echo "== bench: gdp_app bench --backward (bf16, Cuda, warm-up 2, median of $repeats)"
 table="$out/table.txt"
-printf '%-38s %-6s %10s %10s %10s %10s\n' shape gate 'fwd ms' 'bwd ms' 'fwd+bwd' 'step ms' >"$table"
+printf '%-52s %-6s %10s %10s %10s %10s\n' shape gate 'fwd ms' 'bwd ms' 'fwd+bwd' 'step ms' >"$table"
 bench() {  # B T H K n gate [more gdp_app bench flags]
-  local name="$1-$2-$3-$4-$5" gate_flag=--gated log
+  local name="$1-$2-$3-$4-$5" gate_flag=--gated log flags="${*:7}"
   [[ $6 == no ]] && gate_flag=--no-gated
-  log="$out/bench_$name-$6${7:+$7}.log"
+  log="$out/bench_$name-$6${flags// /}.log"
   "$gpu/bin/gdp_app" bench --backward --space cuda --dtype bf16 -B "$1" -T "$2" -H "$3" -K "$4" \
     -V "$4" -n "$5" "$gate_flag" --warmup 2 --repeats "$repeats" "${@:7}" >"$log" 2>&1 || {
     status=1
     tail -n 5 "$log"
   }
-  python3 - "$log" "$name${7:+ $7}" "$6" "${@:1:5}" >>"$table" <<'PY'
+  python3 - "$log" "$name${flags:+ $flags}" "$6" "${@:1:5}" >>"$table" <<'PY'
 import re, sys
 path, name, gate = sys.argv[1:4]
 B, T, H, K, n = (int(x) for x in sys.argv[4:9])
@@ -91,13 +93,13 @@ lines = open(path).read().splitlines()
 header = next((re.split(r"\s{2,}", l.strip()) for l in lines if l.startswith("rank ")), None)
 row = next((re.split(r"\s{2,}", l.strip()) for l in lines if l.startswith("   0 ")), None)
 if not header or not row or len(row) != len(header):
-    print(f"{name:<38} {gate:<6} {'?':>10} {'?':>10} {'?':>10} {'?':>10}")
+    print(f"{name:<52} {gate:<6} {'?':>10} {'?':>10} {'?':>10} {'?':>10}")
 else:
     cells = dict(zip(header, row))
     f = flops / float(cells["GFLOP/s"]) / 1e6
     b = 2 * flops / float(cells["bwd GFLOP/s"]) / 1e6
     step = 3 * flops / float(cells["step GFLOP/s"]) / 1e6
-    print(f"{name:<38} {gate:<6} {f:10.3f} {b:10.3f} {f + b:10.3f} {step:10.3f}")
+    print(f"{name:<52} {gate:<6} {f:10.3f} {b:10.3f} {f + b:10.3f} {step:10.3f}")
 PY
 }
 bench 8 2048 16 128 2 yes
@@ -106,6 +108,8 @@ bench 1 32768 16 128 2 yes
 bench 4 4096 16 128 3 yes
 bench 8 2048 16 128 2 yes --no-workspace-cache
 bench 8 2048 16 128 2 yes --gradients-into
+bench 8 2048 16 128 2 yes --gradients-into --outputs-into
+bench 8 2048 16 128 2 no --gradients-into --outputs-into
 
 if [[ -n ${GDP_BACKWARD_PROFILE:-} ]]; then
   echo "== profile: one backward call of 8-2048-16-128-2 gated bf16"
