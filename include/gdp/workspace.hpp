@@ -18,7 +18,10 @@
 ///   - if that allocation fails, every free block of the space is freed and it is tried once
 ///     more before the call throws;
 ///   - a block goes back to the cache when its call returns (or throws), after the call's
-///     kernels have finished; concurrent calls from several host threads each get their own;
+///     kernels have finished; concurrent calls from several host threads each get their own.
+///     The block of what chunk_gated_delta_product_for_backward keeps for the backward
+///     (gdp/backward.hpp) goes back when the last copy of its gdp::SavedForward is destroyed
+///     or reset;
 ///   - everything cached is freed by Kokkos::finalize, or earlier by
 ///     release_cached_workspaces().
 ///

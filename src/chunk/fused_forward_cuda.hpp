@@ -522,7 +522,8 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       tc::block_store_rows(values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
                            std::int64_t(H) * V, L, width, saved.vector_values);
 
-    if ((!SavesForBackward || p.output) && band < query_tiles) {  // O = diag(scale exp(G)) (Q S) + QKm Vnew
+    // O = diag(scale exp(G)) (Q S) + QKm Vnew (the saving walk only for a forward's call)
+    if ((!SavesForBackward || p.output) && band < query_tiles) {
       tc::Block<1, value_tiles> out;
       tc::warp_fill(out, 0.0f);
       tc::warp_mma<1, value_tiles, false, false>(out, queries, ldk, band_row, state16, ldv,

@@ -120,13 +120,17 @@ INSTANTIATE_TEST_SUITE_P(GroupedHeads, ChunkedBackward, ::testing::ValuesIn(grou
                          case_name);
 INSTANTIATE_TEST_SUITE_P(FlaShapes, ChunkedBackward, ::testing::ValuesIn(backward_long_cases()),
                          case_name);
-/// The backward's own cases (gated and not, h0 and dht or not, varlen, value blocks, chunks of
-/// 32) and grouped value heads: a training step's paths, at a fraction of the suite's time.
+/// The backward's own cases (gated and not, h0 and dht or not, varlen, blocks of value
+/// columns, chunks of 32) and grouped value heads: a training step's paths, at a fraction of
+/// the suite's time.
 std::vector<ForwardCase> saved_forward_cases() {
   std::vector<ForwardCase> cases;
   for (const ForwardCase& c : backward_cases())
-    if (c.name.find("gated") != std::string::npos || c.name.find("_n") != std::string::npos)
-      cases.push_back(c);
+    for (const char* part : {"gated", "_n", "value_blocks"})
+      if (c.name.find(part) != std::string::npos) {
+        cases.push_back(c);
+        break;
+      }
   cases.push_back(grouped_cases().back());
   return cases;
 }
