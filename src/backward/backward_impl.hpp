@@ -14,6 +14,7 @@
 #include "chunk/forward_impl.hpp"
 #include "chunk/state_pass.hpp"
 #include "chunk_gradients.hpp"
+#include "common/explicit_instances.hpp"
 #include "common/finite_check.hpp"
 #include "common/gdp_asserts.hpp"
 #include "common/view_limits.hpp"
@@ -97,6 +98,9 @@ struct SavedForwardState {
   std::vector<TensorMemory> input_memory;    ///< forward_input_memory of the inputs
   std::vector<TensorExtents> input_extents;  ///< the inputs' extents, in the same order
   LeasedWorkspace<MemorySpace, Parts> memory;
+  /// The inverse L2 norms of the rows of q and k (ChunkOperands), null without
+  /// use_qk_l2norm: the backward takes them instead of reading q and k once more for them.
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> query_norm, key_norm;
 };
 
 /// The only door to SavedForward's state.
@@ -197,6 +201,8 @@ std::shared_ptr<const SavedForwardState<Scalar, typename ExecSpace::memory_space
   state->input_memory = forward_input_memory(in);
   state->input_extents = forward_input_extents(in);
   state->memory = std::move(memory);
+  state->query_norm = operands.query_norm;
+  state->key_norm = operands.key_norm;
   // The caller may drop the inputs and read the outputs as soon as this returns.
   ExecSpace().fence();
   return state;
@@ -235,7 +241,10 @@ void backward_from_saved(
   const bool fused = plan.fused;
   const int value_block = plan.value_block;
   const auto& [device_layout, workspace, entry_states_transposed, tiles] = state.memory.parts;
-  const auto operands = make_operands<ExecSpace>(in, shape, state.options);
+  ChunkOperands<Scalar, memory_space> operands(in, shape,
+                                               resolved_scale(state.options, shape.key_dim));
+  operands.query_norm = state.query_norm;
+  operands.key_norm = state.key_norm;
   const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
     return BackwardWorkspace<Real, memory_space>(shape, state.layout, plan.value_blocks, carver);
   });
@@ -429,41 +438,41 @@ void chunk_gated_delta_product_backward_into(
 
 }  // namespace gdp
 
-/// Instantiates the backward (every entry point, the forward for it included) for one
-/// execution space and one storage type.
-#define GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, Scalar)                                  \
-  template ::gdp::InputGradients<Scalar, ExecSpace::memory_space>                        \
-  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(                            \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
-      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
-      const ::gdp::ForwardOptions&);                                                     \
-  template void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(         \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
-      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
-      const ::gdp::ForwardOptions&,                                                      \
-      const ::gdp::InputGradients<Scalar, ExecSpace::memory_space>&);                    \
-  template ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                         \
-  gdp::chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(                        \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
-      const ::gdp::ForwardOptions&, ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&); \
-  template void gdp::chunk_gated_delta_product_for_backward_into<ExecSpace, Scalar>(     \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
-      const ::gdp::ForwardOptions&, const ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>&, \
-      ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);                            \
-  template ::gdp::InputGradients<Scalar, ExecSpace::memory_space>                        \
-  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(                            \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
-      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
-      const ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);                      \
-  template void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(         \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                      \
-      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                    \
-      const ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&,                       \
+/// The backward's entry points (the forward for it included) for one execution space and one
+/// storage type, each after `prefix` (common/explicit_instances.hpp).
+#define GDP_BACKWARD_INSTANCES(prefix, ExecSpace, Scalar)                                          \
+  prefix ::gdp::InputGradients<Scalar, ExecSpace::memory_space>                                    \
+  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(                                      \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                                \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                              \
+      const ::gdp::ForwardOptions&);                                                               \
+  prefix void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(                     \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                                \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                              \
+      const ::gdp::ForwardOptions&,                                                                \
+      const ::gdp::InputGradients<Scalar, ExecSpace::memory_space>&);                              \
+  prefix ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                                     \
+  gdp::chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(                                  \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                                \
+      const ::gdp::ForwardOptions&, ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);        \
+  prefix void gdp::chunk_gated_delta_product_for_backward_into<ExecSpace, Scalar>(                 \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                                \
+      const ::gdp::ForwardOptions&, const ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>&,  \
+      ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);                                      \
+  prefix ::gdp::InputGradients<Scalar, ExecSpace::memory_space>                                    \
+  gdp::chunk_gated_delta_product_backward<ExecSpace, Scalar>(                                      \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                                \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                              \
+      const ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&);                                \
+  prefix void gdp::chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(                     \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                                \
+      const ::gdp::OutputGradients<Scalar, ExecSpace::memory_space>&,                              \
+      const ::gdp::SavedForward<Scalar, ExecSpace::memory_space>&,                                 \
       const ::gdp::InputGradients<Scalar, ExecSpace::memory_space>&)
 
 /// Instantiates the backward for one execution space and every storage type.
-#define GDP_INSTANTIATE_BACKWARD(ExecSpace)                 \
-  GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, double);          \
-  GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, float);           \
-  GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, ::gdp::bfloat16); \
-  GDP_INSTANTIATE_BACKWARD_FOR(ExecSpace, ::gdp::float16)
+#define GDP_INSTANTIATE_BACKWARD(ExecSpace)  \
+  GDP_FOR_EACH_STORAGE(GDP_BACKWARD_INSTANCES, template, ExecSpace)
+#define GDP_DECLARE_BACKWARD(ExecSpace)  \
+  GDP_FOR_EACH_STORAGE(GDP_BACKWARD_INSTANCES, extern template, ExecSpace)
+GDP_FOR_EACH_ENABLED_SPACE(GDP_DECLARE_BACKWARD)

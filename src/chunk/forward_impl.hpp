@@ -11,6 +11,7 @@
 #include "chunk_parallel.hpp"
 #include "chunk_prepare.hpp"
 #include "chunk_workspace.hpp"
+#include "common/explicit_instances.hpp"
 #include "common/finite_check.hpp"
 #include "common/problem_shape.hpp"
 #include "common/view_limits.hpp"
@@ -211,19 +212,20 @@ void chunk_gated_delta_product_into(
 
 }  // namespace gdp
 
-/// Instantiates the forward (both entry points) for one execution space and one storage type.
-#define GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, Scalar)                               \
-  template ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                      \
-  gdp::chunk_gated_delta_product<ExecSpace, Scalar>(                                  \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                   \
-      const ::gdp::ForwardOptions&);                                                  \
-  template void gdp::chunk_gated_delta_product_into<ExecSpace, Scalar>(               \
-      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,                   \
+/// The forward's entry points for one execution space and one storage type, each after
+/// `prefix` (common/explicit_instances.hpp).
+#define GDP_FORWARD_INSTANCES(prefix, ExecSpace, Scalar)               \
+  prefix ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>         \
+  gdp::chunk_gated_delta_product<ExecSpace, Scalar>(                   \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,    \
+      const ::gdp::ForwardOptions&);                                   \
+  prefix void gdp::chunk_gated_delta_product_into<ExecSpace, Scalar>(  \
+      const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&,    \
       const ::gdp::ForwardOptions&, const ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>&)
 
 /// Instantiates the forward for one execution space and every storage type.
-#define GDP_INSTANTIATE_FORWARD(ExecSpace)                 \
-  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, double);          \
-  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, float);           \
-  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, ::gdp::bfloat16); \
-  GDP_INSTANTIATE_FORWARD_FOR(ExecSpace, ::gdp::float16)
+#define GDP_INSTANTIATE_FORWARD(ExecSpace)  \
+  GDP_FOR_EACH_STORAGE(GDP_FORWARD_INSTANCES, template, ExecSpace)
+#define GDP_DECLARE_FORWARD(ExecSpace)  \
+  GDP_FOR_EACH_STORAGE(GDP_FORWARD_INSTANCES, extern template, ExecSpace)
+GDP_FOR_EACH_ENABLED_SPACE(GDP_DECLARE_FORWARD)

@@ -19,6 +19,7 @@
 #include "chunk_layout.hpp"
 #include "chunk_prepare.hpp"
 #include "chunk_workspace.hpp"
+#include "common/explicit_instances.hpp"
 #include "common/gdp_asserts.hpp"
 #include "common/host_microkernels.hpp"
 #include "common/kokkos_compat.hpp"
@@ -461,40 +462,44 @@ StateMap<Real, typename ExecSpace::memory_space> known_state_map(
 
 }  // namespace gdp
 
-/// Instantiates the sequence-parallel building blocks for one execution space: the storage
-/// types' segment_map and finish_segment, and the accumulation types' map operations.
-#define GDP_INSTANTIATE_SEQUENCE_PARALLEL_SCALAR(ExecSpace, Scalar)                               \
-  template ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>                                     \
+/// The sequence-parallel building blocks of one storage type (segment_map, finish_segment) and
+/// those of one accumulation type (the map operations), for one execution space, each after
+/// `prefix` (common/explicit_instances.hpp).
+#define GDP_SEGMENT_INSTANCES(prefix, ExecSpace, Scalar)                                            \
+  prefix ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>                                         \
   gdp::segment_map<ExecSpace, Scalar>(const ::gdp::ForwardInputs<Scalar, ExecSpace::memory_space>&, \
-                                      const ::gdp::ForwardOptions&);                              \
-  template ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                                  \
-  gdp::finish_segment<ExecSpace, Scalar>(                                                         \
-      const ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>&,                                  \
-      const Kokkos::View<const ::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,            \
-                         ExecSpace::memory_space>&);                                              \
-  template void gdp::finish_segment_into<ExecSpace, Scalar>(                                      \
-      const ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>&,                                  \
-      const Kokkos::View<const ::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,            \
-                         ExecSpace::memory_space>&,                                               \
-      const Kokkos::View<Scalar****, Kokkos::LayoutRight, ExecSpace::memory_space>&,              \
-      const Kokkos::View<::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,                  \
+                                      const ::gdp::ForwardOptions&);                                \
+  prefix ::gdp::ForwardResult<Scalar, ExecSpace::memory_space>                                      \
+  gdp::finish_segment<ExecSpace, Scalar>(                                                           \
+      const ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>&,                                    \
+      const Kokkos::View<const ::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,               \
+                         ExecSpace::memory_space>&);                                                \
+  prefix void gdp::finish_segment_into<ExecSpace, Scalar>(                                          \
+      const ::gdp::SegmentMap<Scalar, ExecSpace::memory_space>&,                                    \
+      const Kokkos::View<const ::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,               \
+                         ExecSpace::memory_space>&,                                                 \
+      const Kokkos::View<Scalar****, Kokkos::LayoutRight, ExecSpace::memory_space>&,                \
+      const Kokkos::View<::gdp::accumulator_t<Scalar>****, Kokkos::LayoutRight,                     \
                          ExecSpace::memory_space>&)
-#define GDP_INSTANTIATE_STATE_MAPS(ExecSpace, Real)                                               \
-  template ::gdp::StateMap<Real, ExecSpace::memory_space> gdp::compose_state_maps<ExecSpace, Real>( \
-      const ::gdp::StateMap<Real, ExecSpace::memory_space>&,                                      \
-      const ::gdp::StateMap<Real, ExecSpace::memory_space>&);                                     \
-  template Kokkos::View<Real****, Kokkos::LayoutRight, ExecSpace::memory_space>                   \
-  gdp::apply_state_map<ExecSpace, Real>(                                                          \
-      const ::gdp::StateMap<Real, ExecSpace::memory_space>&,                                      \
-      const ::gdp::StateMap<Real, ExecSpace::memory_space>::state_view&);                         \
-  template ::gdp::StateMap<Real, ExecSpace::memory_space>                                         \
-  gdp::identity_state_map<ExecSpace, Real>(int, int, int);                                        \
-  template ::gdp::StateMap<Real, ExecSpace::memory_space> gdp::known_state_map<ExecSpace, Real>(  \
+#define GDP_STATE_MAP_INSTANCES(prefix, ExecSpace, Real)                                           \
+  prefix ::gdp::StateMap<Real, ExecSpace::memory_space> gdp::compose_state_maps<ExecSpace, Real>(  \
+      const ::gdp::StateMap<Real, ExecSpace::memory_space>&,                                       \
+      const ::gdp::StateMap<Real, ExecSpace::memory_space>&);                                      \
+  prefix Kokkos::View<Real****, Kokkos::LayoutRight, ExecSpace::memory_space>                      \
+  gdp::apply_state_map<ExecSpace, Real>(                                                           \
+      const ::gdp::StateMap<Real, ExecSpace::memory_space>&,                                       \
+      const ::gdp::StateMap<Real, ExecSpace::memory_space>::state_view&);                          \
+  prefix ::gdp::StateMap<Real, ExecSpace::memory_space>                                            \
+  gdp::identity_state_map<ExecSpace, Real>(int, int, int);                                         \
+  prefix ::gdp::StateMap<Real, ExecSpace::memory_space> gdp::known_state_map<ExecSpace, Real>(     \
       const Kokkos::View<const Real****, Kokkos::LayoutRight, ExecSpace::memory_space>&)
-#define GDP_INSTANTIATE_SEQUENCE_PARALLEL(ExecSpace)                                              \
-  GDP_INSTANTIATE_SEQUENCE_PARALLEL_SCALAR(ExecSpace, double);                                    \
-  GDP_INSTANTIATE_SEQUENCE_PARALLEL_SCALAR(ExecSpace, float);                                     \
-  GDP_INSTANTIATE_SEQUENCE_PARALLEL_SCALAR(ExecSpace, ::gdp::bfloat16);                           \
-  GDP_INSTANTIATE_SEQUENCE_PARALLEL_SCALAR(ExecSpace, ::gdp::float16);                            \
-  GDP_INSTANTIATE_STATE_MAPS(ExecSpace, double);                                                  \
-  GDP_INSTANTIATE_STATE_MAPS(ExecSpace, float)
+#define GDP_SEQUENCE_PARALLEL_INSTANCES(prefix, ExecSpace)         \
+  GDP_FOR_EACH_STORAGE(GDP_SEGMENT_INSTANCES, prefix, ExecSpace);  \
+  GDP_STATE_MAP_INSTANCES(prefix, ExecSpace, double);              \
+  GDP_STATE_MAP_INSTANCES(prefix, ExecSpace, float)
+
+/// Instantiates the sequence-parallel building blocks for one execution space.
+#define GDP_INSTANTIATE_SEQUENCE_PARALLEL(ExecSpace) GDP_SEQUENCE_PARALLEL_INSTANCES(template, ExecSpace)
+#define GDP_DECLARE_SEQUENCE_PARALLEL(ExecSpace)  \
+  GDP_SEQUENCE_PARALLEL_INSTANCES(extern template, ExecSpace)
+GDP_FOR_EACH_ENABLED_SPACE(GDP_DECLARE_SEQUENCE_PARALLEL)

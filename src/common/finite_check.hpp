@@ -272,6 +272,14 @@ NonFiniteScans<ExecSpace>& add_forward_inputs(
       .add("h0", in.initial_state);
 }
 
+/// Adds the scans of the backward's incoming gradients (do, dht), in that order.
+template <class ExecSpace, class Scalar>
+NonFiniteScans<ExecSpace>& add_output_gradients(
+    NonFiniteScans<ExecSpace>& scans,
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream) {
+  return scans.add("do", upstream.o).add("dht", upstream.final_state);
+}
+
 /// Rejects non-finite values in every input of the forward, unless options.allow_non_finite.
 template <class ExecSpace, class Scalar>
 void check_finite_inputs(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
@@ -290,10 +298,7 @@ void check_finite_backward_inputs(
     const ForwardOptions& options, const IndexOrigin& origin = {}) {
   if (options.allow_non_finite) return;
   NonFiniteScans<ExecSpace> scans;
-  add_forward_inputs(scans, in)
-      .add("do", upstream.o)
-      .add("dht", upstream.final_state)
-      .expect_finite_inputs(origin);
+  add_output_gradients(add_forward_inputs(scans, in), upstream).expect_finite_inputs(origin);
 }
 
 /// Rejects non-finite values in the backward's incoming gradients (do, dht) alone, where the
@@ -304,7 +309,7 @@ void check_finite_output_gradients(
     const ForwardOptions& options, const IndexOrigin& origin = {}) {
   if (options.allow_non_finite) return;
   NonFiniteScans<ExecSpace> scans;
-  scans.add("do", upstream.o).add("dht", upstream.final_state).expect_finite_inputs(origin);
+  add_output_gradients(scans, upstream).expect_finite_inputs(origin);
 }
 
 }  // namespace gdp::detail

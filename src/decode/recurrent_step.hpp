@@ -30,6 +30,7 @@
 #include <gdp/decode.hpp>
 
 #include "chunk/l2_normalize.hpp"
+#include "common/explicit_instances.hpp"
 #include "common/kokkos_compat.hpp"
 #include "common/launch.hpp"
 #include "common/team_dense.hpp"
@@ -386,14 +387,17 @@ void recurrent_step(const DecodeInputs<Scalar, typename ExecSpace::memory_space>
 
 }  // namespace gdp
 
-/// Instantiates the decode step for one execution space and every storage type.
-#define GDP_INSTANTIATE_DECODE_FOR(ExecSpace, Scalar)                                     \
-  template void gdp::recurrent_step<ExecSpace, Scalar>(                                   \
-      const ::gdp::DecodeInputs<Scalar, ExecSpace::memory_space>&,                        \
-      const ::gdp::DecodeState<Scalar, ExecSpace::memory_space>&,                         \
+/// The decode step for one execution space and one storage type, after `prefix`
+/// (common/explicit_instances.hpp).
+#define GDP_DECODE_INSTANCES(prefix, ExecSpace, Scalar)             \
+  prefix void gdp::recurrent_step<ExecSpace, Scalar>(               \
+      const ::gdp::DecodeInputs<Scalar, ExecSpace::memory_space>&,  \
+      const ::gdp::DecodeState<Scalar, ExecSpace::memory_space>&,   \
       const ::gdp::DecodeOutput<Scalar, ExecSpace::memory_space>&, const ::gdp::DecodeOptions&)
-#define GDP_INSTANTIATE_DECODE(ExecSpace)                    \
-  GDP_INSTANTIATE_DECODE_FOR(ExecSpace, double);             \
-  GDP_INSTANTIATE_DECODE_FOR(ExecSpace, float);              \
-  GDP_INSTANTIATE_DECODE_FOR(ExecSpace, ::gdp::bfloat16);    \
-  GDP_INSTANTIATE_DECODE_FOR(ExecSpace, ::gdp::float16)
+
+/// Instantiates the decode step for one execution space and every storage type.
+#define GDP_INSTANTIATE_DECODE(ExecSpace)  \
+  GDP_FOR_EACH_STORAGE(GDP_DECODE_INSTANCES, template, ExecSpace)
+#define GDP_DECLARE_DECODE(ExecSpace)  \
+  GDP_FOR_EACH_STORAGE(GDP_DECODE_INSTANCES, extern template, ExecSpace)
+GDP_FOR_EACH_ENABLED_SPACE(GDP_DECLARE_DECODE)
