@@ -80,24 +80,25 @@ struct Params {
 };
 
 /// values[i] = the sum over the value-block slices (slice b at b * slice_size) of
-/// slices[element(i)], or 0 where element(i) < 0, with every load of a slice issued before
-/// any of them is used. Loaded one at a time where they are used, between stores to shared
+/// slices[offset(i)], or 0 where offset(i) < 0, with every load of a slice issued before any
+/// of them is used. The offsets are 32-bit, from the block's (chunk, head) on. Loaded one at a time where they are used, between stores to shared
 /// memory that the compiler must assume may alias them, each waited for the last: the kernel
 /// then spent most of its 2.8 ms (8-2048-16-128-2 on an H200) waiting on L2 latency.
-template <int N, class Element>
+template <int N, class Offset>
 __device__ __forceinline__ void gather_summed(const float* slices, std::int64_t slice_size,
-                                              int blocks, Element element, float (&values)[N]) {
+                                              int blocks, Offset offset, float (&values)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
-    const std::int64_t e = element(i);
+    const int e = offset(i);
     values[i] = e >= 0 ? __ldg(slices + e) : 0.0f;
   }
   for (int b = 1; b < blocks; ++b) {
+    const float* const slice = slices + b * slice_size;
     float more[N];
 #pragma unroll
     for (int i = 0; i < N; ++i) {
-      const std::int64_t e = element(i);
-      more[i] = e >= 0 ? __ldg(slices + b * slice_size + e) : 0.0f;
+      const int e = offset(i);
+      more[i] = e >= 0 ? __ldg(slice + e) : 0.0f;
     }
 #pragma unroll
     for (int i = 0; i < N; ++i) values[i] += more[i];
@@ -171,31 +172,37 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const std::int64_t key_slice = P * H * K, coupling_slice = P * H * CW;
   const std::int64_t intra_slice = T_total * H * CW, query_slice = T_total * H * K;
   const auto query_position = [&](int j) { return first_query + j * n; };
+  // The per-row and per-pair tensors are read from this block's (chunk, head) on, with 32-bit
+  // offsets inside the chunk (FusedBackward::supports keeps them below 2^31): 64-bit index
+  // arithmetic for every element was much of the kernel's integer work.
+  const std::int64_t first_row = p0 * H + h, first_query_row = t0 * H + h;
+  const int key_row_stride = H * K, pair_row_stride = H * CW;
 
   // This warp's rows r = warp + warps * k and a lane's columns d = lane + 32 * i of the
   // adjoints with one term per position, loaded while the keys and queries are copied.
   constexpr int rows_per_warp = C / warps, columns_per_lane = key_capacity / 32;
   constexpr int row_values = rows_per_warp * columns_per_lane;
-  const auto key_element = [&](int index) -> std::int64_t {
+  const auto key_offset = [&](int index) {
     const int r = warp + warps * (index / columns_per_lane);
     const int d = lane + 32 * (index % columns_per_lane);
-    return r < L && d < K ? ((p0 + r) * H + h) * K + d : -1;
+    return r < L && d < K ? r * key_row_stride + d : -1;
   };
   float solve[row_values], decayed[row_values], value_steps[rows_per_warp], entry_decay[1];
-  gather_summed(adjoints.solve_key_grad, key_slice, blocks, key_element, solve);
-  gather_summed(adjoints.decayed_key_grad, key_slice, blocks, key_element, decayed);
-  gather_summed(adjoints.value_step_grad, P * H, blocks,
-                [&](int k) -> std::int64_t {
+  gather_summed(adjoints.solve_key_grad + first_row * K, key_slice, blocks, key_offset, solve);
+  gather_summed(adjoints.decayed_key_grad + first_row * K, key_slice, blocks, key_offset,
+                decayed);
+  gather_summed(adjoints.value_step_grad + first_row, P * H, blocks,
+                [&](int k) {
                   const int r = warp + warps * k;
-                  return r < L ? (p0 + r) * H + h : -1;
+                  return r < L ? r * H : -1;
                 },
                 value_steps);
-  gather_summed(adjoints.entry_decay_grad, shape.num_chunks * H, blocks,
-                [&](int) -> std::int64_t { return c * H + h; }, entry_decay);
+  gather_summed(adjoints.entry_decay_grad + c * H + h, shape.num_chunks * H, blocks,
+                [](int) { return 0; }, entry_decay);
 
   for (int r = threadIdx.x; r < C; r += blockDim.x) {
-    G[r] = r < L ? p.log_decay[(p0 + r) * H + h] : 0.0f;
-    beta[r] = r < L ? tc::to_float(p.beta[(p0 + r) * H + h]) : 0.0f;
+    G[r] = r < L ? p.log_decay[first_row + r * H] : 0.0f;
+    beta[r] = r < L ? tc::to_float(p.beta[first_row + r * H]) : 0.0f;
   }
   tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
                                        std::int64_t(Hqk) * K, L, K, p.vector_keys && !normalising,
@@ -249,25 +256,26 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     const int index = threadIdx.x + threads * m;
     return Pair{index / C, index % C};
   };
-  const auto intra_element = [&](int m) -> std::int64_t {
+  const auto intra_offset = [&](int m) {
     const auto [j, i] = pair(m);
-    return j < num_queries && i < L && i <= query_position(j) ? ((t0 + j) * H + h) * CW + i : -1;
+    return j < num_queries && i < L && i <= query_position(j) ? j * pair_row_stride + i : -1;
   };
   float coupling_values[pair_values], intra_grads[pair_values], intra_weights[pair_values] = {};
   float query_values[row_values];
-  gather_summed(adjoints.coupling_grad, coupling_slice, blocks,
-                [&](int m) -> std::int64_t {
+  gather_summed(adjoints.coupling_grad + first_row * CW, coupling_slice, blocks,
+                [&](int m) {
                   const auto [r, i] = pair(m);
-                  return r < L && i < r ? ((p0 + r) * H + h) * CW + i : -1;
+                  return r < L && i < r ? r * pair_row_stride + i : -1;
                 },
                 coupling_values);
-  gather_summed(adjoints.intra_grad, intra_slice, blocks, intra_element, intra_grads);
-  if (gated) gather_summed(p.intra, 0, 1, intra_element, intra_weights);
-  gather_summed(adjoints.gated_query_grad, query_slice, blocks,
-                [&](int index) -> std::int64_t {
+  gather_summed(adjoints.intra_grad + first_query_row * CW, intra_slice, blocks, intra_offset,
+                intra_grads);
+  if (gated) gather_summed(p.intra + first_query_row * CW, 0, 1, intra_offset, intra_weights);
+  gather_summed(adjoints.gated_query_grad + first_query_row * K, query_slice, blocks,
+                [&](int index) {
                   const int j = warp + warps * (index / columns_per_lane);
                   const int d = lane + 32 * (index % columns_per_lane);
-                  return j < num_queries && d < K ? ((t0 + j) * H + h) * K + d : -1;
+                  return j < num_queries && d < K ? j * key_row_stride + d : -1;
                 },
                 query_values);
 
@@ -285,7 +293,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   for (int m = 0; m < pair_values; ++m) {
     const auto [j, i] = pair(m);
     const int r = query_position(j);
-    const bool inside = intra_element(m) >= 0;
+    const bool inside = intra_offset(m) >= 0;
     intra16[j * ldc + i] =
         tc::from_float<T>(inside ? shape.scale * expf(G[r] - G[i]) * intra_grads[m] : 0.0f);
     if (gated) intra[j * ldf + i] = inside ? intra_grads[m] * intra_weights[m] : 0.0f;

@@ -26,7 +26,9 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 namespace gdp::detail {
@@ -46,9 +48,13 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
       Kokkos::View<T, Kokkos::LayoutRight, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
   using T = tensor_core::device_type_t<Scalar>;
 
-  /// The same limits as the fused forward's.
+  /// The fused forward's limits, and offsets inside a chunk's rows of every head that fit 32
+  /// bits (the chunk gradients kernel's).
   static bool supports(const ProblemShape& shape, const ForwardOptions& options) {
-    return Forward::supports(shape, options);
+    const std::int64_t widest_row =
+        shape.heads * std::max<std::int64_t>(shape.key_dim, options.chunk_size);
+    return Forward::supports(shape, options) &&
+           fused::chunk_capacity * widest_row <= std::numeric_limits<std::int32_t>::max();
   }
 
   /// Value columns per reverse walk, by the fused forward's rule (128 where the walks fill the
