@@ -200,8 +200,29 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       f.chunk_log_decay = chunk_log_decay;
     }
   };
+  // A chunk's operands come in two groups of asynchronous copies. K, Q, W and Tm, whose tiles
+  // chunk c no longer reads once dBv is computed, are copied for chunk c - 1 then, while c's
+  // last products run; dO, intra, Vnew and S_0, which those products read, at c - 1's start.
+  // Every copy issued and waited for at a chunk's start left the walk waiting on memory (30%
+  // of its stall samples on the long scoreboard at 8-2048-16-128-2).
+  const auto load_early_operands = [&](const ChunkDescriptor& chunk) {
+    const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+    tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
+                                         std::int64_t(Hqk) * K, chunk.length, K, p.vector_keys,
+                                         nullptr, 0);
+    if (chunk.num_queries > 0)
+      tc::block_load_rows<C, key_capacity>(gated_queries, ldk, p.q + (t0 * Hqk + hq) * K,
+                                           std::int64_t(Hqk) * K, chunk.num_queries, K,
+                                           p.vector_queries, nullptr, 0);
+    tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.negated_w + (p0 * H + h) * K,
+                                         std::int64_t(H) * K, chunk.length, K, p.vector_w,
+                                         nullptr, 0);
+    tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW,
+                              chunk.length, CW, p.vector_tm, nullptr, 0);
+  };
   const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
                      last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
+  if (last_chunk >= first_chunk) load_early_operands(p.chunks[last_chunk]);
   if (warp == warps - 1 && last_chunk >= first_chunk) prepare_chunk(last_chunk, factors[0]);
   __syncthreads();
 
@@ -215,13 +236,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
 
-    // Every operand, asynchronously; K and Q get their factors once the copies have landed.
-    tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
-                                         std::int64_t(Hqk) * K, L, K, p.vector_keys, nullptr, 0);
-    if (num_queries > 0)
-      tc::block_load_rows<C, key_capacity>(gated_queries, ldk, p.q + (t0 * Hqk + hq) * K,
-                                           std::int64_t(Hqk) * K, num_queries, K,
-                                           p.vector_queries, nullptr, 0);
+    // The operands not copied under the last chunk's products (load_early_operands); K and Q
+    // get their factors once every copy has landed.
     if (num_queries > 0) {
       tc::block_load_rows<C, Layout::value_capacity>(
           output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
@@ -229,14 +245,10 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::block_load_float_rows<C, C>(intra, ldc, p.intra + (t0 * H + h) * CW, std::int64_t(H) * CW,
                                   num_queries, L, 1.0f);
     }
-    tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.negated_w + (p0 * H + h) * K,
-                                         std::int64_t(H) * K, L, K, p.vector_w, nullptr, 0);
     tc::block_load_rows<C, Layout::value_capacity>(new_values, ldv,
                                                    p.new_values + (p0 * H + h) * V + e0,
                                                    std::int64_t(H) * V, L, width, p.vector_values,
                                                    nullptr, 0);
-    tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW, L, CW,
-                              p.vector_tm, nullptr, 0);
     tc::block_load_rows<key_capacity, Layout::value_capacity>(
         entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_values,
         nullptr, 0);
@@ -320,6 +332,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
     }
     __syncthreads();
+    if (c > first_chunk) load_early_operands(p.chunks[c - 1]);
 
     if (threadIdx.x < L)
       value_step_grad[(p0 + threadIdx.x) * H + h] =
