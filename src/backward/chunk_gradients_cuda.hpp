@@ -81,9 +81,10 @@ struct Params {
 
 /// values[i] = the sum over the value-block slices (slice b at b * slice_size) of
 /// slices[offset(i)], or 0 where offset(i) < 0, with every load of a slice issued before any
-/// of them is used. The offsets are 32-bit, from the block's (chunk, head) on. Loaded one at a time where they are used, between stores to shared
-/// memory that the compiler must assume may alias them, each waited for the last: the kernel
-/// then spent most of its 2.8 ms (8-2048-16-128-2 on an H200) waiting on L2 latency.
+/// of them is used. The offsets are 32-bit, from the block's (chunk, head) on. Loaded one at a
+/// time where they are used, between stores to shared memory that the compiler must assume
+/// may alias them, each waited for the last: the kernel then spent most of its 2.8 ms
+/// (8-2048-16-128-2 on an H200) waiting on L2 latency.
 template <int N, class Offset>
 __device__ __forceinline__ void gather_summed(const float* slices, std::int64_t slice_size,
                                               int blocks, Offset offset, float (&values)[N]) {

@@ -222,8 +222,10 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   };
   const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
                      last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
-  if (last_chunk >= first_chunk) load_early_operands(p.chunks[last_chunk]);
-  if (warp == warps - 1 && last_chunk >= first_chunk) prepare_chunk(last_chunk, factors[0]);
+  if (last_chunk >= first_chunk) {
+    load_early_operands(p.chunks[last_chunk]);
+    if (warp == warps - 1) prepare_chunk(last_chunk, factors[0]);
+  }
   __syncthreads();
 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
