@@ -241,8 +241,7 @@ void backward_from_saved(
   const bool fused = plan.fused;
   const int value_block = plan.value_block;
   const auto& [device_layout, workspace, entry_states_transposed, tiles] = state.memory.parts;
-  ChunkOperands<Scalar, memory_space> operands(in, shape,
-                                               resolved_scale(state.options, shape.key_dim));
+  ChunkOperands<Scalar, memory_space> operands(in, shape, state.options);
   operands.query_norm = state.query_norm;
   operands.key_norm = state.key_norm;
   const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {

@@ -130,6 +130,28 @@ __device__ __forceinline__ void warp_write_raw_row_grad(const float* adjoint, co
   }
 }
 
+/// The 16-bit pair at `pair` (4-byte aligned), loaded at once, in float.
+template <class T>
+__device__ __forceinline__ float2 pair_as_floats(const T* pair) {
+  T both[2];
+  *reinterpret_cast<std::uint32_t*>(both) = *reinterpret_cast<const std::uint32_t*>(pair);
+  return make_float2(tensor_core::to_float(both[0]), tensor_core::to_float(both[1]));
+}
+
+/// to[0] += x0 and, where `both`, to[1] += x1: one 8-byte access to shared memory (to 8-byte
+/// aligned) rather than two 4-byte ones. A lane's pairs of an mma block (rows g and g + 8 of a
+/// band, columns 2t and 2t + 1) one float at a time met in the same banks two ways, in rows
+/// of 4 mod 32 floats: 18% of the kernel's shared wavefronts were that excess (ncu,
+/// 8-2048-16-128-2).
+__device__ __forceinline__ void add_to_pair(float* to, float x0, float x1, bool both) {
+  if (both) {
+    float2& pair = *reinterpret_cast<float2*>(to);
+    pair = make_float2(pair.x + x0, pair.y + x1);
+  } else {
+    to[0] += x0;
+  }
+}
+
 /// Warp w owns band w / 4 (16 positions or queries) and quarter w % 4 of the columns of every
 /// product.
 template <class T>
@@ -329,10 +351,12 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     tc::warp_mma<1, 4, false, false>(acc, coupling16, ldc, band_row, keys, ldk, 32 * quarter, 0,
                                      position_extent);
     float along[2] = {0.0f, 0.0f};
-    tc::warp_for_each(acc, band_row, 32 * quarter, [&](int r, int d, float& y) {
+    tc::warp_for_each_pair(acc, band_row, 32 * quarter, [&](int r, int d, float y0, float y1) {
       if (r >= L || d >= K) return;
-      key_adjoint[r * ldkf + d] += beta[r] * y;
-      along[(r - band_row) / 8] += tc::to_float(keys[r * ldk + d]) * y;
+      const float2 key = pair_as_floats(keys + r * ldk + d);
+      add_to_pair(key_adjoint + r * ldkf + d, beta[r] * y0, beta[r] * y1, d + 1 < K);
+      along[(r - band_row) / 8] += key.x * y0;
+      if (d + 1 < K) along[(r - band_row) / 8] += key.y * y1;
     });
     fused_backward::warp_store_band_row_sums<C>(along, band_row, quarter, step_grad_quarters);
   }
@@ -341,8 +365,11 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     tc::warp_fill(gram, 0.0f);
     tc::warp_mma<1, 2, false, true>(gram, keys, ldk, band_row, keys, ldk, 16 * quarter, 0,
                                     key_extent);
-    tc::warp_for_each(gram, band_row, 16 * quarter,
-                      [&](int r, int i, float& x) { coupling[r * ldf + i] *= x; });
+    tc::warp_for_each_pair(gram, band_row, 16 * quarter, [&](int r, int i, float x0, float x1) {
+      float2& entries = *reinterpret_cast<float2*>(coupling + r * ldf + i);
+      entries.x *= x0;
+      entries.y *= x1;
+    });
   }
   __syncthreads();
 
@@ -354,15 +381,15 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     if (num_queries > 0)
       tc::warp_mma<1, 4, true, false>(acc, intra16, ldc, band_row, queries, ldk, 32 * quarter, 0,
                                       16 * query_tiles);
-    tc::warp_for_each(acc, band_row, 32 * quarter, [&](int i, int d, float& z) {
-      if (i < L && d < K) key_adjoint[i * ldkf + d] += z;
+    tc::warp_for_each_pair(acc, band_row, 32 * quarter, [&](int i, int d, float z0, float z1) {
+      if (i < L && d < K) add_to_pair(key_adjoint + i * ldkf + d, z0, z1, d + 1 < K);
     });
     if (band < query_tiles) {
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, 4, false, false>(acc, intra16, ldc, band_row, keys, ldk, 32 * quarter, 0,
                                        position_extent);
-      tc::warp_for_each(acc, band_row, 32 * quarter, [&](int j, int d, float& x) {
-        if (j < num_queries && d < K) query_adjoint[j * ldkf + d] += x;
+      tc::warp_for_each_pair(acc, band_row, 32 * quarter, [&](int j, int d, float x0, float x1) {
+        if (j < num_queries && d < K) add_to_pair(query_adjoint + j * ldkf + d, x0, x1, d + 1 < K);
       });
     }
   }
@@ -377,12 +404,12 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   if (gated) {
     const auto prefix_rows = [&](float* tile, int rows) {
       for (int row = warp; row < rows; row += warps) {
-        float* const entries = tile + row * ldf;
-        const float first = entries[2 * lane], second = entries[2 * lane + 1];
+        float2& entries = reinterpret_cast<float2*>(tile + row * ldf)[lane];
+        const float first = entries.x, second = entries.y;
         const float inclusive = tc::warp_inclusive_sum(first + second);
-        const float before = __shfl_up_sync(0xffffffffu, inclusive, 1);
-        entries[2 * lane] = lane == 0 ? 0.0f : before;
-        entries[2 * lane + 1] = (lane == 0 ? 0.0f : before) + first;
+        const float shifted = __shfl_up_sync(0xffffffffu, inclusive, 1);
+        const float before = lane == 0 ? 0.0f : shifted;
+        entries = make_float2(before, before + first);
       }
     };
     prefix_rows(coupling, L);

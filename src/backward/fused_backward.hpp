@@ -11,7 +11,20 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
 namespace gdp::detail {
+
+/// Whether the chunk gradients kernel's 32-bit offsets reach every element it reads: it
+/// addresses a chunk's rows of the per-row ([positions, H, K]) and per-pair ([positions, H,
+/// chunk_size]) tensors from the chunk's first element, up to chunk_size rows of
+/// H max(K, chunk_size) elements. Wider problems take the portable stages.
+inline bool chunk_offsets_fit_32_bits(const ProblemShape& shape, std::int64_t chunk_size) {
+  const std::int64_t widest_row = shape.heads * std::max(shape.key_dim, chunk_size);
+  return chunk_size * widest_row <= std::numeric_limits<std::int32_t>::max();
+}
 
 /// What the fused backward's walk of the fused forward leaves for its reverse pass in the
 /// 16-bit storage type, beside G and the read-out weights (ChunkWorkspace, float): the

@@ -26,9 +26,7 @@
 
 #include <Kokkos_Core.hpp>
 
-#include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <type_traits>
 
 namespace gdp::detail {
@@ -51,10 +49,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   /// The fused forward's limits, and offsets inside a chunk's rows of every head that fit 32
   /// bits (the chunk gradients kernel's).
   static bool supports(const ProblemShape& shape, const ForwardOptions& options) {
-    const std::int64_t widest_row =
-        shape.heads * std::max<std::int64_t>(shape.key_dim, options.chunk_size);
     return Forward::supports(shape, options) &&
-           fused::chunk_capacity * widest_row <= std::numeric_limits<std::int32_t>::max();
+           chunk_offsets_fit_32_bits(shape, options.chunk_size);
   }
 
   /// Value columns per reverse walk, by the fused forward's rule (128 where the walks fill the
@@ -120,6 +116,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.chunks = layout.chunks.data();
     params.sequence_first_chunk = layout.sequence_first_chunk.data();
     params.value_grad = reinterpret_cast<T*>(value_grad.data());
+    params.paired_value_grad =
+        V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.value_grad) % 4 == 0;
     params.initial_state_grad = initial_state_grad.data();
     params.value_dim = operands.value_dim();
     const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;

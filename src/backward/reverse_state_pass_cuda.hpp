@@ -108,6 +108,7 @@ struct Params {
   const ChunkDescriptor* chunks;
   const std::int64_t* sequence_first_chunk;
   T* value_grad;              ///< dv [positions, H, V]
+  bool paired_value_grad;     ///< dv's rows start on 4-byte boundaries, V even
   float* initial_state_grad;  ///< dh0 [N, H, K, V] or null
   int value_dim;
 };
@@ -160,6 +161,11 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   float* const value_step_grad = adjoints.value_step_grad + std::int64_t(block) * P * H;
   float* const entry_decay_grad =
       adjoints.entry_decay_grad + std::int64_t(block) * shape.num_chunks * H;
+  // A lane's two adjacent adjoints in one 8-byte store where the rows allow it (the slices
+  // start on 256-byte boundaries): stored one float at a time, each 32-byte sector of a row
+  // took two half-filled writes, and 53% of the pass's sectors were that excess (ncu,
+  // 8-2048-16-128-2), with L2 throughput at 78%.
+  const bool key_pairs = K % 2 == 0, position_pairs = CW % 2 == 0;
 
   // dS: this warp's 32 x quarter_columns block in float accumulators.
   const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
@@ -277,7 +283,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_mma<1, 4, false, true>(acc, new_values, ldv, band_row, state_grad16, ldv,
                                       32 * quarter, 0, value_extent);
       tc::warp_store_float(acc, decayed_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
-                       32 * quarter, L, K, 1.0f);
+                           32 * quarter, L, K, 1.0f, key_pairs);
     }
     {  // <dS, S_0>, from the float dS and the 16-bit S_0
       float inner = 0.0f;
@@ -322,13 +328,25 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         tc::block_wait_copies();
         __syncwarp();  // the other lanes' copies
       }
+      // A lane's two adjacent columns of dv in one 4-byte store where dv allows it (one
+      // 2-byte store each wrote every sector of dv twice).
       float row_sums[2] = {0.0f, 0.0f};
-      tc::warp_for_each(acc, band_row, value_column0, [&](int r, int e, float& x) {
+      tc::warp_for_each_pair(acc, band_row, value_column0, [&](int r, int e, float x0, float x1) {
         if (r >= L || e >= width) return;
+        const bool both = e + 1 < width;
         const std::int64_t element = ((p0 + r) * H + h) * V + e0 + e;
-        p.value_grad[element] = tc::from_float<T>(prepared.steps[r] * x);
-        const T v = p.vector_v ? band_values[r * ldv + e] : p.v[element];
-        row_sums[(r - band_row) / 8] += x * tc::to_float(v);
+        const float step = prepared.steps[r];
+        if (both && p.paired_value_grad) {
+          *reinterpret_cast<std::uint32_t*>(p.value_grad + element) =
+              tc::pack<T>(step * x0, step * x1);
+        } else {
+          p.value_grad[element] = tc::from_float<T>(step * x0);
+          if (both) p.value_grad[element + 1] = tc::from_float<T>(step * x1);
+        }
+        const T* const v = p.vector_v ? band_values + r * ldv + e : p.v + element;
+        float& row_sum = row_sums[(r - band_row) / 8];
+        row_sum += x0 * tc::to_float(v[0]);
+        if (both) row_sum += x1 * tc::to_float(v[1]);
       });
       fused_backward::warp_store_band_row_sums<C>(row_sums, band_row, quarter, value_step_sums);
       tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
@@ -350,7 +368,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_mma<1, 4, false, true>(acc, value_solve_grad, ldv, band_row, entry_state, ldv,
                                       32 * quarter, 0, value_extent);
       tc::warp_store_float(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
-                       32 * quarter, L, K, -1.0f);
+                           32 * quarter, L, K, -1.0f, key_pairs);
     }
     {  // dA = -dBv Vnew^T
       tc::Block<1, 2> acc;
@@ -358,21 +376,21 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_mma<1, 2, false, true>(acc, value_solve_grad, ldv, band_row, new_values, ldv,
                                       16 * quarter, 0, value_extent);
       tc::warp_store_float(acc, coupling_grad + (p0 * H + h) * CW, std::int64_t(H) * CW, band_row,
-                       16 * quarter, L, L, -1.0f);
+                           16 * quarter, L, L, -1.0f, position_pairs);
     }
     if (band < query_tiles) {  // d intra = dO Vnew^T and dQg = dO S_0^T
       tc::Block<1, 2> weights;
       tc::warp_fill(weights, 0.0f);
       tc::warp_mma<1, 2, false, true>(weights, output_grad, ldv, band_row, new_values, ldv,
                                       16 * quarter, 0, value_extent);
-      tc::warp_store_float(weights, intra_grad + (t0 * H + h) * CW, std::int64_t(H) * CW, band_row,
-                       16 * quarter, num_queries, L, 1.0f);
+      tc::warp_store_float(weights, intra_grad + (t0 * H + h) * CW, std::int64_t(H) * CW,
+                           band_row, 16 * quarter, num_queries, L, 1.0f, position_pairs);
       tc::Block<1, 4> queries;
       tc::warp_fill(queries, 0.0f);
       tc::warp_mma<1, 4, false, true>(queries, output_grad, ldv, band_row, entry_state, ldv,
                                       32 * quarter, 0, value_extent);
       tc::warp_store_float(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
-                       band_row, 32 * quarter, num_queries, K, 1.0f);
+                           band_row, 32 * quarter, num_queries, K, 1.0f, key_pairs);
     }
     // The last warp's band holds queries only for chunks of 49 or more of them.
     if (warp == warps - 1 && c > first_chunk) prepare_chunk(c - 1, factors[current ^ 1]);

@@ -37,8 +37,10 @@ struct ChunkOperands {
   accumulator_type scale = 1;
 
   ChunkOperands() = default;
+  /// Views of `in` with the read-out scale `options` resolve to; the L2 normalisation factors
+  /// are left null for the caller to compute (make_operands) or take from a saved forward.
   ChunkOperands(const ForwardInputs<Scalar, MemorySpace>& in, const ProblemShape& shape,
-                double read_out_scale)
+                const ForwardOptions& options)
       : query_rows(in.q.data(), shape.total_tokens(), shape.qk_heads, shape.key_dim),
         key_rows(in.k.data(), shape.total_positions(), shape.qk_heads, shape.key_dim),
         v(in.v.data(), shape.total_positions(), shape.heads, shape.value_dim),
@@ -46,7 +48,7 @@ struct ChunkOperands {
         g(in.g.data(), shape.gated ? shape.total_tokens() : 0, shape.heads),
         num_householder(shape.num_householder),
         head_group(int(shape.head_group())),
-        scale(accumulator_type(read_out_scale)) {}
+        scale(accumulator_type(resolved_scale(options, shape.key_dim))) {}
 
   int key_dim() const { return int(key_rows.extent(2)); }
   int value_dim() const { return int(v.extent(2)); }

@@ -66,8 +66,7 @@ template <class ExecSpace, class Scalar>
 ChunkOperands<Scalar, typename ExecSpace::memory_space> make_operands(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in, const ProblemShape& shape,
     const ForwardOptions& options) {
-  ChunkOperands<Scalar, typename ExecSpace::memory_space> operands(
-      in, shape, resolved_scale(options, shape.key_dim));
+  ChunkOperands<Scalar, typename ExecSpace::memory_space> operands(in, shape, options);
   if (options.use_qk_l2norm) {
     operands.query_norm = inverse_l2_norms<ExecSpace>(operands.query_rows);
     operands.key_norm = inverse_l2_norms<ExecSpace>(operands.key_rows);

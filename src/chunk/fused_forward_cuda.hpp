@@ -438,8 +438,12 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
           tc::Block<1, 2> acc;
           tc::warp_fill(acc, 0.0f);
           tc::warp_mma<1, 2, false, true>(acc, keys, ldk, band_row, keys, ldk, column0, 0, key_extent);
-          tc::warp_for_each(acc, band_row, column0, [&](int r, int i, float& x) {
-            products[r * ldf + i] = i < r ? steps[r] * expf(gates[r] - gates[i]) * x : 0.0f;
+          // A lane's two adjacent entries in one 8-byte store: one at a time, a lane's columns
+          // 2t and 2t + 1 met in the same banks two ways in rows of 4 mod 32 floats.
+          tc::warp_for_each_pair(acc, band_row, column0, [&](int r, int i, float x0, float x1) {
+            *reinterpret_cast<float2*>(products + r * ldf + i) =
+                make_float2(i < r ? steps[r] * expf(gates[r] - gates[i]) * x0 : 0.0f,
+                            i + 1 < r ? steps[r] * expf(gates[r] - gates[i + 1]) * x1 : 0.0f);
           });
         }
         if (band < query_tiles) {
@@ -447,16 +451,26 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
           tc::warp_fill(acc, 0.0f);
           tc::warp_mma<1, 2, false, true>(acc, queries, ldk, band_row, keys, ldk, column0, 0,
                                           key_extent);
-          tc::warp_store(acc, masked_query_products, ldc, band_row, column0,
-                         [&](int j, int i, float x) {
-                           const int r = first_query + j * n;
-                           const float weight =
-                               j < num_queries && i <= r ? p.scale * expf(gates[r] - gates[i]) * x
-                                                         : 0.0f;
-                           if (saves_chunk && j < num_queries && i < L)
-                             saved.intra[((t0 + j) * H + h) * CW + i] = weight;
-                           return weight;
-                         });
+          // The saving walk keeps the weights in float too, a lane's two in one 8-byte store
+          // where the rows allow it (one float a store wrote every sector twice, half-filled).
+          tc::warp_for_each_pair(acc, band_row, column0, [&](int j, int i, float x0, float x1) {
+            const int r = first_query + j * n;
+            const bool query = j < num_queries;
+            const float w0 = query && i <= r ? p.scale * expf(gates[r] - gates[i]) * x0 : 0.0f;
+            const float w1 =
+                query && i + 1 <= r ? p.scale * expf(gates[r] - gates[i + 1]) * x1 : 0.0f;
+            *reinterpret_cast<std::uint32_t*>(masked_query_products + j * ldc + i) =
+                tc::pack<T>(w0, w1);
+            if (saves_chunk && query && i < L) {
+              float* const to = saved.intra + ((t0 + j) * H + h) * CW + i;
+              if (i + 1 < L && CW % 2 == 0) {
+                *reinterpret_cast<float2*>(to) = make_float2(w0, w1);
+              } else {
+                to[0] = w0;
+                if (i + 1 < L) to[1] = w1;
+              }
+            }
+          });
         }
       }
       __syncthreads();

@@ -4,6 +4,7 @@
 // through the public entry points.
 #include <gdp/backward.hpp>
 
+#include "backward/fused_backward.hpp"
 #include "common/expect_rejected.hpp"
 #include "common/random_problem.hpp"
 #include "common/same_bits.hpp"
@@ -253,6 +254,22 @@ TEST(BackwardArguments, RejectedForwardForBackwardKeepsTheSavedForward) {
                                  p.inputs.inputs(), p.upstream.gradients(), saved));
   saved.reset();
   EXPECT_TRUE(saved.empty());
+}
+
+// The CUDA backward's chunk gradients kernel addresses a chunk's rows of every head with 32-bit
+// offsets; FusedBackward::supports sends wider problems to the portable stages by this rule.
+TEST(BackwardArguments, FusedOffsetsFit32BitsUpToTheLimit) {
+  detail::ProblemShape shape;
+  shape.key_dim = 128;
+  shape.heads = (std::int64_t(1) << 31) / (64 * 128) - 1;  // 64 rows of H * 128 below 2^31
+  EXPECT_TRUE(detail::chunk_offsets_fit_32_bits(shape, 64));
+  shape.heads += 1;  // exactly 2^31 elements
+  EXPECT_FALSE(detail::chunk_offsets_fit_32_bits(shape, 64));
+  EXPECT_TRUE(detail::chunk_offsets_fit_32_bits(shape, 32));  // half the rows
+  shape.key_dim = 16;  // the per-pair tensors' rows of 64 positions are now the widest
+  EXPECT_TRUE(detail::chunk_offsets_fit_32_bits(shape, 64));
+  shape.heads *= 2;
+  EXPECT_FALSE(detail::chunk_offsets_fit_32_bits(shape, 64));
 }
 
 }  // namespace
