@@ -537,18 +537,23 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
                            std::int64_t(H) * V, L, width, saved.vector_values);
 
     // O = diag(scale exp(G)) (Q S) + QKm Vnew (the saving walk only for a forward's call)
-    if ((!SavesForBackward || p.output) && band < query_tiles) {
-      tc::Block<1, value_tiles> out;
+    // Each band of queries is read out by the warps of one band of positions, or, with half
+    // the bands or fewer holding queries (n >= 2) and value blocks that halve into whole mma
+    // tiles, by those of two bands, each taking half of the quarter's columns: the other
+    // warps would otherwise wait at the barrier below (9.4% of the samples of the outputs
+    // walk at 1-32768-16-128-2, sixth session).
+    const auto read_out = [&](auto columns, int query_band, int column0) {
+      constexpr int tiles = decltype(columns)::value;
+      const int query_row = 16 * query_band;
+      tc::Block<1, tiles> out;
       tc::warp_fill(out, 0.0f);
-      tc::warp_mma<1, value_tiles, false, false>(out, queries, ldk, band_row, state16, ldv,
-                                                 value_column0, 0, key_extent);
-      tc::warp_for_each(out, band_row, value_column0,
-                        [&](int j, int, float& x) { x *= query_gates[j]; });
-      const int last_position = first_query + min(band_row + 15, num_queries - 1) * n;
-      tc::warp_mma<1, value_tiles, false, false>(out, masked_query_products, ldc, band_row, values,
-                                                 ldv, value_column0, 0,
-                                                 16 * (last_position / 16 + 1));
-      tc::warp_for_each_pair(out, band_row, value_column0, [&](int j, int e, float x0, float x1) {
+      tc::warp_mma<1, tiles, false, false>(out, queries, ldk, query_row, state16, ldv, column0, 0,
+                                           key_extent);
+      tc::warp_for_each(out, query_row, column0, [&](int j, int, float& x) { x *= query_gates[j]; });
+      const int last_position = first_query + min(query_row + 15, num_queries - 1) * n;
+      tc::warp_mma<1, tiles, false, false>(out, masked_query_products, ldc, query_row, values, ldv,
+                                           column0, 0, 16 * (last_position / 16 + 1));
+      tc::warp_for_each_pair(out, query_row, column0, [&](int j, int e, float x0, float x1) {
         if (j >= num_queries || e >= width) return;
         T* const o = p.output + ((t0 + j) * H + h) * V + owned.value_first + e;
         if (p.vector_output && e + 1 < width)
@@ -558,6 +563,18 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
           if (e + 1 < width) o[1] = tc::from_float<T>(x1);
         }
       });
+    };
+    if (!SavesForBackward || p.output) {
+      constexpr int half_tiles = value_tiles / 2;
+      bool halved = false;
+      if constexpr (half_tiles % 2 == 0) {  // warp_mma takes pairs of 8-column tiles
+        halved = query_tiles <= 2;
+        if (halved && band % 2 < query_tiles)
+          read_out(std::integral_constant<int, half_tiles>{}, band % 2,
+                   value_column0 + (band / 2) * 8 * half_tiles);
+      }
+      if (!halved && band < query_tiles)
+        read_out(std::integral_constant<int, value_tiles>{}, band, value_column0);
     }
     __syncthreads();
 
