@@ -21,7 +21,9 @@
 #   (sass.csv): the warp-stall samples by reason and by opcode, the hottest instructions, and
 #   the stretches between block barriers, each with its instructions per warp and step (the
 #   barrier's executions count the warp-steps) and its share of the samples: which stage of a
-#   chunk's step the time goes to.
+#   chunk's step the time goes to; then the same counters per line of CUDA source
+#   (cuda_sass.csv), the lines with the most instructions first. The "by opcode" shares are of
+#   the stall samples, not of the instructions: a barrier's wait is sampled on a BRA.
 set -uo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -124,5 +126,45 @@ print("hottest instructions:")
 for i in sorted(range(len(rows)), key=lambda i: -samples[i])[:12]:
     top = max(reasons, key=lambda k: number(rows[i][k]))
     print(f"  {i:5d} {100 * samples[i] / total:5.1f}% ({top[6:]})  {rows[i]['Source'].strip()[:70]}")
+PY
+  # The same counters per line of CUDA source (inlined helpers under their own lines): which
+  # lines of code the instructions and the samples belong to.
+  "$ncu" -i "$out/source.ncu-rep" --page source --csv --print-source cuda,sass >"$out/cuda_sass.csv" 2>&1
+  python3 - "$out/cuda_sass.csv" <<'PY'
+import collections, csv, sys
+def number(text):
+    try:
+        return float(text.replace(",", ""))
+    except (AttributeError, ValueError):
+        return 0.0
+# Blocks of rows: "File Path" names a file, a row with a line number starts a source line, the
+# rows under it (line number empty, an address) are its SASS instructions.
+header, path, line, source = None, "", "", ""
+executed, samples = collections.Counter(), collections.Counter()
+texts, steps = {}, 0.0
+for row in csv.reader(open(sys.argv[1], errors="replace")):
+    if not row or row[0] == "Function Name":
+        continue
+    if row[0] == "File Path":
+        path = row[1].rsplit("/", 1)[-1]
+    elif row[0] == "Line No":
+        header = row
+    elif row[0]:
+        line, source = row[0], row[1].strip()
+        texts[(path, line)] = source
+    elif header and len(row) > 7 and row[2] != "-":
+        count = number(row[header.index("Instructions Executed")])
+        executed[(path, line)] += count
+        samples[(path, line)] += number(row[header.index("Warp Stall Sampling (All Samples)")])
+        if row[3].strip().split(" ")[0].startswith("BAR.SYNC"):
+            steps = max(steps, count)
+if not executed:
+    sys.exit("no per-line counters in cuda_sass.csv (see the file)")
+steps = steps or 1.0
+total_samples = sum(samples.values()) or 1.0
+print(f"source lines by instructions per warp and step (of {sum(executed.values()) / steps:.0f}):")
+for key, count in executed.most_common(15):
+    print(f"  {key[0]}:{key[1]:<5} {count / steps:7.1f} instructions, "
+          f"{100 * samples[key] / total_samples:5.1f}% of samples  {texts.get(key, '')[:60]}")
 PY
 fi

@@ -176,6 +176,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
             : 0.0f;
   });
   const auto as_is = [](int, int, float x) { return x; };
+  const auto negated = [](int, int, float x) { return -x; };
   tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
 
   // One warp: chunk c and its factors into f. They depend on loads from global memory, one
@@ -282,8 +283,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, 4, false, true>(acc, new_values, ldv, band_row, state_grad16, ldv,
                                       32 * quarter, 0, value_extent);
-      tc::warp_store_float(acc, decayed_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
-                           32 * quarter, L, K, 1.0f, key_pairs);
+      tc::warp_store_global(acc, decayed_key_grad + (p0 * H + h) * K, std::int64_t(H) * K,
+                            band_row, 32 * quarter, L, K, key_pairs, as_is);
     }
     {  // <dS, S_0>, from the float dS and the 16-bit S_0
       float inner = 0.0f;
@@ -298,6 +299,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     // The rows and columns of v that this warp's block of dBv meets, copied into the tile of
     // Kd (read last before the barrier above) while dS and dBv are computed: loaded element
     // by element where they were used, they stalled the pass on memory latency every chunk.
+    // Where v's rows do not allow 16-byte copies, they are copied an element at a time.
     T* const band_values = decayed_keys;
     if (p.vector_v) {
       constexpr int per_row = quarter_columns / 8;
@@ -306,6 +308,12 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         const bool inside = r < L && e < width;
         tc::copy_16_bytes_async(band_values + r * ldv + e,
                                 inside ? p.v + ((p0 + r) * H + h) * V + e0 + e : p.v, inside);
+      }
+    } else {
+      for (int index = lane; index < 16 * quarter_columns; index += 32) {
+        const int r = band_row + index / quarter_columns;
+        const int e = value_column0 + index % quarter_columns;
+        if (r < L && e < width) band_values[r * ldv + e] = p.v[((p0 + r) * H + h) * V + e0 + e];
       }
     }
     {  // dS <- exp(G_L) dS + Qg^T dO - W^T dVnew, then its 16-bit copy
@@ -324,29 +332,20 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, value_tiles, true, false>(acc, tm, ldc, band_row, new_value_grad, ldv,
                                                 value_column0, band_row, position_extent);
-      if (p.vector_v) {
-        tc::block_wait_copies();
-        __syncwarp();  // the other lanes' copies
-      }
+      if (p.vector_v) tc::block_wait_copies();
+      __syncwarp();  // the other lanes' copies
       // A lane's two adjacent columns of dv in one 4-byte store where dv allows it (one
       // 2-byte store each wrote every sector of dv twice).
+      tc::warp_store_global(acc, p.value_grad + (p0 * H + h) * V + e0, std::int64_t(H) * V,
+                            band_row, value_column0, L, width, p.paired_value_grad,
+                            [&](int r, int, float x) { return prepared.steps[r] * x; });
       float row_sums[2] = {0.0f, 0.0f};
       tc::warp_for_each_pair(acc, band_row, value_column0, [&](int r, int e, float x0, float x1) {
         if (r >= L || e >= width) return;
-        const bool both = e + 1 < width;
-        const std::int64_t element = ((p0 + r) * H + h) * V + e0 + e;
-        const float step = prepared.steps[r];
-        if (both && p.paired_value_grad) {
-          *reinterpret_cast<std::uint32_t*>(p.value_grad + element) =
-              tc::pack<T>(step * x0, step * x1);
-        } else {
-          p.value_grad[element] = tc::from_float<T>(step * x0);
-          if (both) p.value_grad[element + 1] = tc::from_float<T>(step * x1);
-        }
-        const T* const v = p.vector_v ? band_values + r * ldv + e : p.v + element;
+        const T* const v = band_values + r * ldv + e;
         float& row_sum = row_sums[(r - band_row) / 8];
         row_sum += x0 * tc::to_float(v[0]);
-        if (both) row_sum += x1 * tc::to_float(v[1]);
+        if (e + 1 < width) row_sum += x1 * tc::to_float(v[1]);
       });
       fused_backward::warp_store_band_row_sums<C>(row_sums, band_row, quarter, value_step_sums);
       tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
@@ -367,30 +366,30 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, 4, false, true>(acc, value_solve_grad, ldv, band_row, entry_state, ldv,
                                       32 * quarter, 0, value_extent);
-      tc::warp_store_float(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K, band_row,
-                           32 * quarter, L, K, -1.0f, key_pairs);
+      tc::warp_store_global(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K,
+                            band_row, 32 * quarter, L, K, key_pairs, negated);
     }
     {  // dA = -dBv Vnew^T
       tc::Block<1, 2> acc;
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, 2, false, true>(acc, value_solve_grad, ldv, band_row, new_values, ldv,
                                       16 * quarter, 0, value_extent);
-      tc::warp_store_float(acc, coupling_grad + (p0 * H + h) * CW, std::int64_t(H) * CW, band_row,
-                           16 * quarter, L, L, -1.0f, position_pairs);
+      tc::warp_store_global(acc, coupling_grad + (p0 * H + h) * CW, std::int64_t(H) * CW,
+                            band_row, 16 * quarter, L, L, position_pairs, negated);
     }
     if (band < query_tiles) {  // d intra = dO Vnew^T and dQg = dO S_0^T
       tc::Block<1, 2> weights;
       tc::warp_fill(weights, 0.0f);
       tc::warp_mma<1, 2, false, true>(weights, output_grad, ldv, band_row, new_values, ldv,
                                       16 * quarter, 0, value_extent);
-      tc::warp_store_float(weights, intra_grad + (t0 * H + h) * CW, std::int64_t(H) * CW,
-                           band_row, 16 * quarter, num_queries, L, 1.0f, position_pairs);
+      tc::warp_store_global(weights, intra_grad + (t0 * H + h) * CW, std::int64_t(H) * CW,
+                            band_row, 16 * quarter, num_queries, L, position_pairs, as_is);
       tc::Block<1, 4> queries;
       tc::warp_fill(queries, 0.0f);
       tc::warp_mma<1, 4, false, true>(queries, output_grad, ldv, band_row, entry_state, ldv,
                                       32 * quarter, 0, value_extent);
-      tc::warp_store_float(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
-                           band_row, 32 * quarter, num_queries, K, 1.0f, key_pairs);
+      tc::warp_store_global(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
+                            band_row, 32 * quarter, num_queries, K, key_pairs, as_is);
     }
     // The last warp's band holds queries only for chunks of 49 or more of them.
     if (warp == warps - 1 && c > first_chunk) prepare_chunk(c - 1, factors[current ^ 1]);

@@ -371,8 +371,9 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
     const int query_tiles = (num_queries + 15) / 16, first_query = chunk.first_query_local;
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     if constexpr (SavesForBackward)  // S_0, from the 16-bit copy the last barrier published
-      tc::block_store_rows(state16, ldv, saved.entry_states + (c * H + h) * K * V + owned.value_first,
-                           V, K, width, saved.vector_values);
+      tc::block_store_rows<Layout::value_capacity>(
+          state16, ldv, saved.entry_states + (c * H + h) * K * V + owned.value_first, V, K, width,
+          saved.vector_values);
 
     if (warp == 0) {  // G (a prefix sum over the lanes, two positions each) and what it gives
       if (!gates_ahead) load_gate_inputs(chunk);
@@ -451,8 +452,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
           tc::warp_fill(acc, 0.0f);
           tc::warp_mma<1, 2, false, true>(acc, queries, ldk, band_row, keys, ldk, column0, 0,
                                           key_extent);
-          // The saving walk keeps the weights in float too, a lane's two in one 8-byte store
-          // where the rows allow it (one float a store wrote every sector twice, half-filled).
+          // The saving walk keeps the weights in float too.
           tc::warp_for_each_pair(acc, band_row, column0, [&](int j, int i, float x0, float x1) {
             const int r = first_query + j * n;
             const bool query = j < num_queries;
@@ -461,15 +461,9 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
                 query && i + 1 <= r ? p.scale * expf(gates[r] - gates[i + 1]) * x1 : 0.0f;
             *reinterpret_cast<std::uint32_t*>(masked_query_products + j * ldc + i) =
                 tc::pack<T>(w0, w1);
-            if (saves_chunk && query && i < L) {
-              float* const to = saved.intra + ((t0 + j) * H + h) * CW + i;
-              if (i + 1 < L && CW % 2 == 0) {
-                *reinterpret_cast<float2*>(to) = make_float2(w0, w1);
-              } else {
-                to[0] = w0;
-                if (i + 1 < L) to[1] = w1;
-              }
-            }
+            if (saves_chunk && query && i < L)
+              tc::store_pair(saved.intra + ((t0 + j) * H + h) * CW + i, w0, w1, i + 1 < L,
+                             CW % 2 == 0);
           });
         }
       }
@@ -508,19 +502,20 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
                                                    value_column0, 0, band_row + 16);
       __syncthreads();
       if (saves_chunk)
-        tc::block_store_rows(negated_w, ldk, saved.negated_w + (p0 * H + h) * K, std::int64_t(H) * K,
-                             L, K, saved.vector_w);
+        tc::block_store_rows<key_capacity>(negated_w, ldk, saved.negated_w + (p0 * H + h) * K,
+                                           std::int64_t(H) * K, L, K, saved.vector_w);
     }
     if constexpr (Mode == Stage::prepare) {
       if (owned.value_first == 0) {  // -W and QKm depend on the (chunk, head) only
-        tc::block_store_rows(negated_w, ldk, p.staged.negated_w + (p0 * H + h) * K,
-                             std::int64_t(H) * K, L, K, p.staged.vector_w);
-        tc::block_store_rows(masked_query_products, ldc, p.staged.query_products + (t0 * H + h) * C,
-                             std::int64_t(H) * C, num_queries, C, true);
+        tc::block_store_rows<key_capacity>(negated_w, ldk, p.staged.negated_w + (p0 * H + h) * K,
+                                           std::int64_t(H) * K, L, K, p.staged.vector_w);
+        tc::block_store_rows<C>(masked_query_products, ldc,
+                                p.staged.query_products + (t0 * H + h) * C, std::int64_t(H) * C,
+                                num_queries, C, true);
       }
-      tc::warp_store_float(fresh, p.staged.values + (p0 * H + h) * V + owned.value_first,
-                           std::int64_t(H) * V, band_row, value_column0, L, width, 1.0f,
-                           V % 2 == 0);
+      tc::warp_store_global(fresh, p.staged.values + (p0 * H + h) * V + owned.value_first,
+                            std::int64_t(H) * V, band_row, value_column0, L, width, V % 2 == 0,
+                            as_is);
       __syncthreads();  // the tiles are read before the next chunk's loads replace them
       continue;         // no state
     }
@@ -533,15 +528,17 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
                    [&](int i, int, float x) { return tail_decays[i] * x; });
     __syncthreads();
     if constexpr (SavesForBackward)
-      tc::block_store_rows(values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
-                           std::int64_t(H) * V, L, width, saved.vector_values);
+      tc::block_store_rows<Layout::value_capacity>(
+          values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
+          std::int64_t(H) * V, L, width, saved.vector_values);
 
     // O = diag(scale exp(G)) (Q S) + QKm Vnew (the saving walk only for a forward's call)
     // Each band of queries is read out by the warps of one band of positions, or, with half
     // the bands or fewer holding queries (n >= 2) and value blocks that halve into whole mma
     // tiles, by those of two bands, each taking half of the quarter's columns: the other
-    // warps would otherwise wait at the barrier below (9.4% of the samples of the outputs
-    // walk at 1-32768-16-128-2, sixth session).
+    // warps would otherwise wait at the barrier below. For 128-column blocks this took the
+    // four fused walks of an 8-2048-16-128-2 training step from 4.36 to 4.01 ms (H100); for
+    // 64-column blocks, odd tiles a half, it gained nothing and is not done.
     const auto read_out = [&](auto columns, int query_band, int column0) {
       constexpr int tiles = decltype(columns)::value;
       const int query_row = 16 * query_band;
@@ -553,16 +550,9 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       const int last_position = first_query + min(query_row + 15, num_queries - 1) * n;
       tc::warp_mma<1, tiles, false, false>(out, masked_query_products, ldc, query_row, values, ldv,
                                            column0, 0, 16 * (last_position / 16 + 1));
-      tc::warp_for_each_pair(out, query_row, column0, [&](int j, int e, float x0, float x1) {
-        if (j >= num_queries || e >= width) return;
-        T* const o = p.output + ((t0 + j) * H + h) * V + owned.value_first + e;
-        if (p.vector_output && e + 1 < width)
-          *reinterpret_cast<std::uint32_t*>(o) = tc::pack<T>(x0, x1);
-        else {
-          o[0] = tc::from_float<T>(x0);
-          if (e + 1 < width) o[1] = tc::from_float<T>(x1);
-        }
-      });
+      tc::warp_store_global(out, p.output + (t0 * H + h) * V + owned.value_first,
+                            std::int64_t(H) * V, query_row, column0, num_queries, width,
+                            p.vector_output, as_is);
     };
     if (!SavesForBackward || p.output) {
       constexpr int half_tiles = value_tiles / 2;

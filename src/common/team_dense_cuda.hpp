@@ -52,6 +52,10 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float x) {
   return __float2half_rn(x);
 }
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
 
 /// Two floats rounded to 16 bits and packed, the first in the low half.
 template <class T>
@@ -60,6 +64,23 @@ __device__ __forceinline__ std::uint32_t pack(float low, float high) {
   std::uint32_t packed;
   memcpy(&packed, values, sizeof packed);
   return packed;
+}
+
+/// x0 into to[0] and, where `second`, x1 into to[1], as Element (float, or a 16-bit type:
+/// rounded): in one store where both go and `paired` (`to` aligned to two elements), else one
+/// element a store.
+template <class Element>
+__device__ __forceinline__ void store_pair(Element* to, float x0, float x1, bool second,
+                                           bool paired) {
+  if (second && paired) {
+    if constexpr (std::is_same<Element, float>::value)
+      *reinterpret_cast<float2*>(to) = make_float2(x0, x1);
+    else
+      *reinterpret_cast<std::uint32_t*>(to) = pack<Element>(x0, x1);
+    return;
+  }
+  to[0] = from_float<Element>(x0);
+  if (second) to[1] = from_float<Element>(x1);
 }
 
 __device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
@@ -220,30 +241,34 @@ __device__ __forceinline__ void copy_16_bytes_async(void* to, const void* from, 
 /// times factors[r * factor_stride] when factors is not null, and zeros elsewhere. With
 /// `vectors` (every row start 16-byte aligned, columns a multiple of 8) and no factors, the
 /// copies are asynchronous (cp.async, zero-filling the padding): block_wait_copies() before
-/// the barrier that publishes them.
+/// the barrier that publishes them. A thread keeps its 8 columns and steps down the rows, its
+/// addresses advanced rather than recomputed from (row, column) for every 16 bytes.
 template <int RowsTotal, int ColumnsTotal, class T>
 __device__ __forceinline__ void block_load_rows(T* dst, int ld, const T* src, std::int64_t stride,
                                                 int rows, int columns, bool vectors,
                                                 const float* factors, std::int64_t factor_stride) {
-  constexpr int per_row = ColumnsTotal / 8, rows_total = RowsTotal;
+  constexpr int per_row = ColumnsTotal / 8;
+  static_assert(32 % per_row == 0, "a block of whole warps covers whole rows");
+  const int c0 = (threadIdx.x % per_row) * 8, row_step = blockDim.x / per_row;
+  const std::int64_t source_step = row_step * stride;
+  int r = threadIdx.x / per_row;
+  T* to = dst + r * ld + c0;
+  const T* from = src + r * stride + c0;
   if (vectors && !factors) {
-    for (int index = threadIdx.x; index < rows_total * per_row; index += blockDim.x) {
-      const int r = index / per_row, c0 = (index % per_row) * 8;
+    for (; r < RowsTotal; r += row_step, to += row_step * ld, from += source_step) {
       const bool inside = r < rows && c0 < columns;
-      copy_16_bytes_async(dst + r * ld + c0, inside ? src + r * stride + c0 : src, inside);
+      copy_16_bytes_async(to, inside ? from : src, inside);
     }
     return;
   }
-  for (int index = threadIdx.x; index < rows_total * per_row; index += blockDim.x) {
-    const int r = index / per_row, c0 = (index % per_row) * 8;
+  for (; r < RowsTotal; r += row_step, to += row_step * ld, from += source_step) {
     const float factor = r < rows && factors ? factors[r * factor_stride] : 1.0f;
     alignas(16) T chunk[8];
 #pragma unroll
     for (int c = 0; c < 8; ++c)
-      chunk[c] = r < rows && c0 + c < columns
-                     ? from_float<T>(factor * to_float(src[r * stride + c0 + c]))
-                     : from_float<T>(0.0f);
-    *reinterpret_cast<uint4*>(dst + r * ld + c0) = *reinterpret_cast<const uint4*>(chunk);
+      chunk[c] = r < rows && c0 + c < columns ? from_float<T>(factor * to_float(from[c]))
+                                              : from_float<T>(0.0f);
+    *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(chunk);
   }
 }
 
@@ -263,20 +288,25 @@ __device__ __forceinline__ void block_scale_rows(T* tile, int ld, const float* s
   }
 }
 
-/// Rows [0, rows) and columns [0, columns) of the 16-bit tile at src (leading dimension ld)
-/// into a global matrix (row r at dst + r * stride), the whole block taking part: 16-byte
-/// stores with `vectors` (every row start 16-byte aligned, columns a multiple of 8), else
+/// Rows [0, rows) and columns [0, columns) (columns <= ColumnsTotal) of the 16-bit tile at src
+/// (leading dimension ld) into a global matrix (row r at dst + r * stride), the whole block
+/// taking part: 16-byte stores with `vectors` (every row start 16-byte aligned, columns a
+/// multiple of 8), a thread keeping its 8 columns down the rows as block_load_rows does; else
 /// one element at a time.
-template <class T>
+template <int ColumnsTotal, class T>
 __device__ __forceinline__ void block_store_rows(const T* src, int ld, T* dst, std::int64_t stride,
                                                  int rows, int columns, bool vectors) {
   if (vectors) {
-    const int per_row = columns / 8;
-    for (int index = threadIdx.x; index < rows * per_row; index += blockDim.x) {
-      const int r = index / per_row, c0 = (index % per_row) * 8;
-      *reinterpret_cast<uint4*>(dst + r * stride + c0) =
-          *reinterpret_cast<const uint4*>(src + r * ld + c0);
-    }
+    constexpr int per_row = ColumnsTotal / 8;
+    static_assert(32 % per_row == 0, "a block of whole warps covers whole rows");
+    const int c0 = (threadIdx.x % per_row) * 8, row_step = blockDim.x / per_row;
+    if (c0 >= columns) return;
+    const std::int64_t destination_step = row_step * stride;
+    int r = threadIdx.x / per_row;
+    const T* from = src + r * ld + c0;
+    T* to = dst + r * stride + c0;
+    for (; r < rows; r += row_step, from += row_step * ld, to += destination_step)
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
     return;
   }
   for (int index = threadIdx.x; index < rows * columns; index += blockDim.x) {
@@ -303,25 +333,42 @@ __device__ __forceinline__ void block_load_float_rows(T* dst, int ld, const floa
   }
 }
 
-/// Float stores of a warp's block of accumulators into rows [0, rows) and columns
-/// [0, columns) of a row-major matrix (row r at dst + r * stride), each element times `factor`;
-/// a lane's two adjacent elements in one 8-byte store where `pairs` (dst 8-byte aligned,
-/// stride and n0 even).
-template <int Rows, int Columns>
-__device__ __forceinline__ void warp_store_float(const Block<Rows, Columns>& acc,
-                                                 float* dst, std::int64_t stride, int m0, int n0,
-                                                 int rows, int columns, float factor,
-                                                 bool pairs = false) {
-  warp_for_each_pair(acc, m0, n0, [&](int r, int c, float x0, float x1) {
-    if (r >= rows) return;
-    float* const to = dst + r * stride + c;
-    if (pairs && c + 1 < columns) {
-      *reinterpret_cast<float2*>(to) = make_float2(factor * x0, factor * x1);
-      return;
-    }
-    if (c < columns) to[0] = factor * x0;
-    if (c + 1 < columns) to[1] = factor * x1;
-  });
+/// value(row, column, x) for every element x of a warp's block of accumulators (rows from m0,
+/// columns from n0) into rows [0, rows) and columns [0, columns) of a row-major matrix of
+/// Element (float, or a 16-bit type: rounded) in global memory, row r at dst + r * stride; a
+/// lane's two adjacent elements in one store where `pairs` (dst aligned to two elements, stride
+/// and n0 even). Each of a lane's rows has its address computed once, its columns then constant
+/// offsets, and a block wholly inside is stored with no test an element: with both per element
+/// (and block_load_rows' addresses recomputed for every 16 bytes), the reverse pass executed
+/// 446 million instructions at 8-2048-16-128-2, 330 million without (1.21 -> 1.10 ms, H100).
+template <int Rows, int Columns, class Element, class F>
+__device__ __forceinline__ void warp_store_global(const Block<Rows, Columns>& acc, Element* dst,
+                                                  std::int64_t stride, int m0, int n0, int rows,
+                                                  int columns, bool pairs, F&& value) {
+  const int lane = threadIdx.x % 32, g = lane / 4, column0 = n0 + 2 * (lane % 4);
+  const auto store = [&](auto whole_block) {
+    constexpr bool whole = decltype(whole_block)::value;
+#pragma unroll
+    for (int i = 0; i < Rows; ++i)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + 16 * i + g + 8 * half;
+        if (!whole && r >= rows) continue;
+        Element* const row = dst + r * stride + column0;
+#pragma unroll
+        for (int j = 0; j < Columns; ++j) {
+          const int c = column0 + 8 * j;
+          if (whole || c < columns)
+            store_pair(row + 8 * j, value(r, c, acc[i][j][2 * half]),
+                       value(r, c + 1, acc[i][j][2 * half + 1]), whole || c + 1 < columns,
+                       whole || pairs);
+        }
+      }
+  };
+  if (pairs && m0 + 16 * Rows <= rows && n0 + 8 * Columns <= columns)
+    store(std::true_type{});
+  else
+    store(std::false_type{});
 }
 
 /// The sum of `x` over lanes 0 to this one of the (whole, converged) warp.
@@ -416,10 +463,14 @@ __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int l
     for (int index = thread; index < block * columns; index += blockDim.x) {
       const int r = index / columns, column = index % columns;
       const float* diagonal_row = tm + (columns + r) * ldt + columns;
+      // Every term is taken: right of its diagonal Tm_bb holds the zeros written above, which
+      // add nothing to a finite sum. With a test `i <= r` a term the loads' schedule hung on
+      // the compiler's predicates: after a change elsewhere in the fused walk the same 204
+      // instructions a warp took 46% more stall samples; without the tests they are 117 (H100).
       float sums[2] = {0.0f, 0.0f};
 #pragma unroll
       for (int i = 0; i < block; ++i)
-        if (i <= r) sums[i % 2] += diagonal_row[i] * partial[i * inverse_partial_ld + column];
+        sums[i % 2] += diagonal_row[i] * partial[i * inverse_partial_ld + column];
       tm[(columns + r) * ldt + column] = -(sums[0] + sums[1]);
     }
     __syncthreads();
