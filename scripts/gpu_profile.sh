@@ -90,7 +90,9 @@ if [[ -n ${GDP_PROFILE_SOURCE:-} ]]; then
   grep -E '^  [a-z_:]+.*\(|^    (Duration|Executed Ipc Active|Issue Slots Busy|No Eligible|Eligible Warps Per Scheduler|Warp Cycles Per Issued Instruction|Executed Instructions  )' \
     "$out/source_details.txt" | head -n 12
   "$ncu" -i "$out/source.ncu-rep" --page source --csv --print-source sass >"$out/sass.csv" 2>&1
-  python3 - "$out/sass.csv" <<'PY'
+  "$ncu" -i "$out/source.ncu-rep" --page source --csv --print-source cuda,sass \
+    >"$out/cuda_sass.csv" 2>&1
+  python3 - "$out/sass.csv" "$out/cuda_sass.csv" <<'PY'
 import collections, csv, re, sys
 lines = [line for line in open(sys.argv[1], errors="replace") if line.startswith('"')]
 rows = list(csv.DictReader(lines[1:]))  # the first line names the kernel
@@ -126,23 +128,16 @@ print("hottest instructions:")
 for i in sorted(range(len(rows)), key=lambda i: -samples[i])[:12]:
     top = max(reasons, key=lambda k: number(rows[i][k]))
     print(f"  {i:5d} {100 * samples[i] / total:5.1f}% ({top[6:]})  {rows[i]['Source'].strip()[:70]}")
-PY
-  # The same counters per line of CUDA source (inlined helpers under their own lines): which
-  # lines of code the instructions and the samples belong to.
-  "$ncu" -i "$out/source.ncu-rep" --page source --csv --print-source cuda,sass >"$out/cuda_sass.csv" 2>&1
-  python3 - "$out/cuda_sass.csv" <<'PY'
-import collections, csv, sys
-def number(text):
-    try:
-        return float(text.replace(",", ""))
-    except (AttributeError, ValueError):
-        return 0.0
-# Blocks of rows: "File Path" names a file, a row with a line number starts a source line, the
-# rows under it (line number empty, an address) are its SASS instructions.
-header, path, line, source = None, "", "", ""
-executed, samples = collections.Counter(), collections.Counter()
-texts, steps = {}, 0.0
-for row in csv.reader(open(sys.argv[1], errors="replace")):
+# The same counters per line of CUDA source (inlined helpers under their own lines): which
+# lines of code the instructions and the samples belong to. In cuda_sass.csv, "File Path" names
+# a file, a row with a line number starts a source line, and the rows under it (line number
+# empty, an address) are its SASS instructions. An instruction that belongs to several lines is
+# listed under each, so the lines' counts overlap (by about 15% in the reverse pass); the total
+# printed counts each instruction once.
+header, path, line = None, "", ""
+line_executed, line_samples = collections.Counter(), collections.Counter()
+texts, by_address = {}, {}
+for row in csv.reader(open(sys.argv[2], errors="replace")):
     if not row or row[0] == "Function Name":
         continue
     if row[0] == "File Path":
@@ -150,21 +145,19 @@ for row in csv.reader(open(sys.argv[1], errors="replace")):
     elif row[0] == "Line No":
         header = row
     elif row[0]:
-        line, source = row[0], row[1].strip()
-        texts[(path, line)] = source
+        line = row[0]
+        texts[(path, line)] = row[1].strip()
     elif header and len(row) > 7 and row[2] != "-":
         count = number(row[header.index("Instructions Executed")])
-        executed[(path, line)] += count
-        samples[(path, line)] += number(row[header.index("Warp Stall Sampling (All Samples)")])
-        if row[3].strip().split(" ")[0].startswith("BAR.SYNC"):
-            steps = max(steps, count)
-if not executed:
+        line_executed[(path, line)] += count
+        by_address[row[2]] = count
+        line_samples[(path, line)] += number(row[header.index("Warp Stall Sampling (All Samples)")])
+if not line_executed:
     sys.exit("no per-line counters in cuda_sass.csv (see the file)")
-steps = steps or 1.0
-total_samples = sum(samples.values()) or 1.0
-print(f"source lines by instructions per warp and step (of {sum(executed.values()) / steps:.0f}):")
-for key, count in executed.most_common(15):
+line_total = sum(line_samples.values()) or 1.0
+print(f"source lines by instructions per warp and step (of {sum(by_address.values()) / steps:.0f}):")
+for key, count in line_executed.most_common(15):
     print(f"  {key[0]}:{key[1]:<5} {count / steps:7.1f} instructions, "
-          f"{100 * samples[key] / total_samples:5.1f}% of samples  {texts.get(key, '')[:60]}")
+          f"{100 * line_samples[key] / line_total:5.1f}% of samples  {texts.get(key, '')[:60]}")
 PY
 fi
