@@ -491,8 +491,8 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
           alignas(16) T rounded[8];
 #pragma unroll
           for (int c = 0; c < 8; ++c) rounded[c] = tc::from_float<T>(t[c]);
-          // Eight elements a store: one at a time, the next stage waited on these stores'
-          // registers (long scoreboard), most of the saving walk's 1.05 -> 0.92 ms (H100).
+          // Eight elements a store: stored one at a time, they held up the next stage
+          // (long-scoreboard stalls), most of the saving walk's 1.05 -> 0.92 ms (H100).
           if (saved.vector_tm) {
             *reinterpret_cast<uint4*>(row + i0) = *reinterpret_cast<const uint4*>(rounded);
           } else {
