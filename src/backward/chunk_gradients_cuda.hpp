@@ -71,6 +71,10 @@ struct Params {
   const T *q, *k, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H]
   const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
   bool vector_keys, vector_queries;    ///< rows start on 16-byte boundaries
+  /// The adjoints' and read-out weights' rows move four floats a load (four_wide_rows).
+  bool four_wide_adjoints;
+  /// dq's and dk's rows (or their partials') move four elements a store.
+  bool four_wide_grads;
   const float *log_decay, *intra;      ///< the forward's G and read-out weights
   const ChunkDescriptor* chunks;
   T *query_grad, *key_grad;  ///< dq [tokens, H, K], dk [positions, H, K]; null when grouped
@@ -79,55 +83,91 @@ struct Params {
   float* gate_grad;  ///< dg [tokens, H] or null
 };
 
-/// values[i] = the sum over the value-block slices (slice b at b * slice_size) of
-/// slices[offset(i)], or 0 where offset(i) < 0, with every load of a slice issued before any
-/// of them is used. The offsets are 32-bit, from the block's (chunk, head) on. Loaded one at a
-/// time where they are used, between stores to shared memory that the compiler must assume
-/// may alias them, each waited for the last: the kernel then spent most of its 2.8 ms
-/// (8-2048-16-128-2 on an H200) waiting on L2 latency.
-template <int N, class Offset>
-__device__ __forceinline__ void gather_summed(const float* slices, std::int64_t slice_size,
-                                              int blocks, Offset offset, float (&values)[N]) {
+/// Four consecutive elements of a row, in float, as a lane holds them.
+struct Four {
+  float x[4];
+};
+
+__device__ __forceinline__ void accumulate(float& sum, float x) { sum += x; }
+__device__ __forceinline__ void accumulate(Four& sum, const Four& x) {
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    const int e = offset(i);
-    values[i] = e >= 0 ? __ldg(slices + e) : 0.0f;
+  for (int e = 0; e < 4; ++e) sum.x[e] += x.x[e];
+}
+
+/// from[0, 4): one 16-byte load where `whole` (from 16-byte aligned, all four inside the
+/// row), else from[0, available) one float a load and zeros after them.
+__device__ __forceinline__ Four load_four(const float* from, bool whole, int available) {
+  if (whole) {
+    const float4 all = __ldg(reinterpret_cast<const float4*>(from));
+    return {{all.x, all.y, all.z, all.w}};
   }
+  Four values{};
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    if (e < available) values.x[e] = __ldg(from + e);
+  return values;
+}
+
+/// The four 16-bit elements at `four` (8-byte aligned, shared memory), loaded at once, in float.
+template <class T>
+__device__ __forceinline__ Four four_as_floats(const T* four) {
+  const uint2 bits = *reinterpret_cast<const uint2*>(four);
+  T all[4];
+  memcpy(all, &bits, sizeof bits);
+  return {{tensor_core::to_float(all[0]), tensor_core::to_float(all[1]),
+           tensor_core::to_float(all[2]), tensor_core::to_float(all[3])}};
+}
+
+/// values[i] = the sum over the value-block slices (slice b at base + b * slice_size) of
+/// load(slice, i) (a float or a Four), with every load of a slice issued before any of them is
+/// used. Loaded one at a time where they are used, between stores to shared memory that the
+/// compiler must assume may alias them, each waited for the last: the kernel then spent most
+/// of its 2.8 ms (8-2048-16-128-2 on an H200) waiting on L2 latency.
+template <int N, class Value, class Load>
+__device__ __forceinline__ void gather_summed(const float* base, std::int64_t slice_size,
+                                              int blocks, Load load, Value (&values)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) values[i] = load(base, i);
   for (int b = 1; b < blocks; ++b) {
-    const float* const slice = slices + b * slice_size;
-    float more[N];
+    const float* const slice = base + b * slice_size;
+    Value more[N];
 #pragma unroll
-    for (int i = 0; i < N; ++i) {
-      const int e = offset(i);
-      more[i] = e >= 0 ? __ldg(slice + e) : 0.0f;
-    }
+    for (int i = 0; i < N; ++i) more[i] = load(slice, i);
 #pragma unroll
-    for (int i = 0; i < N; ++i) values[i] += more[i];
+    for (int i = 0; i < N; ++i) accumulate(values[i], more[i]);
   }
 }
 
-/// Row `row` (K entries, a warp's lanes over them) of the gradient with respect to a raw row
-/// whose normalised form y = factor * raw is `normalised` (16 bits) and whose adjoint is
-/// `adjoint`: factor (dy - (y . dy) y), or dy unchanged without normalisation.
+/// Row `row` (K entries, lane l holding columns 4 l to 4 l + 3) of the gradient with respect
+/// to a raw row whose normalised form y = factor * raw is `normalised` (16 bits) and whose
+/// adjoint is `adjoint` (both in shared memory): factor (dy - (y . dy) y), or dy unchanged
+/// without normalisation; four elements a store where `whole_rows`.
 template <class T, class Destination>
 __device__ __forceinline__ void warp_write_raw_row_grad(const float* adjoint, const T* normalised,
                                                         int K, float factor, bool normalising,
-                                                        Destination* destination) {
-  const int lane = threadIdx.x % 32;
+                                                        bool whole_rows, Destination* destination) {
+  const int column = 4 * (threadIdx.x % 32);
+  const float4 dy = *reinterpret_cast<const float4*>(adjoint + column);
+  const float adjoints[4] = {dy.x, dy.y, dy.z, dy.w};
+  const Four y = four_as_floats(normalised + column);
   float along = 0.0f;
   if (normalising) {
-    for (int d = lane; d < K; d += 32) along += tensor_core::to_float(normalised[d]) * adjoint[d];
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (column + e < K) along += y.x[e] * adjoints[e];
     along = fused_backward::warp_sum(along);
   }
-  for (int d = lane; d < K; d += 32) {
-    const float value =
-        normalising ? factor * (adjoint[d] - along * tensor_core::to_float(normalised[d]))
-                    : adjoint[d];
-    if constexpr (std::is_same<Destination, float>::value)
-      destination[d] = value;
-    else
-      destination[d] = tensor_core::from_float<T>(value);
-  }
+  float values[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    values[e] = normalising ? factor * (adjoints[e] - along * y.x[e]) : adjoints[e];
+  tensor_core::store_four(destination + column, values, K - column, whole_rows && column < K);
+}
+
+/// Whether rows of `row_length` elements of `element_bytes` each from `base` (a row-major
+/// tensor) move four elements at a time: every row start aligned to four elements.
+inline bool four_wide_rows(const void* base, std::int64_t row_length, std::size_t element_bytes) {
+  return row_length % 4 == 0 && reinterpret_cast<std::uintptr_t>(base) % (4 * element_bytes) == 0;
 }
 
 /// The 16-bit pair at `pair` (4-byte aligned), loaded at once, in float.
@@ -201,27 +241,34 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const std::int64_t first_row = p0 * H + h, first_query_row = t0 * H + h;
   const int key_row_stride = H * K, pair_row_stride = H * CW;
 
-  // This warp's rows r = warp + warps * k and a lane's columns d = lane + 32 * i of the
-  // adjoints with one term per position, loaded while the keys and queries are copied.
-  constexpr int rows_per_warp = C / warps, columns_per_lane = key_capacity / 32;
-  constexpr int row_values = rows_per_warp * columns_per_lane;
-  const auto key_offset = [&](int index) {
-    const int r = warp + warps * (index / columns_per_lane);
-    const int d = lane + 32 * (index % columns_per_lane);
-    return r < L && d < K ? r * key_row_stride + d : -1;
+  // This warp's rows r = warp + warps * k and a lane's columns 4 lane to 4 lane + 3 of the
+  // adjoints with one term per position, loaded while the keys and queries are copied: a row's
+  // 128 columns are one 16-byte load a lane, where one float a load took four loads and their
+  // index arithmetic.
+  static_assert(key_capacity == 4 * 32, "a warp's lanes hold a row four columns each");
+  constexpr int rows_per_warp = C / warps;
+  const int column = 4 * lane;
+  const bool four_wide = p.four_wide_adjoints;
+  const auto row_four = [&](const float* slice, int r, int rows) {
+    return r < rows && column < K
+               ? load_four(slice + r * key_row_stride + column, four_wide, K - column)
+               : Four{};
   };
-  float solve[row_values], decayed[row_values], value_steps[rows_per_warp], entry_decay[1];
-  gather_summed(adjoints.solve_key_grad + first_row * K, key_slice, blocks, key_offset, solve);
-  gather_summed(adjoints.decayed_key_grad + first_row * K, key_slice, blocks, key_offset,
-                decayed);
+  const auto key_rows = [&](const float* slice, int k) {
+    return row_four(slice, warp + warps * k, L);
+  };
+  Four solve[rows_per_warp], decayed[rows_per_warp];
+  float value_steps[rows_per_warp], entry_decay[1];
+  gather_summed(adjoints.solve_key_grad + first_row * K, key_slice, blocks, key_rows, solve);
+  gather_summed(adjoints.decayed_key_grad + first_row * K, key_slice, blocks, key_rows, decayed);
   gather_summed(adjoints.value_step_grad + first_row, P * H, blocks,
-                [&](int k) {
+                [&](const float* slice, int k) {
                   const int r = warp + warps * k;
-                  return r < L ? r * H : -1;
+                  return r < L ? __ldg(slice + r * H) : 0.0f;
                 },
                 value_steps);
   gather_summed(adjoints.entry_decay_grad + c * H + h, shape.num_chunks * H, blocks,
-                [](int) { return 0; }, entry_decay);
+                [](const float* slice, int) { return __ldg(slice); }, entry_decay);
 
   for (int r = threadIdx.x; r < C; r += blockDim.x) {
     G[r] = r < L ? p.log_decay[first_row + r * H] : 0.0f;
@@ -246,19 +293,17 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     if (r < L) {
       const float gate = expf(G[r]), decay = expf(chunk_decay - G[r]);
       const float solve_weight = beta[r] * gate;
-      float along_solve = 0.0f, along_decayed = 0.0f;
+      // Columns past K hold zeros (block_load_rows pads the keys, row_four the adjoints).
+      const Four key = four_as_floats(keys + r * ldk + column);
+      float along_solve = 0.0f, along_decayed = 0.0f, direct[4];
 #pragma unroll
-      for (int i = 0; i < columns_per_lane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < K) {
-          const float key = tc::to_float(keys[r * ldk + d]);
-          const float solve_term = solve[k * columns_per_lane + i];
-          const float decayed_term = decay * decayed[k * columns_per_lane + i];
-          along_solve += key * solve_term;
-          along_decayed += key * decayed_term;
-          key_adjoint[r * ldkf + d] = decayed_term + solve_weight * solve_term;
-        }
+      for (int e = 0; e < 4; ++e) {
+        const float solve_term = solve[k].x[e], decayed_term = decay * decayed[k].x[e];
+        along_solve += key.x[e] * solve_term;
+        along_decayed += key.x[e] * decayed_term;
+        direct[e] = decayed_term + solve_weight * solve_term;
       }
+      tc::store_four(key_adjoint + r * ldkf + column, direct, 4, true);
       along_solve = fused_backward::warp_sum(along_solve);
       along_decayed = fused_backward::warp_sum(along_decayed);
       if (lane == 0) {
@@ -269,57 +314,74 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       }
     }
   }
-  // The position-pair adjoints (a thread's entries index = threadIdx.x + threads m of the
-  // C x C tiles) and the gated queries' adjoint (as the rows above), loaded at once.
-  constexpr int pair_values = C * C / threads;
+  // The position-pair adjoints, four consecutive entries (i0 to i0 + 3 of row r) at index =
+  // threadIdx.x + threads m of the C x C / 4 quads, and the gated queries' adjoint (as the rows
+  // above), loaded at once. A quad is loaded where its first entry is used; the masks below
+  // select its entries (selected, not multiplied: the entries past a row's end are not written).
+  constexpr int quads_per_row = C / 4, pair_quads = C * quads_per_row / threads;
   struct Pair {
-    int row, column;
+    int row, first;
   };
   const auto pair = [&](int m) {
     const int index = threadIdx.x + threads * m;
-    return Pair{index / C, index % C};
+    return Pair{index / quads_per_row, 4 * (index % quads_per_row)};
   };
-  const auto intra_offset = [&](int m) {
-    const auto [j, i] = pair(m);
-    return j < num_queries && i < L && i <= query_position(j) ? j * pair_row_stride + i : -1;
+  const auto pair_four = [&](const float* slice, int row, int first) {
+    return load_four(slice + row * pair_row_stride + first, four_wide, CW - first);
   };
-  float coupling_values[pair_values], intra_grads[pair_values], intra_weights[pair_values] = {};
-  float query_values[row_values];
+  const auto inside_intra = [&](int j, int i) {
+    return j < num_queries && i < L && i <= query_position(j);
+  };
+  const auto intra_rows = [&](const float* slice, int m) {
+    const auto [j, i0] = pair(m);
+    return inside_intra(j, i0) ? pair_four(slice, j, i0) : Four{};
+  };
+  Four coupling_values[pair_quads], intra_grads[pair_quads], intra_weights[pair_quads] = {};
+  Four query_values[rows_per_warp];
   gather_summed(adjoints.coupling_grad + first_row * CW, coupling_slice, blocks,
-                [&](int m) {
-                  const auto [r, i] = pair(m);
-                  return r < L && i < r ? r * pair_row_stride + i : -1;
+                [&](const float* slice, int m) {
+                  const auto [r, i0] = pair(m);
+                  return r < L && i0 < r ? pair_four(slice, r, i0) : Four{};
                 },
                 coupling_values);
-  gather_summed(adjoints.intra_grad + first_query_row * CW, intra_slice, blocks, intra_offset,
+  gather_summed(adjoints.intra_grad + first_query_row * CW, intra_slice, blocks, intra_rows,
                 intra_grads);
-  if (gated) gather_summed(p.intra + first_query_row * CW, 0, 1, intra_offset, intra_weights);
+  if (gated) gather_summed(p.intra + first_query_row * CW, 0, 1, intra_rows, intra_weights);
   gather_summed(adjoints.gated_query_grad + first_query_row * K, query_slice, blocks,
-                [&](int index) {
-                  const int j = warp + warps * (index / columns_per_lane);
-                  const int d = lane + 32 * (index % columns_per_lane);
-                  return j < num_queries && d < K ? j * key_row_stride + d : -1;
+                [&](const float* slice, int k) {
+                  return row_four(slice, warp + warps * k, num_queries);
                 },
                 query_values);
 
   // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r.
 #pragma unroll
-  for (int m = 0; m < pair_values; ++m) {
-    const auto [r, i] = pair(m);
-    const float value = r < L && i < r ? expf(G[r] - G[i]) * coupling_values[m] : 0.0f;
-    coupling16[r * ldc + i] = tc::from_float<T>(value);
-    scaled_coupling16[r * ldc + i] = tc::from_float<T>(beta[r] * value);
-    coupling[r * ldf + i] = beta[r] * value;
+  for (int m = 0; m < pair_quads; ++m) {
+    const auto [r, i0] = pair(m);
+    float value[4], scaled[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = i0 + e;
+      value[e] = r < L && i < r ? expf(G[r] - G[i]) * coupling_values[m].x[e] : 0.0f;
+      scaled[e] = beta[r] * value[e];
+    }
+    tc::store_four(coupling16 + r * ldc + i0, value, 4, true);
+    tc::store_four(scaled_coupling16 + r * ldc + i0, scaled, 4, true);
+    tc::store_four(coupling + r * ldf + i0, scaled, 4, true);
   }
   // Md (i <= r_j), and with gates x of intra = d intra o intra.
 #pragma unroll
-  for (int m = 0; m < pair_values; ++m) {
-    const auto [j, i] = pair(m);
+  for (int m = 0; m < pair_quads; ++m) {
+    const auto [j, i0] = pair(m);
     const int r = query_position(j);
-    const bool inside = intra_offset(m) >= 0;
-    intra16[j * ldc + i] =
-        tc::from_float<T>(inside ? shape.scale * expf(G[r] - G[i]) * intra_grads[m] : 0.0f);
-    if (gated) intra[j * ldf + i] = inside ? intra_grads[m] * intra_weights[m] : 0.0f;
+    float masked[4], weighted[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const bool inside = inside_intra(j, i0 + e);
+      masked[e] = inside ? shape.scale * expf(G[r] - G[i0 + e]) * intra_grads[m].x[e] : 0.0f;
+      weighted[e] = inside ? intra_grads[m].x[e] * intra_weights[m].x[e] : 0.0f;
+    }
+    tc::store_four(intra16 + j * ldc + i0, masked, 4, true);
+    if (gated) tc::store_four(intra + j * ldf + i0, weighted, 4, true);
   }
   __syncthreads();
   // dq's gated term, a warp a query: Qg = scale exp(G_r) q, whose adjoint q . dQg reaches back
@@ -330,16 +392,14 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     if (j < num_queries) {
       const int r = query_position(j);
       const float weight = shape.scale * expf(G[r]);
-      float along = 0.0f;
+      const Four query = four_as_floats(queries + j * ldk + column);
+      float along = 0.0f, adjoint[4];
 #pragma unroll
-      for (int i = 0; i < columns_per_lane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < K) {
-          const float adjoint = weight * query_values[k * columns_per_lane + i];
-          along += tc::to_float(queries[j * ldk + d]) * adjoint;
-          query_adjoint[j * ldkf + d] = adjoint;
-        }
+      for (int e = 0; e < 4; ++e) {
+        adjoint[e] = weight * query_values[k].x[e];
+        along += query.x[e] * adjoint[e];
       }
+      tc::store_four(query_adjoint + j * ldkf + column, adjoint, 4, true);
       along = fused_backward::warp_sum(along);
       if (lane == 0) from_start[r] += along;
     }
@@ -416,16 +476,22 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     prefix_rows(intra, num_queries);
   }
   __syncthreads();
+  // The chunk's token starts are first_start + n s, the s spread over every warp, found with
+  // one 64-bit division. Tested position by position, the divisions and the token's index took
+  // 208 of the kernel's 3345 instructions a warp (ncu source counters, 8-2048-16-128-2), and
+  // with n = 2 half the warps found no start among their positions.
+  const int first_start = int((n - p0 % n) % n);
+  const std::int64_t first_token = (p0 + first_start) / n;
   if (gated)
-    for (int position = warp; position < L; position += warps) {
-      if ((p0 + position) % n != 0) continue;
+    for (int start = warp; first_start + n * start < L; start += warps) {
+      const int position = first_start + n * start;
       float spanning = 0.0f;
       for (int r = lane; r < L; r += 32)
         spanning += r >= position ? from_start[r] + coupling[r * ldf + position] : decay_pairs[r];
       for (int j = lane; j < num_queries; j += 32)
         if (query_position(j) >= position) spanning += intra[j * ldf + position];
       spanning = fused_backward::warp_sum(spanning);
-      if (lane == 0) p.gate_grad[((p0 + position) / n) * H + h] = spanning;
+      if (lane == 0) p.gate_grad[(first_token + start) * H + h] = spanning;
     }
 
   // The rows, through the backward of the L2 normalisation.
@@ -434,10 +500,10 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     const float factor = normalising ? p.key_norm[(p0 + r) * Hqk + hq] : 1.0f;
     if (p.key_grad_partial)
       warp_write_raw_row_grad(&key_adjoint[r * ldkf], &keys[r * ldk], K, factor, normalising,
-                              p.key_grad_partial + row * K);
+                              p.four_wide_grads, p.key_grad_partial + row * K);
     else
       warp_write_raw_row_grad(&key_adjoint[r * ldkf], &keys[r * ldk], K, factor, normalising,
-                              p.key_grad + row * K);
+                              p.four_wide_grads, p.key_grad + row * K);
     if (lane == 0)
       p.step_grad[row] = tc::from_float<T>(
           dbeta[r] + fused_backward::band_row_sum<C>(step_grad_quarters, r));
@@ -447,10 +513,10 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     const float factor = normalising ? p.query_norm[(t0 + j) * Hqk + hq] : 1.0f;
     if (p.query_grad_partial)
       warp_write_raw_row_grad(&query_adjoint[j * ldkf], &queries[j * ldk], K, factor,
-                              normalising, p.query_grad_partial + row * K);
+                              normalising, p.four_wide_grads, p.query_grad_partial + row * K);
     else
       warp_write_raw_row_grad(&query_adjoint[j * ldkf], &queries[j * ldk], K, factor,
-                              normalising, p.query_grad + row * K);
+                              normalising, p.four_wide_grads, p.query_grad + row * K);
   }
 }
 

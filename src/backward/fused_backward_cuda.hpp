@@ -157,6 +157,20 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.key_grad_partial = key_grad_partial.data();
     params.step_grad = reinterpret_cast<T*>(step_grad.data());
     params.gate_grad = gate_grad.data();
+    const int K = operands.key_dim(), CW = layout.chunk_size;
+    const auto floats = [](const float* rows, int length) {
+      return chunk_gradients::four_wide_rows(rows, length, sizeof(float));
+    };
+    const auto storage = [](const T* rows, int length) {
+      return chunk_gradients::four_wide_rows(rows, length, sizeof(T));
+    };
+    const fused_backward::AdjointSlices& a = params.adjoints;
+    params.four_wide_adjoints = floats(a.solve_key_grad, K) && floats(a.decayed_key_grad, K) &&
+                                floats(a.gated_query_grad, K) && floats(a.coupling_grad, CW) &&
+                                floats(a.intra_grad, CW) && floats(params.intra, CW);
+    params.four_wide_grads = storage(params.query_grad, K) && storage(params.key_grad, K) &&
+                             floats(params.query_grad_partial, K) &&
+                             floats(params.key_grad_partial, K);
     chunk_gradients::launch(params);
   }
 };

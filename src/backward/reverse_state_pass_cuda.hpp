@@ -369,7 +369,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::warp_store_global(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K,
                             band_row, 32 * quarter, L, K, key_pairs, negated);
     }
-    {  // dA = -dBv Vnew^T
+    // dA = -dBv Vnew^T, whose entries the chunk gradients read only below the diagonal (i < r):
+    // the warps whose 16 columns lie wholly above their band's rows neither compute nor store.
+    if (quarter <= band) {
       tc::Block<1, 2> acc;
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, 2, false, true>(acc, value_solve_grad, ldv, band_row, new_values, ldv,

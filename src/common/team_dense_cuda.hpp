@@ -83,6 +83,25 @@ __device__ __forceinline__ void store_pair(Element* to, float x0, float x1, bool
   if (second) to[1] = from_float<Element>(x1);
 }
 
+/// x[0, count) into to[0, count) as Element, as store_pair does two: in one store (16 bytes of
+/// float, 8 of a 16-bit type) where `whole` (all four go, `to` aligned to four elements),
+/// else one element a store.
+template <class Element>
+__device__ __forceinline__ void store_four(Element* to, const float (&x)[4], int count,
+                                           bool whole) {
+  if (whole) {
+    if constexpr (std::is_same<Element, float>::value)
+      *reinterpret_cast<float4*>(to) = make_float4(x[0], x[1], x[2], x[3]);
+    else
+      *reinterpret_cast<uint2*>(to) =
+          make_uint2(pack<Element>(x[0], x[1]), pack<Element>(x[2], x[3]));
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    if (e < count) to[e] = from_float<Element>(x[e]);
+}
+
 __device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
 }
