@@ -25,7 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <type_traits>
+#include <cstring>
 
 namespace gdp::detail::chunk_gradients {
 
