@@ -71,7 +71,7 @@ struct Params {
   const T *q, *k, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H]
   const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
   bool vector_keys, vector_queries;    ///< rows start on 16-byte boundaries
-  /// The adjoints' and read-out weights' rows move four floats a load (four_wide_rows).
+  /// The adjoints' and read-out weights' rows move four floats a load (fused::grouped_rows).
   bool four_wide_adjoints;
   /// dq's and dk's rows (or their partials') move four elements a store.
   bool four_wide_grads;
@@ -162,12 +162,6 @@ __device__ __forceinline__ void warp_write_raw_row_grad(const float* adjoint, co
   for (int e = 0; e < 4; ++e)
     values[e] = normalising ? factor * (adjoints[e] - along * y.x[e]) : adjoints[e];
   tensor_core::store_four(destination + column, values, K - column, whole_rows && column < K);
-}
-
-/// Whether rows of `row_length` elements of `element_bytes` each from `base` (a row-major
-/// tensor) move four elements at a time: every row start aligned to four elements.
-inline bool four_wide_rows(const void* base, std::int64_t row_length, std::size_t element_bytes) {
-  return row_length % 4 == 0 && reinterpret_cast<std::uintptr_t>(base) % (4 * element_bytes) == 0;
 }
 
 /// The 16-bit pair at `pair` (4-byte aligned), loaded at once, in float.
@@ -314,18 +308,24 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       }
     }
   }
-  // The position-pair adjoints, four consecutive entries (i0 to i0 + 3 of row r) at index =
-  // threadIdx.x + threads m of the C x C / 4 quads, and the gated queries' adjoint (as the rows
-  // above), loaded at once. A quad is loaded where its first entry is used; the masks below
-  // select its entries (selected, not multiplied: the entries past a row's end are not written).
-  constexpr int quads_per_row = C / 4, pair_quads = C * quads_per_row / threads;
+  // The position-pair adjoints by 16 x 16 blocks of the C x C tiles: warp w takes block (band,
+  // quarter), a lane its quads m = 0, 1 (four consecutive entries, i0 to i0 + 3 of row r), the
+  // rows band_row + block_row + 8 m. Whole warps then skip the blocks that lie outside a mask
+  // (6 of Ad's 16 and, at n = 2, about 10 of Md's): mapped row by row, every warp met both
+  // sides of the masks and computed every quad's exponent. block_row spreads a quarter-warp's
+  // 16-byte stores to the float tiles over rows {r, r + 4} and a half-warp's 8-byte stores to
+  // the 16-bit tiles over rows {r, r + 2, r + 4, r + 6}: 32 distinct banks each, as row-major
+  // quads had. A quad is loaded where its first entry is used; the masks below select its
+  // entries (selected, not multiplied: the entries past a row's end are not written). The
+  // gated queries' adjoint (as the rows above) is loaded with them.
+  constexpr int pair_quads = 2;
+  static_assert(16 * 16 == 4 * 32 * pair_quads, "a warp's lanes hold its 16 x 16 block");
+  const int block_row = 4 * ((lane / 4) % 2) + 2 * ((lane / 8) % 2) + lane / 16;
+  const int block_column = 16 * quarter + 4 * (lane % 4);
   struct Pair {
     int row, first;
   };
-  const auto pair = [&](int m) {
-    const int index = threadIdx.x + threads * m;
-    return Pair{index / quads_per_row, 4 * (index % quads_per_row)};
-  };
+  const auto pair = [&](int m) { return Pair{band_row + block_row + 8 * m, block_column}; };
   const auto pair_four = [&](const float* slice, int row, int first) {
     return load_four(slice + row * pair_row_stride + first, four_wide, CW - first);
   };
@@ -336,33 +336,45 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     const auto [j, i0] = pair(m);
     return inside_intra(j, i0) ? pair_four(slice, j, i0) : Four{};
   };
-  Four coupling_values[pair_quads], intra_grads[pair_quads], intra_weights[pair_quads] = {};
+  // Whether this warp's block holds an entry of Ad (i < r < L) or of Md (i <= r_j, j <
+  // num_queries): the warp's rows are positions r, or queries j, from band_row.
+  const int last_band_query = min(band_row + 15, num_queries - 1);
+  const bool coupling_block = band_row < L && 16 * quarter < min(band_row + 15, L - 1);
+  const bool intra_block = band_row < num_queries && 16 * quarter <= query_position(last_band_query);
+  Four coupling_values[pair_quads] = {}, intra_grads[pair_quads] = {},
+       intra_weights[pair_quads] = {};
   Four query_values[rows_per_warp];
-  gather_summed(adjoints.coupling_grad + first_row * CW, coupling_slice, blocks,
-                [&](const float* slice, int m) {
-                  const auto [r, i0] = pair(m);
-                  return r < L && i0 < r ? pair_four(slice, r, i0) : Four{};
-                },
-                coupling_values);
-  gather_summed(adjoints.intra_grad + first_query_row * CW, intra_slice, blocks, intra_rows,
-                intra_grads);
-  if (gated) gather_summed(p.intra + first_query_row * CW, 0, 1, intra_rows, intra_weights);
+  if (coupling_block)
+    gather_summed(adjoints.coupling_grad + first_row * CW, coupling_slice, blocks,
+                  [&](const float* slice, int m) {
+                    const auto [r, i0] = pair(m);
+                    return r < L && i0 < r ? pair_four(slice, r, i0) : Four{};
+                  },
+                  coupling_values);
+  if (intra_block) {
+    gather_summed(adjoints.intra_grad + first_query_row * CW, intra_slice, blocks, intra_rows,
+                  intra_grads);
+    if (gated) gather_summed(p.intra + first_query_row * CW, 0, 1, intra_rows, intra_weights);
+  }
   gather_summed(adjoints.gated_query_grad + first_query_row * K, query_slice, blocks,
                 [&](const float* slice, int k) {
                   return row_four(slice, warp + warps * k, num_queries);
                 },
                 query_values);
 
-  // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r.
+  // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r; the blocks outside
+  // the masks hold zeros, which the products and dg's prefix sums read.
 #pragma unroll
   for (int m = 0; m < pair_quads; ++m) {
     const auto [r, i0] = pair(m);
-    float value[4], scaled[4];
+    float value[4] = {}, scaled[4] = {};
+    if (coupling_block) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = i0 + e;
-      value[e] = r < L && i < r ? expf(G[r] - G[i]) * coupling_values[m].x[e] : 0.0f;
-      scaled[e] = beta[r] * value[e];
+      for (int e = 0; e < 4; ++e) {
+        const int i = i0 + e;
+        value[e] = r < L && i < r ? expf(G[r] - G[i]) * coupling_values[m].x[e] : 0.0f;
+        scaled[e] = beta[r] * value[e];
+      }
     }
     tc::store_four(coupling16 + r * ldc + i0, value, 4, true);
     tc::store_four(scaled_coupling16 + r * ldc + i0, scaled, 4, true);
@@ -372,17 +384,31 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
 #pragma unroll
   for (int m = 0; m < pair_quads; ++m) {
     const auto [j, i0] = pair(m);
-    const int r = query_position(j);
-    float masked[4], weighted[4];
+    float masked[4] = {}, weighted[4] = {};
+    if (intra_block) {
+      const int r = query_position(j);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const bool inside = inside_intra(j, i0 + e);
-      masked[e] = inside ? shape.scale * expf(G[r] - G[i0 + e]) * intra_grads[m].x[e] : 0.0f;
-      weighted[e] = inside ? intra_grads[m].x[e] * intra_weights[m].x[e] : 0.0f;
+      for (int e = 0; e < 4; ++e) {
+        const bool inside = inside_intra(j, i0 + e);
+        masked[e] = inside ? shape.scale * expf(G[r] - G[i0 + e]) * intra_grads[m].x[e] : 0.0f;
+        weighted[e] = inside ? intra_grads[m].x[e] * intra_weights[m].x[e] : 0.0f;
+      }
     }
     tc::store_four(intra16 + j * ldc + i0, masked, 4, true);
     if (gated) tc::store_four(intra + j * ldf + i0, weighted, 4, true);
   }
+  // The products' sums stop where the masked operand's 16-wide blocks hold only zeros: Ad's
+  // rows r of this band have entries at i < r only, so Y = Ad K needs i below band_row + 16
+  // and (beta o Ad)^T K's rows i need r from band_row; Md's rows j, entries at i <= r_j only,
+  // so Md K needs i up to r of the band's last query and Md^T Q's rows i need the queries from
+  // the first with r_j >= band_row.
+  const int coupling_columns_end = min(position_extent, band_row + 16);
+  const int intra_columns_end =
+      band_row < num_queries ? min(position_extent, 16 * (query_position(last_band_query) / 16 + 1))
+                             : 0;
+  const int first_intra_row =
+      band_row <= first_query ? 0 : (band_row - first_query + n - 1) / n;
+  const int intra_rows_begin = min(16 * (first_intra_row / 16), 16 * query_tiles);
   __syncthreads();
   // dq's gated term, a warp a query: Qg = scale exp(G_r) q, whose adjoint q . dQg reaches back
   // to the chunk start (s at the query's position; distinct positions, so no race).
@@ -409,7 +435,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     tc::Block<1, 4> acc;
     tc::warp_fill(acc, 0.0f);
     tc::warp_mma<1, 4, false, false>(acc, coupling16, ldc, band_row, keys, ldk, 32 * quarter, 0,
-                                     position_extent);
+                                     coupling_columns_end);
     float along[2] = {0.0f, 0.0f};
     tc::warp_for_each_pair(acc, band_row, 32 * quarter, [&](int r, int d, float y0, float y1) {
       if (r >= L || d >= K) return;
@@ -420,7 +446,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     });
     fused_backward::warp_store_band_row_sums<C>(along, band_row, quarter, step_grad_quarters);
   }
-  if (gated) {  // x of A = (beta o Ad) o (K K^T)
+  if (gated && coupling_block) {  // x of A = (beta o Ad) o (K K^T), this warp's block
     tc::Block<1, 2> gram;
     tc::warp_fill(gram, 0.0f);
     tc::warp_mma<1, 2, false, true>(gram, keys, ldk, band_row, keys, ldk, 16 * quarter, 0,
@@ -437,17 +463,16 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     tc::Block<1, 4> acc;
     tc::warp_fill(acc, 0.0f);
     tc::warp_mma<1, 4, true, false>(acc, scaled_coupling16, ldc, band_row, keys, ldk, 32 * quarter,
-                                    0, position_extent);
-    if (num_queries > 0)
-      tc::warp_mma<1, 4, true, false>(acc, intra16, ldc, band_row, queries, ldk, 32 * quarter, 0,
-                                      16 * query_tiles);
+                                    band_row, position_extent);
+    tc::warp_mma<1, 4, true, false>(acc, intra16, ldc, band_row, queries, ldk, 32 * quarter,
+                                    intra_rows_begin, 16 * query_tiles);
     tc::warp_for_each_pair(acc, band_row, 32 * quarter, [&](int i, int d, float z0, float z1) {
       if (i < L && d < K) add_to_pair(key_adjoint + i * ldkf + d, z0, z1, d + 1 < K);
     });
     if (band < query_tiles) {
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, 4, false, false>(acc, intra16, ldc, band_row, keys, ldk, 32 * quarter, 0,
-                                       position_extent);
+                                       intra_columns_end);
       tc::warp_for_each_pair(acc, band_row, 32 * quarter, [&](int j, int d, float x0, float x1) {
         if (j < num_queries && d < K) add_to_pair(query_adjoint + j * ldkf + d, x0, x1, d + 1 < K);
       });

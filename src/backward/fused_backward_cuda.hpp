@@ -159,10 +159,10 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.gate_grad = gate_grad.data();
     const int K = operands.key_dim(), CW = layout.chunk_size;
     const auto floats = [](const float* rows, int length) {
-      return chunk_gradients::four_wide_rows(rows, length, sizeof(float));
+      return fused::grouped_rows(rows, length, 4, sizeof(float));
     };
     const auto storage = [](const T* rows, int length) {
-      return chunk_gradients::four_wide_rows(rows, length, sizeof(T));
+      return fused::grouped_rows(rows, length, 4, sizeof(T));
     };
     const fused_backward::AdjointSlices& a = params.adjoints;
     params.four_wide_adjoints = floats(a.solve_key_grad, K) && floats(a.decayed_key_grad, K) &&

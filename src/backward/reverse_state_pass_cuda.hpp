@@ -12,7 +12,8 @@
 // from the last to the first, carrying dS, the gradient with respect to the state leaving the
 // chunk, in float accumulators: each warp owns a fixed 32-row block of it, as in the fused
 // forward, and a 16-bit copy in shared memory feeds the products that read it. Per chunk, with
-// Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors),
+// Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors;
+// Kd's factors applied to the rows of the float product K dS, Qg's to the 16-bit copy of Q),
 // -W, Tm, Vnew and the entering state S_0 as the saving walk of the fused forward left them in
 // 16 bits (copied asynchronously, all at once), and the intra-chunk read-out weights `intra`
 // rounded to 16 bits as they are loaded:
@@ -61,9 +62,9 @@ struct SharedLayout {
   static constexpr std::size_t state_grad = 0;  ///< dS [K][value block]
   static constexpr std::size_t entry_state =
       state_grad + std::size_t(key_capacity) * ldv * 2;  ///< S_0 [K][value block]
-  static constexpr std::size_t decayed_keys =
-      entry_state + std::size_t(key_capacity) * ldv * 2;                ///< Kd
-  static constexpr std::size_t gated_queries = decayed_keys + key_tile;  ///< Qg
+  static constexpr std::size_t keys =
+      entry_state + std::size_t(key_capacity) * ldv * 2;        ///< K, unscaled
+  static constexpr std::size_t gated_queries = keys + key_tile;  ///< Qg
   static constexpr std::size_t negated_w = gated_queries + key_tile;     ///< -W
   static constexpr std::size_t new_values = negated_w + key_tile;        ///< Vnew
   static constexpr std::size_t output_grad = new_values + value_tile;    ///< dO
@@ -119,14 +120,14 @@ template <int ValueTiles, class T>
 __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) {
   namespace tc = tensor_core;
   using Layout = SharedLayout<ValueTiles>;
-  static_assert(Layout::value_tile <= Layout::key_tile, "v's rows must fit in the tile of Kd");
+  static_assert(Layout::value_tile <= Layout::key_tile, "v's rows must fit in the tile of K");
   constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc;
   constexpr int value_tiles = ValueTiles / 2;  ///< 8-column tiles of a warp's value columns
   constexpr int quarter_columns = Layout::value_capacity / 4;
   extern __shared__ __align__(128) unsigned char shared[];
   T* const state_grad16 = reinterpret_cast<T*>(shared + Layout::state_grad);
   T* const entry_state = reinterpret_cast<T*>(shared + Layout::entry_state);
-  T* const decayed_keys = reinterpret_cast<T*>(shared + Layout::decayed_keys);
+  T* const keys = reinterpret_cast<T*>(shared + Layout::keys);
   T* const gated_queries = reinterpret_cast<T*>(shared + Layout::gated_queries);
   T* const negated_w = reinterpret_cast<T*>(shared + Layout::negated_w);
   T* const new_values = reinterpret_cast<T*>(shared + Layout::new_values);
@@ -214,7 +215,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   // of its stall samples on the long scoreboard at 8-2048-16-128-2).
   const auto load_early_operands = [&](const ChunkDescriptor& chunk) {
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
-    tc::block_load_rows<C, key_capacity>(decayed_keys, ldk, p.k + (p0 * Hqk + hq) * K,
+    tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
                                          std::int64_t(Hqk) * K, chunk.length, K, p.vector_keys,
                                          nullptr, 0);
     if (chunk.num_queries > 0)
@@ -245,8 +246,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
 
-    // The operands not copied under the last chunk's products (load_early_operands); K and Q
-    // get their factors once every copy has landed.
+    // The operands not copied under the last chunk's products (load_early_operands).
     if (num_queries > 0) {
       tc::block_load_rows<C, Layout::value_capacity>(
           output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
@@ -263,16 +263,15 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         nullptr, 0);
     tc::block_wait_copies();
     __syncthreads();
-    tc::block_scale_rows<C, key_capacity>(decayed_keys, ldk, prepared.key_scales);
-    if (num_queries > 0)
-      tc::block_scale_rows<C, key_capacity>(gated_queries, ldk, prepared.query_scales);
-    __syncthreads();
 
-    {  // dVnew = Kd dS + intra^T dO
+    {  // dVnew = Kd dS + intra^T dO, Kd's row factors applied to the float K dS: scaling the
+       // 16-bit K in place took a pass over the tile and a barrier every chunk
       tc::Block<1, value_tiles> acc;
       tc::warp_fill(acc, 0.0f);
-      tc::warp_mma<1, value_tiles, false, false>(acc, decayed_keys, ldk, band_row, state_grad16,
-                                                 ldv, value_column0, 0, key_extent);
+      tc::warp_mma<1, value_tiles, false, false>(acc, keys, ldk, band_row, state_grad16, ldv,
+                                                 value_column0, 0, key_extent);
+      tc::warp_for_each(acc, band_row, value_column0,
+                        [&](int r, int, float& x) { x *= prepared.key_scales[r]; });
       if (num_queries > 0)
         tc::warp_mma<1, value_tiles, true, false>(acc, intra, ldc, band_row, output_grad, ldv,
                                                   value_column0, 0, 16 * query_tiles);
@@ -294,13 +293,17 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       inner = fused_backward::warp_sum(inner);
       if (lane == 0) entry_partials[warp] = inner;
     }
+    // Qg's factors, in place: Q^T dO below sums over the queries, so they cannot wait for the
+    // product; nothing reads Q before the barrier.
+    if (num_queries > 0)
+      tc::block_scale_rows<C, key_capacity>(gated_queries, ldk, prepared.query_scales);
     __syncthreads();
 
     // The rows and columns of v that this warp's block of dBv meets, copied into the tile of
-    // Kd (read last before the barrier above) while dS and dBv are computed: loaded element
+    // K (read last before the barrier above) while dS and dBv are computed: loaded element
     // by element where they were used, they stalled the pass on memory latency every chunk.
     // Where v's rows do not allow 16-byte copies, they are copied an element at a time.
-    T* const band_values = decayed_keys;
+    T* const band_values = keys;
     if (p.vector_v) {
       constexpr int per_row = quarter_columns / 8;
       for (int index = lane; index < 16 * per_row; index += 32) {

@@ -637,14 +637,18 @@ void launch(int value_tiles, const Params<T>& params, std::int64_t walks) {
     launch<4, Mode>(params, walks);
 }
 
-inline bool aligned16(const void* pointer) {
-  return reinterpret_cast<std::uintptr_t>(pointer) % 16 == 0;
+/// Whether rows of `row_length` elements of `element_bytes` each from `base` (a row-major
+/// tensor) can move `group` elements at a time: every row start aligned to `group` elements.
+inline bool grouped_rows(const void* base, std::int64_t row_length, int group,
+                         std::size_t element_bytes) {
+  return row_length % group == 0 &&
+         reinterpret_cast<std::uintptr_t>(base) % (group * element_bytes) == 0;
 }
 
 /// Whether rows of `row_length` 16-bit elements from `base` (a row-major tensor) can move 16
 /// bytes at a time: every row start 16-byte aligned.
 inline bool vector_rows(const void* base, std::int64_t row_length) {
-  return row_length % 8 == 0 && aligned16(base);
+  return grouped_rows(base, row_length, 8, 2);
 }
 
 }  // namespace fused

@@ -377,6 +377,8 @@ __device__ __forceinline__ void warp_store_global(const Block<Rows, Columns>& ac
 #pragma unroll
         for (int j = 0; j < Columns; ++j) {
           const int c = column0 + 8 * j;
+          // `whole ||` makes the tests compile-time constants in the whole block's branch
+          // (which only `pairs` takes), where `pairs` alone would be a run-time test a store.
           if (whole || c < columns)
             store_pair(row + 8 * j, value(r, c, acc[i][j][2 * half]),
                        value(r, c + 1, acc[i][j][2 * half + 1]), whole || c + 1 < columns,
