@@ -244,10 +244,19 @@ void backward_from_saved(
   ChunkOperands<Scalar, memory_space> operands(in, shape, state.options);
   operands.query_norm = state.query_norm;
   operands.key_norm = state.key_norm;
+  using Adjoints = BackwardWorkspace<Real, memory_space>;
+  // The fused reverse pass leaves dBv in 16 bits, which the fused chunk gradients multiply.
   const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
-    return BackwardWorkspace<Real, memory_space>(shape, state.layout, plan.value_blocks, carver);
+    Adjoints adjoints(shape, state.layout, plan.value_blocks,
+                      fused ? Adjoints::MixingProducts::in_chunk_gradients
+                            : Adjoints::MixingProducts::in_reverse_pass,
+                      carver);
+    auto value_solve_grad = carver.template view<Scalar***>(
+        fused ? shape.total_positions() : 0, shape.heads, shape.value_dim);
+    return std::make_pair(adjoints, value_solve_grad);
   });
-  BackwardWorkspace<Real, memory_space> saved = leased.parts;
+  Adjoints saved = leased.parts.first;
+  const auto& value_solve_grad = leased.parts.second;
   saved.entry_states_transposed = entry_states_transposed;
 
   const std::int64_t T = shape.total_tokens(), P = shape.total_positions(), H = shape.heads,
@@ -264,8 +273,8 @@ void backward_from_saved(
   if constexpr (Fused::available) {
     if (fused)
       Fused::reverse_state_pass(operands, device_layout, workspace, tiles, saved,
-                                plan.reverse_value_block,
-                                output_grad, final_state_grad, value_grad, initial_state_grad);
+                                plan.reverse_value_block, output_grad, final_state_grad,
+                                value_grad, initial_state_grad, value_solve_grad);
   }
   if (!fused)
     Reverse(operands, device_layout, workspace, saved, output_grad, final_state_grad, value_grad,
@@ -281,17 +290,19 @@ void backward_from_saved(
   const typename Finish::template unmanaged_view<Scalar**> step_grad(result.dbeta.data(), P, H);
   const typename Finish::template unmanaged_view<Real**> gate_grad(result.dg.data(),
                                                                    shape.gated ? T : 0, H);
-  // With grouped value heads each value head's share of dq and dk goes over the first
-  // value-block slice of dQg and dBk: a (chunk, head) team reads those rows of its chunk and
-  // head, and only those, before it writes the same rows.
+  // With grouped value heads each value head's share of dq and dk goes into the first
+  // value-block slice of dQg and dBk. The portable stages' (chunk, head) team reads those rows
+  // of its chunk and head, and only those, before it writes the same rows; the fused stages
+  // keep that slice for the partials alone (BackwardWorkspace::MixingProducts).
   const typename Finish::template unmanaged_view<Real***> query_grad_partial(
       grouped ? saved.gated_query_grad.data() : nullptr, T, H, K);
   const typename Finish::template unmanaged_view<Real***> key_grad_partial(
       grouped ? saved.solve_key_grad.data() : nullptr, P, H, K);
   if constexpr (Fused::available) {
     if (fused)
-      Fused::chunk_gradients(operands, device_layout, workspace, saved, query_grad, key_grad,
-                             query_grad_partial, key_grad_partial, step_grad, gate_grad);
+      Fused::chunk_gradients(operands, device_layout, workspace, tiles, saved, value_solve_grad,
+                             output_grad, query_grad, key_grad, query_grad_partial,
+                             key_grad_partial, step_grad, gate_grad);
   }
   if (!fused) {
     Finish finish(operands, device_layout, workspace, saved, query_grad, key_grad, step_grad,

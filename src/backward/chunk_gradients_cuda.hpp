@@ -4,6 +4,7 @@
 // cores, one block of 512 threads per (chunk, head). Notation as there (k, q the normalised
 // keys and queries, D_ri = exp(G_r - G_i), the adjoints summed over the value-block slices):
 //
+//   mixing      dBk = -dBv S_0^T,  dA = -dBv Vnew^T,  d intra = dO Vnew^T,  dQg = dO S_0^T
 //   per row     dk  = exp(G_L - G) o dKd + beta exp(G) o dBk      dq = scale exp(G_r) o dQg
 //               dbeta = exp(G) k . dBk + sum_e dBv_e v_e,  and the gate terms s_r, x of Kd
 //   masks       Ad = dA o D (i < r),  Md = scale d intra o D (i <= r_j)
@@ -11,8 +12,11 @@
 //               dk += (beta o Ad)^T K + Md^T Q                  dq += Md K
 //   dg          every term spanning a token's first sub-step, once (chunk_gradients.hpp)
 //
-// K, Q, Ad, beta o Ad and Md enter the products in 16 bits (bfloat16: the adjoints keep
-// float's exponent range), the products accumulate in float, and everything else is float.
+// The mixing products come first, from the reverse pass's 16-bit dBv, do and the rerun
+// forward's 16-bit Vnew and S_0 (the reverse pass only needs dS for dKd and <dS, S_0>, and
+// these products took a quarter of its sequential walk). K, Q, Ad, beta o Ad and Md enter the
+// later products in 16 bits (bfloat16: the adjoints keep float's exponent range), the products
+// accumulate in float, and everything else is float.
 // dq and dk then go through the backward of the optional L2 normalisation, into dq and dk or,
 // with grouped value heads, into float partials that group_sum.hpp adds.
 #pragma once
@@ -34,22 +38,34 @@ using fused::key_capacity;
 using fused::threads;
 using fused::warps;
 
+/// The value columns the mixing products take at a time.
+constexpr int value_slab = 128;
+
 /// Byte offsets of the tiles in shared memory: 16-bit tiles of K columns ldk, of chunk
-/// positions ldc; float tiles of K columns ldkf, of chunk positions ldf.
+/// positions ldc, of a slab of value columns ldv; float tiles of K columns ldkf, of chunk
+/// positions ldf.
 struct SharedLayout {
-  static constexpr int ldk = key_capacity + 8, ldc = chunk_capacity + 8;
+  static constexpr int ldk = key_capacity + 8, ldc = chunk_capacity + 8, ldv = value_slab + 8;
   static constexpr int ldkf = key_capacity + 4, ldf = chunk_capacity + 4;
   static constexpr std::size_t key_tile = std::size_t(chunk_capacity) * ldk * 2;
   static constexpr std::size_t position_tile = std::size_t(chunk_capacity) * ldc * 2;
+  static constexpr std::size_t value_tile = std::size_t(chunk_capacity) * ldv * 2;
   static constexpr std::size_t key_float_tile = std::size_t(chunk_capacity) * ldkf * 4;
   static constexpr std::size_t float_tile = std::size_t(chunk_capacity) * ldf * 4;
   static constexpr std::size_t per_position = std::size_t(chunk_capacity) * 4;
   static constexpr std::size_t keys = 0;                                 ///< K, normalised
   static constexpr std::size_t queries = keys + key_tile;                ///< Q, normalised
-  static constexpr std::size_t coupling16 = queries + key_tile;          ///< Ad
+  // The mixing products' operands, a slab of value columns at a time; read before the masks
+  // are applied, whose 16-bit tiles then take their bytes.
+  static constexpr std::size_t value_solve16 = queries + key_tile;       ///< dBv
+  static constexpr std::size_t new_values16 = value_solve16 + value_tile;   ///< Vnew
+  static constexpr std::size_t output_grad16 = new_values16 + value_tile;   ///< dO
+  static constexpr std::size_t entry_state16 = output_grad16 + value_tile;  ///< S_0 [K][slab]
+  static constexpr std::size_t coupling16 = value_solve16;                  ///< Ad
   static constexpr std::size_t scaled_coupling16 = coupling16 + position_tile;  ///< beta o Ad
   static constexpr std::size_t intra16 = scaled_coupling16 + position_tile;     ///< Md
-  static constexpr std::size_t key_adjoint = intra16 + position_tile;   ///< dk before L2
+  static constexpr std::size_t key_adjoint =
+      entry_state16 + std::size_t(key_capacity) * ldv * 2;  ///< dk before L2
   static constexpr std::size_t query_adjoint = key_adjoint + key_float_tile;  ///< dq before L2
   static constexpr std::size_t coupling = query_adjoint + key_float_tile;  ///< x of A
   static constexpr std::size_t intra = coupling + float_tile;              ///< x of intra
@@ -60,6 +76,8 @@ struct SharedLayout {
   static constexpr std::size_t decay_pairs = from_start + per_position;    ///< x of Kd
   static constexpr std::size_t step_grad_quarters = decay_pairs + per_position;  ///< k . Y
   static constexpr std::size_t bytes = step_grad_quarters + 4 * per_position;
+  static_assert(intra16 + position_tile <= key_adjoint, "the masks' tiles fit the operands'");
+  static_assert(bytes <= 227 * 1024, "an H100 block's shared memory");
 };
 
 /// What one launch computes. T is __nv_bfloat16; tensors row-major, the workspace ones as
@@ -71,10 +89,16 @@ struct Params {
   const T *q, *k, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H]
   const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
   bool vector_keys, vector_queries;    ///< rows start on 16-byte boundaries
-  /// The adjoints' and read-out weights' rows move four floats a load (fused::grouped_rows).
+  /// dKd's and the read-out weights' rows move four floats a load (fused::grouped_rows).
   bool four_wide_adjoints;
   /// dq's and dk's rows (or their partials') move four elements a store.
   bool four_wide_grads;
+  /// The mixing products' operands: dBv [positions, H, V] (the reverse pass's), Vnew
+  /// [positions, H, V] and S_0 [chunks, H, K, V] (the rerun forward's), do [tokens, H, V].
+  const T *value_solve_grad, *new_values, *entry_states, *output_grad;
+  bool vector_value_operands;  ///< dBv's, Vnew's and S_0's rows start on 16-byte boundaries
+  bool vector_output_grad;     ///< do's likewise
+  int value_dim;
   const float *log_decay, *intra;      ///< the forward's G and read-out weights
   const ChunkDescriptor* chunks;
   T *query_grad, *key_grad;  ///< dq [tokens, H, K], dk [positions, H, K]; null when grouped
@@ -106,6 +130,12 @@ __device__ __forceinline__ Four load_four(const float* from, bool whole, int ava
   for (int e = 0; e < 4; ++e)
     if (e < available) values.x[e] = __ldg(from + e);
   return values;
+}
+
+/// The four floats at `four` (16-byte aligned, shared memory), loaded at once.
+__device__ __forceinline__ Four four_floats(const float* four) {
+  const float4 all = *reinterpret_cast<const float4*>(four);
+  return {{all.x, all.y, all.z, all.w}};
 }
 
 /// The four 16-bit elements at `four` (8-byte aligned, shared memory), loaded at once, in float.
@@ -186,13 +216,32 @@ __device__ __forceinline__ void add_to_pair(float* to, float x0, float x1, bool 
   }
 }
 
+/// The warp's 16 x 8 Columns block at (band_row, column0) of sign A B^T (A and B 16-bit tiles
+/// in shared memory, leading dimension ld, the sum over [0, extent)) into the float tile `to`
+/// (leading dimension ld_to): stored where `first`, else added to what the same lanes stored.
+template <int Columns, class T>
+__device__ __forceinline__ void warp_product_into(const T* A, const T* B, int ld, int band_row,
+                                                  int column0, int extent, float sign, bool first,
+                                                  float* to, int ld_to) {
+  namespace tc = tensor_core;
+  tc::Block<1, Columns> acc;
+  tc::warp_fill(acc, 0.0f);
+  tc::warp_mma<1, Columns, false, true>(acc, A, ld, band_row, B, ld, column0, 0, extent);
+  tc::warp_for_each_pair(acc, band_row, column0, [&](int r, int i, float x0, float x1) {
+    float2& pair = *reinterpret_cast<float2*>(to + r * ld_to + i);
+    pair = first ? make_float2(sign * x0, sign * x1)
+                 : make_float2(pair.x + sign * x0, pair.y + sign * x1);
+  });
+}
+
 /// Warp w owns band w / 4 (16 positions or queries) and quarter w % 4 of the columns of every
 /// product.
 template <class T>
 __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p) {
   namespace tc = tensor_core;
   using Layout = SharedLayout;
-  constexpr int ldk = Layout::ldk, ldc = Layout::ldc, ldkf = Layout::ldkf, ldf = Layout::ldf;
+  constexpr int ldk = Layout::ldk, ldc = Layout::ldc, ldv = Layout::ldv, ldkf = Layout::ldkf,
+                ldf = Layout::ldf;
   constexpr int C = chunk_capacity;
   extern __shared__ __align__(128) unsigned char shared[];
   T* const keys = reinterpret_cast<T*>(shared + Layout::keys);
@@ -204,6 +253,10 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   float* const query_adjoint = reinterpret_cast<float*>(shared + Layout::query_adjoint);
   float* const coupling = reinterpret_cast<float*>(shared + Layout::coupling);
   float* const intra = reinterpret_cast<float*>(shared + Layout::intra);
+  T* const value_solve16 = reinterpret_cast<T*>(shared + Layout::value_solve16);
+  T* const new_values16 = reinterpret_cast<T*>(shared + Layout::new_values16);
+  T* const output_grad16 = reinterpret_cast<T*>(shared + Layout::output_grad16);
+  T* const entry_state16 = reinterpret_cast<T*>(shared + Layout::entry_state16);
   float* const G = reinterpret_cast<float*>(shared + Layout::gates);
   float* const beta = reinterpret_cast<float*>(shared + Layout::steps);
   float* const dbeta = reinterpret_cast<float*>(shared + Layout::step_grads);
@@ -217,17 +270,16 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const fused_backward::CallShape& shape = p.shape;
   const fused_backward::AdjointSlices& adjoints = p.adjoints;
   const int H = shape.heads, Hqk = shape.qk_heads, K = shape.key_dim, n = shape.num_householder,
-            CW = shape.chunk_size, blocks = shape.value_blocks;
+            CW = shape.chunk_size, blocks = shape.value_blocks, V = p.value_dim;
   const int h = int(blockIdx.x % H), hq = h / shape.head_group;
-  const std::int64_t c = blockIdx.x / H, P = shape.positions, T_total = shape.tokens;
+  const std::int64_t c = blockIdx.x / H, P = shape.positions;
   const ChunkDescriptor chunk = p.chunks[c];
   const int L = chunk.length, num_queries = chunk.num_queries;
   const int first_query = chunk.first_query_local, query_tiles = (num_queries + 15) / 16;
   const int position_extent = 16 * ((L + 15) / 16), key_extent = 16 * ((K + 15) / 16);
   const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
   const bool normalising = p.key_norm != nullptr, gated = p.gate_grad != nullptr;
-  const std::int64_t key_slice = P * H * K, coupling_slice = P * H * CW;
-  const std::int64_t intra_slice = T_total * H * CW, query_slice = T_total * H * K;
+  const std::int64_t key_slice = P * H * K;
   const auto query_position = [&](int j) { return first_query + j * n; };
   // The per-row and per-pair tensors are read from this block's (chunk, head) on, with 32-bit
   // offsets inside the chunk (FusedBackward::supports keeps them below 2^31): 64-bit index
@@ -235,26 +287,23 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const std::int64_t first_row = p0 * H + h, first_query_row = t0 * H + h;
   const int key_row_stride = H * K, pair_row_stride = H * CW;
 
-  // This warp's rows r = warp + warps * k and a lane's columns 4 lane to 4 lane + 3 of the
-  // adjoints with one term per position, loaded while the keys and queries are copied: a row's
-  // 128 columns are one 16-byte load a lane, where one float a load took four loads and their
-  // index arithmetic.
+  // This warp's rows r = warp + warps * k and a lane's columns 4 lane to 4 lane + 3 of dKd,
+  // loaded while the tiles are copied: a row's 128 columns are one 16-byte load a lane, where
+  // one float a load took four loads and their index arithmetic.
   static_assert(key_capacity == 4 * 32, "a warp's lanes hold a row four columns each");
   constexpr int rows_per_warp = C / warps;
   const int column = 4 * lane;
   const bool four_wide = p.four_wide_adjoints;
-  const auto row_four = [&](const float* slice, int r, int rows) {
-    return r < rows && column < K
-               ? load_four(slice + r * key_row_stride + column, four_wide, K - column)
-               : Four{};
-  };
-  const auto key_rows = [&](const float* slice, int k) {
-    return row_four(slice, warp + warps * k, L);
-  };
-  Four solve[rows_per_warp], decayed[rows_per_warp];
+  Four decayed[rows_per_warp];
   float value_steps[rows_per_warp], entry_decay[1];
-  gather_summed(adjoints.solve_key_grad + first_row * K, key_slice, blocks, key_rows, solve);
-  gather_summed(adjoints.decayed_key_grad + first_row * K, key_slice, blocks, key_rows, decayed);
+  gather_summed(adjoints.decayed_key_grad + first_row * K, key_slice, blocks,
+                [&](const float* slice, int k) {
+                  const int r = warp + warps * k;
+                  return r < L && column < K
+                             ? load_four(slice + r * key_row_stride + column, four_wide, K - column)
+                             : Four{};
+                },
+                decayed);
   gather_summed(adjoints.value_step_grad + first_row, P * H, blocks,
                 [&](const float* slice, int k) {
                   const int r = warp + warps * k;
@@ -263,6 +312,43 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
                 value_steps);
   gather_summed(adjoints.entry_decay_grad + c * H + h, shape.num_chunks * H, blocks,
                 [](const float* slice, int) { return __ldg(slice); }, entry_decay);
+
+  // The position-pair adjoints by 16 x 16 blocks of the C x C tiles: warp w takes block (band,
+  // quarter), a lane its quads m = 0, 1 (four consecutive entries, i0 to i0 + 3 of row r), the
+  // rows band_row + block_row + 8 m. Whole warps then skip the blocks that lie outside a mask
+  // (6 of Ad's 16 and, at n = 2, about 10 of Md's): mapped row by row, every warp met both
+  // sides of the masks and computed every quad's exponent. block_row spreads a quarter-warp's
+  // 16-byte accesses to the float tiles over rows {r, r + 4} and a half-warp's 8-byte stores
+  // to the 16-bit tiles over rows {r, r + 2, r + 4, r + 6}: 32 distinct banks each, as
+  // row-major quads had. The masks below select a quad's entries (selected, not multiplied:
+  // the entries past a row's end are not written).
+  constexpr int pair_quads = 2;
+  static_assert(16 * 16 == 4 * 32 * pair_quads, "a warp's lanes hold its 16 x 16 block");
+  const int block_row = 4 * ((lane / 4) % 2) + 2 * ((lane / 8) % 2) + lane / 16;
+  const int block_column = 16 * quarter + 4 * (lane % 4);
+  struct Pair {
+    int row, first;
+  };
+  const auto pair = [&](int m) { return Pair{band_row + block_row + 8 * m, block_column}; };
+  const auto inside_intra = [&](int j, int i) {
+    return j < num_queries && i < L && i <= query_position(j);
+  };
+  // Whether this warp's block holds an entry of Ad (i < r < L) or of Md (i <= r_j, j <
+  // num_queries): the warp's rows are positions r, or queries j, from band_row.
+  const int last_band_query = min(band_row + 15, num_queries - 1);
+  const int last_band_query_position = query_position(last_band_query);
+  const bool coupling_block = band_row < L && 16 * quarter < min(band_row + 15, L - 1);
+  const bool intra_block = band_row < num_queries && 16 * quarter <= last_band_query_position;
+  Four intra_weights[pair_quads] = {};
+  if (gated && intra_block)
+    gather_summed(p.intra + first_query_row * CW, 0, 1,
+                  [&](const float* slice, int m) {
+                    const auto [j, i0] = pair(m);
+                    return inside_intra(j, i0)
+                               ? load_four(slice + j * pair_row_stride + i0, four_wide, CW - i0)
+                               : Four{};
+                  },
+                  intra_weights);
 
   for (int r = threadIdx.x; r < C; r += blockDim.x) {
     G[r] = r < L ? p.log_decay[first_row + r * H] : 0.0f;
@@ -275,7 +361,58 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
                                        std::int64_t(Hqk) * K, num_queries, K,
                                        p.vector_queries && !normalising,
                                        normalising ? p.query_norm + t0 * Hqk + hq : nullptr, Hqk);
+
+  // The mixing products, a slab of value_slab value columns at a time (one below 129), into
+  // the float tiles that the stages below read element by element and overwrite in place:
+  // dBk and dQg into dk's and dq's adjoints, dA into x of A's, d intra into x of intra's.
+  // Each warp computes the blocks it reads below (dA's and d intra's only inside the masks),
+  // the later slabs added by the lanes that stored the first. Rows past L (or the queries)
+  // and columns past K come out zero: the operands' padding is zeros.
+  const std::int64_t value_row_stride = std::int64_t(H) * V;
+  const auto load_value_slab = [&](int e0) {
+    const int width = min(value_slab, V - e0);
+    tc::block_load_rows<C, value_slab>(value_solve16, ldv,
+                                       p.value_solve_grad + (p0 * H + h) * V + e0,
+                                       value_row_stride, L, width, p.vector_value_operands,
+                                       nullptr, 0);
+    tc::block_load_rows<C, value_slab>(new_values16, ldv, p.new_values + (p0 * H + h) * V + e0,
+                                       value_row_stride, L, width, p.vector_value_operands,
+                                       nullptr, 0);
+    if (num_queries > 0)
+      tc::block_load_rows<C, value_slab>(output_grad16, ldv,
+                                         p.output_grad + (t0 * H + h) * V + e0, value_row_stride,
+                                         num_queries, width, p.vector_output_grad, nullptr, 0);
+    tc::block_load_rows<key_capacity, value_slab>(
+        entry_state16, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width,
+        p.vector_value_operands, nullptr, 0);
+  };
+  const auto multiply_value_slab = [&](int e0) {
+    const int extent = 16 * ((min(value_slab, V - e0) + 15) / 16);
+    const bool first = e0 == 0;
+    warp_product_into<4>(value_solve16, entry_state16, ldv, band_row, 32 * quarter, extent, -1.0f,
+                         first, key_adjoint, ldkf);
+    if (coupling_block)
+      warp_product_into<2>(value_solve16, new_values16, ldv, band_row, 16 * quarter, extent,
+                           -1.0f, first, coupling, ldf);
+    if (intra_block)
+      warp_product_into<2>(output_grad16, new_values16, ldv, band_row, 16 * quarter, extent, 1.0f,
+                           first, intra, ldf);
+    if (band < query_tiles)
+      warp_product_into<4>(output_grad16, entry_state16, ldv, band_row, 32 * quarter, extent,
+                           1.0f, first, query_adjoint, ldkf);
+  };
+  load_value_slab(0);
   tc::block_wait_copies();
+  __syncthreads();
+  for (int e0 = 0;;) {
+    multiply_value_slab(e0);
+    e0 += value_slab;
+    if (e0 >= V) break;
+    __syncthreads();
+    load_value_slab(e0);
+    tc::block_wait_copies();
+    __syncthreads();
+  }
   __syncthreads();
   const float chunk_decay = G[L - 1];
 
@@ -287,12 +424,13 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     if (r < L) {
       const float gate = expf(G[r]), decay = expf(chunk_decay - G[r]);
       const float solve_weight = beta[r] * gate;
-      // Columns past K hold zeros (block_load_rows pads the keys, row_four the adjoints).
+      // Columns past K hold zeros (block_load_rows pads the keys, the loads dKd).
       const Four key = four_as_floats(keys + r * ldk + column);
+      const Four solve = four_floats(key_adjoint + r * ldkf + column);
       float along_solve = 0.0f, along_decayed = 0.0f, direct[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float solve_term = solve[k].x[e], decayed_term = decay * decayed[k].x[e];
+        const float solve_term = solve.x[e], decayed_term = decay * decayed[k].x[e];
         along_solve += key.x[e] * solve_term;
         along_decayed += key.x[e] * decayed_term;
         direct[e] = decayed_term + solve_weight * solve_term;
@@ -308,60 +446,6 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       }
     }
   }
-  // The position-pair adjoints by 16 x 16 blocks of the C x C tiles: warp w takes block (band,
-  // quarter), a lane its quads m = 0, 1 (four consecutive entries, i0 to i0 + 3 of row r), the
-  // rows band_row + block_row + 8 m. Whole warps then skip the blocks that lie outside a mask
-  // (6 of Ad's 16 and, at n = 2, about 10 of Md's): mapped row by row, every warp met both
-  // sides of the masks and computed every quad's exponent. block_row spreads a quarter-warp's
-  // 16-byte stores to the float tiles over rows {r, r + 4} and a half-warp's 8-byte stores to
-  // the 16-bit tiles over rows {r, r + 2, r + 4, r + 6}: 32 distinct banks each, as row-major
-  // quads had. A quad is loaded where its first entry is used; the masks below select its
-  // entries (selected, not multiplied: the entries past a row's end are not written). The
-  // gated queries' adjoint (as the rows above) is loaded with them.
-  constexpr int pair_quads = 2;
-  static_assert(16 * 16 == 4 * 32 * pair_quads, "a warp's lanes hold its 16 x 16 block");
-  const int block_row = 4 * ((lane / 4) % 2) + 2 * ((lane / 8) % 2) + lane / 16;
-  const int block_column = 16 * quarter + 4 * (lane % 4);
-  struct Pair {
-    int row, first;
-  };
-  const auto pair = [&](int m) { return Pair{band_row + block_row + 8 * m, block_column}; };
-  const auto pair_four = [&](const float* slice, int row, int first) {
-    return load_four(slice + row * pair_row_stride + first, four_wide, CW - first);
-  };
-  const auto inside_intra = [&](int j, int i) {
-    return j < num_queries && i < L && i <= query_position(j);
-  };
-  const auto intra_rows = [&](const float* slice, int m) {
-    const auto [j, i0] = pair(m);
-    return inside_intra(j, i0) ? pair_four(slice, j, i0) : Four{};
-  };
-  // Whether this warp's block holds an entry of Ad (i < r < L) or of Md (i <= r_j, j <
-  // num_queries): the warp's rows are positions r, or queries j, from band_row.
-  const int last_band_query = min(band_row + 15, num_queries - 1);
-  const bool coupling_block = band_row < L && 16 * quarter < min(band_row + 15, L - 1);
-  const bool intra_block = band_row < num_queries && 16 * quarter <= query_position(last_band_query);
-  Four coupling_values[pair_quads] = {}, intra_grads[pair_quads] = {},
-       intra_weights[pair_quads] = {};
-  Four query_values[rows_per_warp];
-  if (coupling_block)
-    gather_summed(adjoints.coupling_grad + first_row * CW, coupling_slice, blocks,
-                  [&](const float* slice, int m) {
-                    const auto [r, i0] = pair(m);
-                    return r < L && i0 < r ? pair_four(slice, r, i0) : Four{};
-                  },
-                  coupling_values);
-  if (intra_block) {
-    gather_summed(adjoints.intra_grad + first_query_row * CW, intra_slice, blocks, intra_rows,
-                  intra_grads);
-    if (gated) gather_summed(p.intra + first_query_row * CW, 0, 1, intra_rows, intra_weights);
-  }
-  gather_summed(adjoints.gated_query_grad + first_query_row * K, query_slice, blocks,
-                [&](const float* slice, int k) {
-                  return row_four(slice, warp + warps * k, num_queries);
-                },
-                query_values);
-
   // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r; the blocks outside
   // the masks hold zeros, which the products and dg's prefix sums read.
 #pragma unroll
@@ -369,10 +453,11 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     const auto [r, i0] = pair(m);
     float value[4] = {}, scaled[4] = {};
     if (coupling_block) {
+      const Four coupling_grad = four_floats(coupling + r * ldf + i0);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int i = i0 + e;
-        value[e] = r < L && i < r ? expf(G[r] - G[i]) * coupling_values[m].x[e] : 0.0f;
+        value[e] = r < L && i < r ? expf(G[r] - G[i]) * coupling_grad.x[e] : 0.0f;
         scaled[e] = beta[r] * value[e];
       }
     }
@@ -387,11 +472,12 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     float masked[4] = {}, weighted[4] = {};
     if (intra_block) {
       const int r = query_position(j);
+      const Four intra_grad = four_floats(intra + j * ldf + i0);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const bool inside = inside_intra(j, i0 + e);
-        masked[e] = inside ? shape.scale * expf(G[r] - G[i0 + e]) * intra_grads[m].x[e] : 0.0f;
-        weighted[e] = inside ? intra_grads[m].x[e] * intra_weights[m].x[e] : 0.0f;
+        masked[e] = inside ? shape.scale * expf(G[r] - G[i0 + e]) * intra_grad.x[e] : 0.0f;
+        weighted[e] = inside ? intra_grad.x[e] * intra_weights[m].x[e] : 0.0f;
       }
     }
     tc::store_four(intra16 + j * ldc + i0, masked, 4, true);
@@ -404,8 +490,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   // the first with r_j >= band_row.
   const int coupling_columns_end = min(position_extent, band_row + 16);
   const int intra_columns_end =
-      band_row < num_queries ? min(position_extent, 16 * (query_position(last_band_query) / 16 + 1))
-                             : 0;
+      band_row < num_queries ? min(position_extent, 16 * (last_band_query_position / 16 + 1)) : 0;
   const int first_intra_row =
       band_row <= first_query ? 0 : (band_row - first_query + n - 1) / n;
   const int intra_rows_begin = min(16 * (first_intra_row / 16), 16 * query_tiles);
@@ -419,10 +504,11 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       const int r = query_position(j);
       const float weight = shape.scale * expf(G[r]);
       const Four query = four_as_floats(queries + j * ldk + column);
+      const Four gated_query_grad = four_floats(query_adjoint + j * ldkf + column);
       float along = 0.0f, adjoint[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        adjoint[e] = weight * query_values[k].x[e];
+        adjoint[e] = weight * gated_query_grad.x[e];
         along += query.x[e] * adjoint[e];
       }
       tc::store_four(query_adjoint + j * ldkf + column, adjoint, 4, true);

@@ -3,9 +3,10 @@
 // positions, where the fused forward runs: its stages 1 and 2 as one walk of the fused forward
 // kernel that saves what the backward reads, stage 3 (reverse_state_pass_cuda.hpp) and stage
 // 4 (chunk_gradients_cuda.hpp) as tensor-core kernels. The driver (backward_impl.hpp) calls
-// them in that order. They share the portable stages' G, read-out weights and adjoints (in
-// float); -W, Tm, Vnew and the chunk-entry states, which the reverse pass only multiplies in
-// 16 bits, they keep in 16 bits (FusedBackwardTiles), as the walk multiplied them.
+// them in that order. They share the portable stages' G, read-out weights and the adjoints
+// that need dS (in float); -W, Tm, Vnew and the chunk-entry states, which the kernels only
+// multiply in 16 bits, they keep in 16 bits (FusedBackwardTiles), as the walk multiplied them,
+// and the reverse pass hands dBv to the chunk gradients in 16 bits too.
 //
 // Not float16: the gradients carried back through strongly gated chunks scale like exp(G)
 // (dS leaving a chunk is a sum of terms with exp(G_r) <= exp(g) of the chunk's first token),
@@ -78,15 +79,18 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     Forward::save_for_backward(operands, layout, device_layout, h0, o, ht, keep);
   }
 
-  /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0
-  /// and the adjoints of `saved`; the arguments as ReverseStatePass's.
+  /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0,
+  /// the adjoints of `saved` that need dS (`saved` made with MixingProducts::
+  /// in_chunk_gradients) and dBv [positions, H, V] into `value_solve_grad`; the other
+  /// arguments as ReverseStatePass's.
   static void reverse_state_pass(const Operands& operands, const Layout& layout,
                                  const Workspace& workspace, const Tiles& tiles,
                                  const Saved& saved, int value_block_width,
                                  const unmanaged_view<const Scalar***>& output_grad,
                                  const unmanaged_view<const float****>& final_state_grad,
                                  const unmanaged_view<Scalar***>& value_grad,
-                                 const unmanaged_view<float****>& initial_state_grad) {
+                                 const unmanaged_view<float****>& initial_state_grad,
+                                 const unmanaged_view<Scalar***>& value_solve_grad) {
     reverse_state_pass::Params<T> params{};
     params.shape = fused_backward::call_shape(operands, layout, saved);
     params.adjoints = fused_backward::adjoint_slices(saved);
@@ -119,6 +123,9 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.paired_value_grad =
         V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.value_grad) % 4 == 0;
     params.initial_state_grad = initial_state_grad.data();
+    params.value_solve_grad = reinterpret_cast<T*>(value_solve_grad.data());
+    params.paired_value_solve_grad =
+        V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.value_solve_grad) % 4 == 0;
     params.value_dim = operands.value_dim();
     const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
     if (value_block_width == 128)
@@ -128,10 +135,14 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   }
 
   /// Stage 4 for every (chunk, head): dq, dk, dbeta and dg (null when ungated) from the
-  /// adjoints of `saved`; with grouped value heads dq and dk are null and each value head's
-  /// share goes to the float partials instead (ChunkGradients's arguments).
+  /// adjoints of `saved`, and from dBv (reverse_state_pass()), do and the rerun forward's
+  /// Vnew and S_0 for the adjoints that mix the value columns without dS; with grouped value
+  /// heads dq and dk are null and each value head's share goes to the float partials instead
+  /// (ChunkGradients's arguments).
   static void chunk_gradients(const Operands& operands, const Layout& layout,
-                              const Workspace& workspace, const Saved& saved,
+                              const Workspace& workspace, const Tiles& tiles, const Saved& saved,
+                              const unmanaged_view<Scalar***>& value_solve_grad,
+                              const unmanaged_view<const Scalar***>& output_grad,
                               const unmanaged_view<Scalar***>& query_grad,
                               const unmanaged_view<Scalar***>& key_grad,
                               const unmanaged_view<float***>& query_grad_partial,
@@ -148,6 +159,16 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.key_norm = operands.key_norm.data();
     params.vector_keys = fused::vector_rows(params.k, operands.key_dim());
     params.vector_queries = fused::vector_rows(params.q, operands.key_dim());
+    params.value_solve_grad = reinterpret_cast<const T*>(value_solve_grad.data());
+    params.new_values = reinterpret_cast<const T*>(tiles.new_values.data());
+    params.entry_states = reinterpret_cast<const T*>(tiles.entry_states.data());
+    params.output_grad = reinterpret_cast<const T*>(output_grad.data());
+    const int V = operands.value_dim();
+    params.vector_value_operands =
+        fused::vector_rows(params.value_solve_grad, V) && fused::vector_rows(params.new_values, V) &&
+        fused::vector_rows(params.entry_states, V);
+    params.vector_output_grad = fused::vector_rows(params.output_grad, V);
+    params.value_dim = V;
     params.log_decay = workspace.log_decay.data();
     params.intra = workspace.intra.data();
     params.chunks = layout.chunks.data();
@@ -164,10 +185,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     const auto storage = [](const T* rows, int length) {
       return fused::grouped_rows(rows, length, 4, sizeof(T));
     };
-    const fused_backward::AdjointSlices& a = params.adjoints;
-    params.four_wide_adjoints = floats(a.solve_key_grad, K) && floats(a.decayed_key_grad, K) &&
-                                floats(a.gated_query_grad, K) && floats(a.coupling_grad, CW) &&
-                                floats(a.intra_grad, CW) && floats(params.intra, CW);
+    params.four_wide_adjoints =
+        floats(params.adjoints.decayed_key_grad, K) && floats(params.intra, CW);
     params.four_wide_grads = storage(params.query_grad, K) && storage(params.key_grad, K) &&
                              floats(params.query_grad_partial, K) &&
                              floats(params.key_grad_partial, K);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the backward's CUDA kernels (reverse_state_pass_cuda.hpp, chunk_gradients_cuda.hpp)
 // share: the sizes of a call, the BackwardWorkspace adjoints that the first writes and the
-// second reads, as plain pointers for a kernel argument, and two warp reductions. They start
-// through fused::launch_kernel, as the fused forward does.
+// second reads (beside the 16-bit dBv), as plain pointers for a kernel argument, and two warp
+// reductions. They start through fused::launch_kernel, as the fused forward does.
 #pragma once
 
 #include "backward_workspace.hpp"
@@ -21,10 +21,11 @@ struct CallShape {
   float scale;
 };
 
-/// The value-mixing adjoints, [value_blocks, ...] each (BackwardWorkspace says what they are).
+/// The value-mixing adjoints that the reverse pass needs dS for, [value_blocks, ...] each
+/// (BackwardWorkspace says what they are). The others, products of dBv or dO, the chunk
+/// gradients kernel computes itself from the reverse pass's 16-bit dBv.
 struct AdjointSlices {
-  float *solve_key_grad, *decayed_key_grad, *coupling_grad, *intra_grad, *gated_query_grad,
-      *value_step_grad, *entry_decay_grad;
+  float *decayed_key_grad, *value_step_grad, *entry_decay_grad;
 };
 
 template <class Scalar, class MemorySpace>
@@ -32,8 +33,8 @@ CallShape call_shape(const ChunkOperands<Scalar, MemorySpace>& operands,
                      const DeviceChunkLayout<MemorySpace>& layout,
                      const BackwardWorkspace<float, MemorySpace>& saved) {
   CallShape shape{};
-  shape.positions = std::int64_t(saved.value_step_grad.extent(1));
-  shape.tokens = std::int64_t(saved.intra_grad.extent(1));
+  shape.positions = std::int64_t(operands.key_rows.extent(0));
+  shape.tokens = std::int64_t(operands.query_rows.extent(0));
   shape.num_chunks = std::int64_t(layout.chunks.extent(0));
   shape.heads = operands.heads();
   shape.qk_heads = operands.qk_heads();
@@ -48,9 +49,7 @@ CallShape call_shape(const ChunkOperands<Scalar, MemorySpace>& operands,
 
 template <class MemorySpace>
 AdjointSlices adjoint_slices(const BackwardWorkspace<float, MemorySpace>& saved) {
-  return {saved.solve_key_grad.data(),   saved.decayed_key_grad.data(),
-          saved.coupling_grad.data(),    saved.intra_grad.data(),
-          saved.gated_query_grad.data(), saved.value_step_grad.data(),
+  return {saved.decayed_key_grad.data(), saved.value_step_grad.data(),
           saved.entry_decay_grad.data()};
 }
 

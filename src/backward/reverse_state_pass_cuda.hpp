@@ -22,13 +22,15 @@
 //   dKd   = Vnew dS^T,  <dS, S_0>                   (both before dS moves on)
 //   dS   <- exp(G_L) dS + Qg^T dO - W^T dVnew
 //   dBv   = Tm^T dVnew,  dv = beta o dBv,  sum_e dBv_e v_e
-//   dBk   = -dBv S_0^T,  dA = -dBv Vnew^T,  d intra = dO Vnew^T,  dQg = dO S_0^T
 //
-// Every product is an mma.sync with 16-bit operands and float accumulation; the adjoints that
-// mix the value columns leave in float into this block's slice of the BackwardWorkspace, for
-// ChunkGradients, exactly as the portable pass leaves them. Like the fused forward this is a
-// plain CUDA kernel on the stream of Kokkos::Cuda's default instance: its tiles take 207 KB of
-// shared memory, above the 48 KB Kokkos 3.4 gives a team.
+// Every product is an mma.sync with 16-bit operands and float accumulation. dKd, sum_e dBv_e v_e
+// and <dS, S_0> leave in float into this block's slice of the BackwardWorkspace, dBv in 16 bits
+// (as the products here read it). The other adjoints that mix the value columns, dBk = -dBv
+// S_0^T, dA = -dBv Vnew^T, d intra = dO Vnew^T and dQg = dO S_0^T, do not feed dS: the chunk
+// gradients kernel multiplies them, in parallel over the chunks, where this walk took a
+// quarter of its time a chunk for them and wrote them in float. Like the fused forward this is
+// a plain CUDA kernel on the stream of Kokkos::Cuda's default instance: its tiles take 190 KB
+// of shared memory, above the 48 KB Kokkos 3.4 gives a team.
 #pragma once
 
 #include "chunk/chunk_layout.hpp"
@@ -69,16 +71,14 @@ struct SharedLayout {
   static constexpr std::size_t new_values = negated_w + key_tile;        ///< Vnew
   static constexpr std::size_t output_grad = new_values + value_tile;    ///< dO
   static constexpr std::size_t new_value_grad = output_grad + value_tile;       ///< dVnew
-  static constexpr std::size_t value_solve_grad = new_value_grad + value_tile;  ///< dBv
-  static constexpr std::size_t tm = value_solve_grad + value_tile;              ///< Tm
+  static constexpr std::size_t tm = new_value_grad + value_tile;                ///< Tm
   static constexpr std::size_t intra = tm + position_tile;  ///< read-out weights [query][position]
-  /// A chunk, the log decay at its end and its per-position factors.
+  /// A chunk's log decay at its end and its per-position factors.
   struct ChunkFactors {
     float key_scales[chunk_capacity];    ///< exp(G_L - G) times the key's normalisation
     float query_scales[chunk_capacity];  ///< scale exp(G_r) times the query's normalisation
     float steps[chunk_capacity];         ///< beta
-    ChunkDescriptor chunk;
-    float chunk_log_decay;  ///< G_L
+    float chunk_log_decay;               ///< G_L
   };
   /// ChunkFactors twice: the chunk being walked and the next, which the last warp prepares
   /// during the current chunk's last products.
@@ -110,6 +110,8 @@ struct Params {
   const std::int64_t* sequence_first_chunk;
   T* value_grad;              ///< dv [positions, H, V]
   bool paired_value_grad;     ///< dv's rows start on 4-byte boundaries, V even
+  T* value_solve_grad;        ///< dBv [positions, H, V], for the chunk gradients
+  bool paired_value_solve_grad;  ///< the same for dBv
   float* initial_state_grad;  ///< dh0 [N, H, K, V] or null
   int value_dim;
 };
@@ -133,7 +135,6 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   T* const new_values = reinterpret_cast<T*>(shared + Layout::new_values);
   T* const output_grad = reinterpret_cast<T*>(shared + Layout::output_grad);
   T* const new_value_grad = reinterpret_cast<T*>(shared + Layout::new_value_grad);
-  T* const value_solve_grad = reinterpret_cast<T*>(shared + Layout::value_solve_grad);
   T* const tm = reinterpret_cast<T*>(shared + Layout::tm);
   T* const intra = reinterpret_cast<T*>(shared + Layout::intra);
   using ChunkFactors = typename Layout::ChunkFactors;
@@ -146,7 +147,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   const fused_backward::CallShape& shape = p.shape;
   const int blocks = shape.value_blocks, H = shape.heads, Hqk = shape.qk_heads, K = shape.key_dim,
             V = p.value_dim, n = shape.num_householder, CW = shape.chunk_size;
-  const std::int64_t unit = blockIdx.x, P = shape.positions, T_total = shape.tokens;
+  const std::int64_t unit = blockIdx.x, P = shape.positions;
   const int block = int(unit % blocks), h = int((unit / blocks) % H), hq = h / shape.head_group;
   const std::int64_t sequence = unit / (std::int64_t(blocks) * H);
   const int e0 = block * Layout::value_capacity;
@@ -154,11 +155,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   const int key_extent = 16 * ((K + 15) / 16), value_extent = 16 * ((width + 15) / 16);
   // This block's slices of the adjoints that ChunkGradients adds over the value blocks.
   const fused_backward::AdjointSlices& adjoints = p.adjoints;
-  float* const solve_key_grad = adjoints.solve_key_grad + std::int64_t(block) * P * H * K;
   float* const decayed_key_grad = adjoints.decayed_key_grad + std::int64_t(block) * P * H * K;
-  float* const coupling_grad = adjoints.coupling_grad + std::int64_t(block) * P * H * CW;
-  float* const intra_grad = adjoints.intra_grad + std::int64_t(block) * T_total * H * CW;
-  float* const gated_query_grad = adjoints.gated_query_grad + std::int64_t(block) * T_total * H * K;
   float* const value_step_grad = adjoints.value_step_grad + std::int64_t(block) * P * H;
   float* const entry_decay_grad =
       adjoints.entry_decay_grad + std::int64_t(block) * shape.num_chunks * H;
@@ -166,7 +163,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   // start on 256-byte boundaries): stored one float at a time, each 32-byte sector of a row
   // took two half-filled writes, and 53% of the pass's sectors were that excess (ncu,
   // 8-2048-16-128-2), with L2 throughput at 78%.
-  const bool key_pairs = K % 2 == 0, position_pairs = CW % 2 == 0;
+  const bool key_pairs = K % 2 == 0;
 
   // dS: this warp's 32 x quarter_columns block in float accumulators.
   const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
@@ -177,12 +174,11 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
             : 0.0f;
   });
   const auto as_is = [](int, int, float x) { return x; };
-  const auto negated = [](int, int, float x) { return -x; };
   tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
 
-  // One warp: chunk c and its factors into f. They depend on loads from global memory, one
-  // after the other; prepared a chunk ahead, by the last warp while the others finish the
-  // current chunk's products, they no longer hold up the start of every chunk.
+  // One warp: chunk c's factors into f. They depend on loads from global memory, one after
+  // the other; prepared a chunk ahead, by the last warp while the others start the next
+  // chunk's copies, they no longer hold up the start of every chunk.
   const auto prepare_chunk = [&](std::int64_t c, ChunkFactors& f) {
     const ChunkDescriptor chunk = p.chunks[c];
     const int L = chunk.length, num_queries = chunk.num_queries;
@@ -203,16 +199,10 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                     query_factor
               : 0.0f;
     }
-    if (lane == 0) {
-      f.chunk = chunk;
-      f.chunk_log_decay = chunk_log_decay;
-    }
+    if (lane == 0) f.chunk_log_decay = chunk_log_decay;
   };
-  // A chunk's operands come in two groups of asynchronous copies. K, Q, W and Tm, whose tiles
-  // chunk c no longer reads once dBv is computed, are copied for chunk c - 1 then, while c's
-  // last products run; dO, intra, Vnew and S_0, which those products read, at c - 1's start.
-  // Every copy issued and waited for at a chunk's start left the walk waiting on memory (30%
-  // of its stall samples on the long scoreboard at 8-2048-16-128-2).
+  // A chunk's operands come in two groups of asynchronous copies: K, Q, W and Tm once chunk c
+  // has computed dBv, while it stores its sums; dO, intra, Vnew and S_0 at c - 1's start.
   const auto load_early_operands = [&](const ChunkDescriptor& chunk) {
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
@@ -230,8 +220,12 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   };
   const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
                      last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
+  // Every thread holds the chunk it walks: the next one's descriptor comes with its early
+  // copies, so no barrier need publish it.
+  ChunkDescriptor chunk{};
   if (last_chunk >= first_chunk) {
-    load_early_operands(p.chunks[last_chunk]);
+    chunk = p.chunks[last_chunk];
+    load_early_operands(chunk);
     if (warp == warps - 1) prepare_chunk(last_chunk, factors[0]);
   }
   __syncthreads();
@@ -240,8 +234,6 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   int current = 0;  ///< which of `factors` holds chunk c's
   for (std::int64_t c = last_chunk; c >= first_chunk; --c, current ^= 1) {
     const ChunkFactors& prepared = factors[current];
-    const ChunkDescriptor chunk = prepared.chunk;
-    const float chunk_log_decay = prepared.chunk_log_decay;
     const int L = chunk.length, num_queries = chunk.num_queries;
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
@@ -320,7 +312,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       }
     }
     {  // dS <- exp(G_L) dS + Qg^T dO - W^T dVnew, then its 16-bit copy
-      const float decay = expf(chunk_log_decay);
+      const float decay = expf(prepared.chunk_log_decay);
       tc::warp_for_each(grad, 0, 0, [&](int, int, float& x) { x *= decay; });
       if (num_queries > 0)
         tc::warp_mma<2, value_tiles, true, false>(grad, gated_queries, ldk, state_row0,
@@ -330,7 +322,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                                                 ldv, state_column0, 0, position_extent);
       tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
     }
-    {  // dBv = Tm^T dVnew (Tm^T is upper triangular); dv = beta o dBv; sum_e dBv_e v_e
+    {  // dBv = Tm^T dVnew (Tm^T is upper triangular), in 16 bits for the chunk gradients;
+       // dv = beta o dBv; sum_e dBv_e v_e
       tc::Block<1, value_tiles> acc;
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, value_tiles, true, false>(acc, tm, ldc, band_row, new_value_grad, ldv,
@@ -351,10 +344,14 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
         if (e + 1 < width) row_sum += x1 * tc::to_float(v[1]);
       });
       fused_backward::warp_store_band_row_sums<C>(row_sums, band_row, quarter, value_step_sums);
-      tc::warp_store(acc, value_solve_grad, ldv, band_row, value_column0, as_is);
+      tc::warp_store_global(acc, p.value_solve_grad + (p0 * H + h) * V + e0, std::int64_t(H) * V,
+                            band_row, value_column0, L, width, p.paired_value_solve_grad, as_is);
     }
     __syncthreads();
-    if (c > first_chunk) load_early_operands(p.chunks[c - 1]);
+    if (c > first_chunk) {
+      chunk = p.chunks[c - 1];
+      load_early_operands(chunk);
+    }
 
     if (threadIdx.x < L)
       value_step_grad[(p0 + threadIdx.x) * H + h] =
@@ -364,41 +361,11 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       for (int w = 0; w < warps; ++w) inner += entry_partials[w];
       entry_decay_grad[c * H + h] = inner;
     }
-    {  // dBk = -dBv S_0^T
-      tc::Block<1, 4> acc;
-      tc::warp_fill(acc, 0.0f);
-      tc::warp_mma<1, 4, false, true>(acc, value_solve_grad, ldv, band_row, entry_state, ldv,
-                                      32 * quarter, 0, value_extent);
-      tc::warp_store_global(acc, solve_key_grad + (p0 * H + h) * K, std::int64_t(H) * K,
-                            band_row, 32 * quarter, L, K, key_pairs, negated);
-    }
-    // dA = -dBv Vnew^T, whose entries the chunk gradients read only below the diagonal (i < r):
-    // the warps whose 16 columns lie wholly above their band's rows neither compute nor store.
-    if (quarter <= band) {
-      tc::Block<1, 2> acc;
-      tc::warp_fill(acc, 0.0f);
-      tc::warp_mma<1, 2, false, true>(acc, value_solve_grad, ldv, band_row, new_values, ldv,
-                                      16 * quarter, 0, value_extent);
-      tc::warp_store_global(acc, coupling_grad + (p0 * H + h) * CW, std::int64_t(H) * CW,
-                            band_row, 16 * quarter, L, L, position_pairs, negated);
-    }
-    if (band < query_tiles) {  // d intra = dO Vnew^T and dQg = dO S_0^T
-      tc::Block<1, 2> weights;
-      tc::warp_fill(weights, 0.0f);
-      tc::warp_mma<1, 2, false, true>(weights, output_grad, ldv, band_row, new_values, ldv,
-                                      16 * quarter, 0, value_extent);
-      tc::warp_store_global(weights, intra_grad + (t0 * H + h) * CW, std::int64_t(H) * CW,
-                            band_row, 16 * quarter, num_queries, L, position_pairs, as_is);
-      tc::Block<1, 4> queries;
-      tc::warp_fill(queries, 0.0f);
-      tc::warp_mma<1, 4, false, true>(queries, output_grad, ldv, band_row, entry_state, ldv,
-                                      32 * quarter, 0, value_extent);
-      tc::warp_store_global(queries, gated_query_grad + (t0 * H + h) * K, std::int64_t(H) * K,
-                            band_row, 32 * quarter, num_queries, K, key_pairs, as_is);
-    }
-    // The last warp's band holds queries only for chunks of 49 or more of them.
     if (warp == warps - 1 && c > first_chunk) prepare_chunk(c - 1, factors[current ^ 1]);
-    __syncthreads();
+    // No barrier ends the chunk: nothing since the last one reads the tiles that the next
+    // chunk's first copies overwrite (dO, intra, Vnew, S_0), and what it writes (the sums'
+    // stores aside: the next factors, the early copies' tiles) the next chunk reads only after
+    // the barrier that follows those copies.
   }
 
   if (p.initial_state_grad)

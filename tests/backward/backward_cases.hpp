@@ -34,6 +34,11 @@ inline std::vector<ForwardCase> backward_cases() {
         c.spec.beta_max = 2.0;
         c.options.value_block = 16;
       });
+  // More value columns than the CUDA chunk gradients take at a time (128), and not a multiple
+  // of 8: they multiply dBv, do, Vnew and S_0 in two slabs, copied element by element, and
+  // the reverse pass writes three blocks of value columns.
+  add(fla_case(1, 90, 2, 32, 0.1, 2, false, true), "wide_values",
+      [](ForwardCase& c) { c.spec.value_dim = 150; });
   add(fla_case(1, 63, 1, 64, 0.1, 1, false, true), "fla_B1_T63_H1_D64_n1_gated",
       [](ForwardCase&) {});
   add(fla_case(2, 150, 3, 48, 0.1, 2, false, true), "B2_T150_H3_D48_n2_chunk32",
