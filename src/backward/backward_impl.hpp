@@ -245,7 +245,8 @@ void backward_from_saved(
   operands.query_norm = state.query_norm;
   operands.key_norm = state.key_norm;
   using Adjoints = BackwardWorkspace<Real, memory_space>;
-  // The fused reverse pass leaves dBv in 16 bits, which the fused chunk gradients multiply.
+  // The fused reverse pass leaves dBv and every chunk's dS in 16 bits, which the fused chunk
+  // gradients multiply.
   const auto leased = lease_workspace<memory_space>([&](WorkspaceCarver<memory_space>& carver) {
     Adjoints adjoints(shape, state.layout, plan.value_blocks,
                       fused ? Adjoints::MixingProducts::in_chunk_gradients
@@ -253,10 +254,11 @@ void backward_from_saved(
                       carver);
     auto value_solve_grad = carver.template view<Scalar***>(
         fused ? shape.total_positions() : 0, shape.heads, shape.value_dim);
-    return std::make_pair(adjoints, value_solve_grad);
+    auto state_grads = carver.template view<Scalar****>(
+        fused ? state.layout.chunks.size() : 0, shape.heads, shape.key_dim, shape.value_dim);
+    return std::make_tuple(adjoints, value_solve_grad, state_grads);
   });
-  Adjoints saved = leased.parts.first;
-  const auto& value_solve_grad = leased.parts.second;
+  auto [saved, value_solve_grad, state_grads] = leased.parts;
   saved.entry_states_transposed = entry_states_transposed;
 
   const std::int64_t T = shape.total_tokens(), P = shape.total_positions(), H = shape.heads,
@@ -274,7 +276,7 @@ void backward_from_saved(
     if (fused)
       Fused::reverse_state_pass(operands, device_layout, workspace, tiles, saved,
                                 plan.reverse_value_block, output_grad, final_state_grad,
-                                value_grad, initial_state_grad, value_solve_grad);
+                                value_grad, initial_state_grad, value_solve_grad, state_grads);
   }
   if (!fused)
     Reverse(operands, device_layout, workspace, saved, output_grad, final_state_grad, value_grad,
@@ -301,7 +303,7 @@ void backward_from_saved(
   if constexpr (Fused::available) {
     if (fused)
       Fused::chunk_gradients(operands, device_layout, workspace, tiles, saved, value_solve_grad,
-                             output_grad, query_grad, key_grad, query_grad_partial,
+                             state_grads, output_grad, query_grad, key_grad, query_grad_partial,
                              key_grad_partial, step_grad, gate_grad);
   }
   if (!fused) {

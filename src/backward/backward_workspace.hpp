@@ -32,10 +32,10 @@ struct BackwardWorkspace {
   /// outlives the call (backward_impl.hpp); the fused one keeps S_0 in 16 bits instead.
   view<Real****> entry_states_transposed;  ///< [num_chunks, H, V, K]
 
-  /// Where dBk, dA, d intra and dQg are computed (all products of dBv or dO, ALGORITHM.md
+  /// Where dBk, dKd, dA, d intra and dQg are computed (products of dBv, dS or dO, ALGORITHM.md
   /// section 4): the portable reverse pass leaves them in the slices below for ChunkGradients;
   /// the fused chunk gradients kernel (chunk_gradients_cuda.hpp) multiplies them itself from
-  /// the fused reverse pass's 16-bit dBv, so they need no slices.
+  /// the fused reverse pass's 16-bit dBv and dS, so they need no slices.
   enum class MixingProducts { in_reverse_pass, in_chunk_gradients };
 
   // The adjoints below are sums over the value columns. The reverse pass splits V into
@@ -62,9 +62,9 @@ struct BackwardWorkspace {
   BackwardWorkspace() = default;
   /// The adjoints laid out by `carver`, uninitialised: every element is written before it is
   /// read (the tests poison every allocation to check that). With the mixing products in the
-  /// chunk gradients, coupling_grad and intra_grad are empty, and solve_key_grad and
-  /// gated_query_grad hold one slice where the value heads are grouped (the storage of dk's
-  /// and dq's float partials, backward_impl.hpp), else none.
+  /// chunk gradients, decayed_key_grad, coupling_grad and intra_grad are empty, and
+  /// solve_key_grad and gated_query_grad hold one slice where the value heads are grouped (the
+  /// storage of dk's and dq's float partials, backward_impl.hpp), else none.
   BackwardWorkspace(const ProblemShape& shape, const ChunkLayout& layout, int blocks,
                     MixingProducts mixing, WorkspaceCarver<MemorySpace>& carver)
       : value_blocks(blocks) {
@@ -73,7 +73,8 @@ struct BackwardWorkspace {
     const int mixing_slices = in_reverse_pass ? blocks : partial_slices;
     const std::int64_t P = shape.total_positions(), T = shape.total_tokens(), H = shape.heads;
     solve_key_grad = carver.template view<Real****>(mixing_slices, P, H, shape.key_dim);
-    decayed_key_grad = carver.template view<Real****>(blocks, P, H, shape.key_dim);
+    decayed_key_grad =
+        carver.template view<Real****>(in_reverse_pass ? blocks : 0, P, H, shape.key_dim);
     coupling_grad =
         carver.template view<Real****>(in_reverse_pass ? blocks : 0, P, H, layout.chunk_size);
     intra_grad =

@@ -4,7 +4,8 @@
 // cores, one block of 512 threads per (chunk, head). Notation as there (k, q the normalised
 // keys and queries, D_ri = exp(G_r - G_i), the adjoints summed over the value-block slices):
 //
-//   mixing      dBk = -dBv S_0^T,  dA = -dBv Vnew^T,  d intra = dO Vnew^T,  dQg = dO S_0^T
+//   mixing      dKd = Vnew dS^T,  dBk = -dBv S_0^T,  dA = -dBv Vnew^T,  d intra = dO Vnew^T,
+//               dQg = dO S_0^T
 //   per row     dk  = exp(G_L - G) o dKd + beta exp(G) o dBk      dq = scale exp(G_r) o dQg
 //               dbeta = exp(G) k . dBk + sum_e dBv_e v_e,  and the gate terms s_r, x of Kd
 //   masks       Ad = dA o D (i < r),  Md = scale d intra o D (i <= r_j)
@@ -12,9 +13,9 @@
 //               dk += (beta o Ad)^T K + Md^T Q                  dq += Md K
 //   dg          every term spanning a token's first sub-step, once (chunk_gradients.hpp)
 //
-// The mixing products come first, from the reverse pass's 16-bit dBv, do and the rerun
-// forward's 16-bit Vnew and S_0 (the reverse pass only needs dS for dKd and <dS, S_0>, and
-// these products took a quarter of its sequential walk). K, Q, Ad, beta o Ad and Md enter the
+// The mixing products come first, from the reverse pass's 16-bit dBv and dS (the state's
+// gradient leaving the chunk), do and the rerun forward's 16-bit Vnew and S_0: none of them
+// feeds dS, and on the reverse pass's sequential walk they took more than a third of its time. K, Q, Ad, beta o Ad and Md enter the
 // later products in 16 bits (bfloat16: the adjoints keep float's exponent range), the products
 // accumulate in float, and everything else is float.
 // dq and dk then go through the backward of the optional L2 normalisation, into dq and dk or,
@@ -64,9 +65,12 @@ struct SharedLayout {
   static constexpr std::size_t coupling16 = value_solve16;                  ///< Ad
   static constexpr std::size_t scaled_coupling16 = coupling16 + position_tile;  ///< beta o Ad
   static constexpr std::size_t intra16 = scaled_coupling16 + position_tile;     ///< Md
-  static constexpr std::size_t key_adjoint =
-      entry_state16 + std::size_t(key_capacity) * ldv * 2;  ///< dk before L2
-  static constexpr std::size_t query_adjoint = key_adjoint + key_float_tile;  ///< dq before L2
+  static constexpr std::size_t state_tile = std::size_t(key_capacity) * ldv * 2;
+  static constexpr std::size_t key_adjoint = entry_state16 + state_tile;  ///< dk before L2
+  /// dS [K][slab], read by the mixing products before dk's adjoint is written over it.
+  static constexpr std::size_t state_grad16 = key_adjoint;
+  static constexpr std::size_t query_adjoint =
+      key_adjoint + (state_tile > key_float_tile ? state_tile : key_float_tile);  ///< dq before L2
   static constexpr std::size_t coupling = query_adjoint + key_float_tile;  ///< x of A
   static constexpr std::size_t intra = coupling + float_tile;              ///< x of intra
   static constexpr std::size_t gates = intra + float_tile;                 ///< G
@@ -74,8 +78,12 @@ struct SharedLayout {
   static constexpr std::size_t step_grads = steps + per_position;          ///< dbeta
   static constexpr std::size_t from_start = step_grads + per_position;     ///< s_r
   static constexpr std::size_t decay_pairs = from_start + per_position;    ///< x of Kd
-  static constexpr std::size_t step_grad_quarters = decay_pairs + per_position;  ///< k . Y
-  static constexpr std::size_t bytes = step_grad_quarters + 4 * per_position;
+  static constexpr std::size_t query_starts = decay_pairs + per_position;  ///< q . dQg terms
+  static constexpr std::size_t step_grad_quarters = query_starts + per_position;  ///< k . Y
+  /// k . dBk and k . (exp(G_L - G) o dKd) per quarter of the columns.
+  static constexpr std::size_t solve_quarters = step_grad_quarters + 4 * per_position;
+  static constexpr std::size_t decayed_quarters = solve_quarters + 4 * per_position;
+  static constexpr std::size_t bytes = decayed_quarters + 4 * per_position;
   static_assert(intra16 + position_tile <= key_adjoint, "the masks' tiles fit the operands'");
   static_assert(bytes <= 227 * 1024, "an H100 block's shared memory");
 };
@@ -89,14 +97,15 @@ struct Params {
   const T *q, *k, *beta;  ///< [tokens, Hqk, K], [positions, Hqk, K], [positions, H]
   const float *query_norm, *key_norm;  ///< [tokens, Hqk], [positions, Hqk], or null
   bool vector_keys, vector_queries;    ///< rows start on 16-byte boundaries
-  /// dKd's and the read-out weights' rows move four floats a load (fused::grouped_rows).
-  bool four_wide_adjoints;
+  /// The read-out weights' rows move four floats a load (fused::grouped_rows).
+  bool four_wide_read_outs;
   /// dq's and dk's rows (or their partials') move four elements a store.
   bool four_wide_grads;
-  /// The mixing products' operands: dBv [positions, H, V] (the reverse pass's), Vnew
-  /// [positions, H, V] and S_0 [chunks, H, K, V] (the rerun forward's), do [tokens, H, V].
-  const T *value_solve_grad, *new_values, *entry_states, *output_grad;
-  bool vector_value_operands;  ///< dBv's, Vnew's and S_0's rows start on 16-byte boundaries
+  /// The mixing products' operands: dBv [positions, H, V] and dS [chunks, H, K, V] (the
+  /// reverse pass's), Vnew [positions, H, V] and S_0 [chunks, H, K, V] (the rerun forward's),
+  /// do [tokens, H, V].
+  const T *value_solve_grad, *state_grads, *new_values, *entry_states, *output_grad;
+  bool vector_value_operands;  ///< dBv's, dS's, Vnew's, S_0's rows start on 16-byte boundaries
   bool vector_output_grad;     ///< do's likewise
   int value_dim;
   const float *log_decay, *intra;      ///< the forward's G and read-out weights
@@ -257,11 +266,15 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   T* const new_values16 = reinterpret_cast<T*>(shared + Layout::new_values16);
   T* const output_grad16 = reinterpret_cast<T*>(shared + Layout::output_grad16);
   T* const entry_state16 = reinterpret_cast<T*>(shared + Layout::entry_state16);
+  T* const state_grad16 = reinterpret_cast<T*>(shared + Layout::state_grad16);
   float* const G = reinterpret_cast<float*>(shared + Layout::gates);
   float* const beta = reinterpret_cast<float*>(shared + Layout::steps);
   float* const dbeta = reinterpret_cast<float*>(shared + Layout::step_grads);
   float* const from_start = reinterpret_cast<float*>(shared + Layout::from_start);
   float* const decay_pairs = reinterpret_cast<float*>(shared + Layout::decay_pairs);
+  float* const query_starts = reinterpret_cast<float*>(shared + Layout::query_starts);
+  float* const solve_quarters = reinterpret_cast<float*>(shared + Layout::solve_quarters);
+  float* const decayed_quarters = reinterpret_cast<float*>(shared + Layout::decayed_quarters);
   // dbeta's k . Y, per quarter of Y's columns (fused_backward::warp_store_band_row_sums).
   float* const step_grad_quarters = reinterpret_cast<float*>(shared + Layout::step_grad_quarters);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -279,37 +292,20 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const int position_extent = 16 * ((L + 15) / 16), key_extent = 16 * ((K + 15) / 16);
   const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
   const bool normalising = p.key_norm != nullptr, gated = p.gate_grad != nullptr;
-  const std::int64_t key_slice = P * H * K;
   const auto query_position = [&](int j) { return first_query + j * n; };
-  // The per-row and per-pair tensors are read from this block's (chunk, head) on, with 32-bit
-  // offsets inside the chunk (FusedBackward::supports keeps them below 2^31): 64-bit index
-  // arithmetic for every element was much of the kernel's integer work.
+  // The per-pair tensors are read from this block's (chunk, head) on, with 32-bit offsets
+  // inside the chunk (FusedBackward::supports keeps them below 2^31): 64-bit index arithmetic
+  // for every element was much of the kernel's integer work.
   const std::int64_t first_row = p0 * H + h, first_query_row = t0 * H + h;
-  const int key_row_stride = H * K, pair_row_stride = H * CW;
+  const int pair_row_stride = H * CW;
 
-  // This warp's rows r = warp + warps * k and a lane's columns 4 lane to 4 lane + 3 of dKd,
-  // loaded while the tiles are copied: a row's 128 columns are one 16-byte load a lane, where
-  // one float a load took four loads and their index arithmetic.
-  static_assert(key_capacity == 4 * 32, "a warp's lanes hold a row four columns each");
-  constexpr int rows_per_warp = C / warps;
-  const int column = 4 * lane;
-  const bool four_wide = p.four_wide_adjoints;
-  Four decayed[rows_per_warp];
-  float value_steps[rows_per_warp], entry_decay[1];
-  gather_summed(adjoints.decayed_key_grad + first_row * K, key_slice, blocks,
-                [&](const float* slice, int k) {
-                  const int r = warp + warps * k;
-                  return r < L && column < K
-                             ? load_four(slice + r * key_row_stride + column, four_wide, K - column)
-                             : Four{};
-                },
-                decayed);
+  // The scalar adjoints of row threadIdx.x and the chunk, summed over the value blocks.
+  float value_step[1], entry_decay[1];
   gather_summed(adjoints.value_step_grad + first_row, P * H, blocks,
-                [&](const float* slice, int k) {
-                  const int r = warp + warps * k;
-                  return r < L ? __ldg(slice + r * H) : 0.0f;
+                [&](const float* slice, int) {
+                  return int(threadIdx.x) < L ? __ldg(slice + threadIdx.x * H) : 0.0f;
                 },
-                value_steps);
+                value_step);
   gather_summed(adjoints.entry_decay_grad + c * H + h, shape.num_chunks * H, blocks,
                 [](const float* slice, int) { return __ldg(slice); }, entry_decay);
 
@@ -333,6 +329,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   const auto inside_intra = [&](int j, int i) {
     return j < num_queries && i < L && i <= query_position(j);
   };
+  const bool four_wide = p.four_wide_read_outs;
   // Whether this warp's block holds an entry of Ad (i < r < L) or of Md (i <= r_j, j <
   // num_queries): the warp's rows are positions r, or queries j, from band_row.
   const int last_band_query = min(band_row + 15, num_queries - 1);
@@ -362,12 +359,16 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
                                        p.vector_queries && !normalising,
                                        normalising ? p.query_norm + t0 * Hqk + hq : nullptr, Hqk);
 
-  // The mixing products, a slab of value_slab value columns at a time (one below 129), into
-  // the float tiles that the stages below read element by element and overwrite in place:
-  // dBk and dQg into dk's and dq's adjoints, dA into x of A's, d intra into x of intra's.
-  // Each warp computes the blocks it reads below (dA's and d intra's only inside the masks),
-  // the later slabs added by the lanes that stored the first. Rows past L (or the queries)
-  // and columns past K come out zero: the operands' padding is zeros.
+  // The mixing products, a slab of value_slab value columns at a time (one below 129): dBk and
+  // dKd in this warp's accumulators, the others into the float tiles that the stages below
+  // read element by element and overwrite in place: dQg into dq's adjoint, dA into x of A's,
+  // d intra into x of intra's. Each warp computes the blocks it reads below (dA's and d
+  // intra's only inside the masks), the later slabs added by the lanes that stored the first.
+  // Rows past L (or the queries) and columns past K come out zero: the operands' padding is
+  // zeros.
+  tc::Block<1, 4> solve_grad, decayed_grad;  ///< -dBk and dKd, rows band_row, columns 32 quarter
+  tc::warp_fill(solve_grad, 0.0f);
+  tc::warp_fill(decayed_grad, 0.0f);
   const std::int64_t value_row_stride = std::int64_t(H) * V;
   const auto load_value_slab = [&](int e0) {
     const int width = min(value_slab, V - e0);
@@ -385,12 +386,17 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     tc::block_load_rows<key_capacity, value_slab>(
         entry_state16, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width,
         p.vector_value_operands, nullptr, 0);
+    tc::block_load_rows<key_capacity, value_slab>(
+        state_grad16, ldv, p.state_grads + (c * H + h) * K * V + e0, V, K, width,
+        p.vector_value_operands, nullptr, 0);
   };
   const auto multiply_value_slab = [&](int e0) {
     const int extent = 16 * ((min(value_slab, V - e0) + 15) / 16);
     const bool first = e0 == 0;
-    warp_product_into<4>(value_solve16, entry_state16, ldv, band_row, 32 * quarter, extent, -1.0f,
-                         first, key_adjoint, ldkf);
+    tc::warp_mma<1, 4, false, true>(solve_grad, value_solve16, ldv, band_row, entry_state16, ldv,
+                                    32 * quarter, 0, extent);
+    tc::warp_mma<1, 4, false, true>(decayed_grad, new_values16, ldv, band_row, state_grad16, ldv,
+                                    32 * quarter, 0, extent);
     if (coupling_block)
       warp_product_into<2>(value_solve16, new_values16, ldv, band_row, 16 * quarter, extent,
                            -1.0f, first, coupling, ldf);
@@ -413,38 +419,54 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
     tc::block_wait_copies();
     __syncthreads();
   }
-  __syncthreads();
+  __syncthreads();  // the last reads of dS, whose bytes dk's adjoint takes
   const float chunk_decay = G[L - 1];
 
-  // Bk = beta exp(G) k and Kd = exp(G_L - G) k: dk's direct terms, their parts of dbeta, and
-  // the gate terms s_r and x of Kd, a warp a row.
+  // Bk = beta exp(G) k and Kd = exp(G_L - G) k: dk's direct terms into its adjoint, and the
+  // row sums k . dBk and k . (exp(G_L - G) o dKd), by quarters, for dbeta and the gate terms
+  // s_r and x of Kd. Rows past L hold zero keys.
+  {
+    // A lane's rows are band_row + lane / 4 and 8 below (tensor_core::warp_for_each); its
+    // factors and sums are named per row, not indexed by it, which put them in local memory.
+    const int upper_row = band_row + lane / 4, lower_row = upper_row + 8;
+    const float upper_decay = expf(chunk_decay - G[upper_row]),
+                lower_decay = expf(chunk_decay - G[lower_row]);
+    const float upper_weight = beta[upper_row] * expf(G[upper_row]),
+                lower_weight = beta[lower_row] * expf(G[lower_row]);
+    float upper_solve = 0.0f, lower_solve = 0.0f, upper_decayed = 0.0f, lower_decayed = 0.0f;
+    tc::warp_for_each_pair(decayed_grad, band_row, 32 * quarter,
+                           [&](int r, int d, float& x0, float& x1) {
+                             const bool upper = r == upper_row;
+                             const float2 key = pair_as_floats(keys + r * ldk + d);
+                             x0 *= upper ? upper_decay : lower_decay;
+                             x1 *= upper ? upper_decay : lower_decay;
+                             (upper ? upper_decayed : lower_decayed) += key.x * x0 + key.y * x1;
+                           });
+    tc::warp_for_each_pair(solve_grad, band_row, 32 * quarter,
+                           [&](int r, int d, float& x0, float& x1) {
+                             const bool upper = r == upper_row;
+                             const float2 key = pair_as_floats(keys + r * ldk + d);
+                             x0 = -x0;
+                             x1 = -x1;
+                             (upper ? upper_solve : lower_solve) += key.x * x0 + key.y * x1;
+                             x0 *= upper ? upper_weight : lower_weight;
+                             x1 *= upper ? upper_weight : lower_weight;
+                           });
+    // The blocks are alike laid out: the direct terms are their sum, element by element.
 #pragma unroll
-  for (int k = 0; k < rows_per_warp; ++k) {
-    const int r = warp + warps * k;
-    if (r < L) {
-      const float gate = expf(G[r]), decay = expf(chunk_decay - G[r]);
-      const float solve_weight = beta[r] * gate;
-      // Columns past K hold zeros (block_load_rows pads the keys, the loads dKd).
-      const Four key = four_as_floats(keys + r * ldk + column);
-      const Four solve = four_floats(key_adjoint + r * ldkf + column);
-      float along_solve = 0.0f, along_decayed = 0.0f, direct[4];
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float solve_term = solve.x[e], decayed_term = decay * decayed[k].x[e];
-        along_solve += key.x[e] * solve_term;
-        along_decayed += key.x[e] * decayed_term;
-        direct[e] = decayed_term + solve_weight * solve_term;
-      }
-      tc::store_four(key_adjoint + r * ldkf + column, direct, 4, true);
-      along_solve = fused_backward::warp_sum(along_solve);
-      along_decayed = fused_backward::warp_sum(along_decayed);
-      if (lane == 0) {
-        dbeta[r] = gate * along_solve + value_steps[k];
-        from_start[r] =
-            solve_weight * along_solve + (r == L - 1 ? expf(chunk_decay) * entry_decay[0] : 0.0f);
-        decay_pairs[r] = along_decayed;
-      }
-    }
+      for (int e = 0; e < 4; ++e) decayed_grad[0][j][e] += solve_grad[0][j][e];
+    tc::warp_for_each_pair(decayed_grad, band_row, 32 * quarter,
+                           [&](int r, int d, float x0, float x1) {
+                             *reinterpret_cast<float2*>(key_adjoint + r * ldkf + d) =
+                                 make_float2(x0, x1);
+                           });
+    float along_solve[2] = {upper_solve, lower_solve},
+          along_decayed[2] = {upper_decayed, lower_decayed};
+    fused_backward::warp_store_band_row_sums<C>(along_solve, band_row, quarter, solve_quarters);
+    fused_backward::warp_store_band_row_sums<C>(along_decayed, band_row, quarter,
+                                                decayed_quarters);
   }
   // Ad (i < r) and its beta-scaled form, exp(G_r - G_i) only where i <= r; the blocks outside
   // the masks hold zeros, which the products and dg's prefix sums read.
@@ -495,8 +517,22 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       band_row <= first_query ? 0 : (band_row - first_query + n - 1) / n;
   const int intra_rows_begin = min(16 * (first_intra_row / 16), 16 * query_tiles);
   __syncthreads();
-  // dq's gated term, a warp a query: Qg = scale exp(G_r) q, whose adjoint q . dQg reaches back
-  // to the chunk start (s at the query's position; distinct positions, so no race).
+  // A row's scalar terms, a thread a row: dbeta's exp(G) k . dBk + sum_e dBv_e v_e, the gate
+  // terms s_r (Bk's, and exp(G_L) S_0's at the last row) and x of Kd.
+  if (int(threadIdx.x) < L) {
+    const int r = threadIdx.x;
+    const float gate = expf(G[r]);
+    const float along_solve = fused_backward::band_row_sum<C>(solve_quarters, r);
+    dbeta[r] = gate * along_solve + value_step[0];
+    from_start[r] = beta[r] * gate * along_solve +
+                    (r == L - 1 ? expf(chunk_decay) * entry_decay[0] : 0.0f);
+    decay_pairs[r] = fused_backward::band_row_sum<C>(decayed_quarters, r);
+  }
+  // dq's gated term, a warp a query (lane l its columns 4 l to 4 l + 3): Qg = scale exp(G_r)
+  // q, whose adjoint q . dQg reaches back to the chunk start (s at the query's position).
+  static_assert(key_capacity == 4 * 32, "a warp's lanes hold a row four columns each");
+  constexpr int rows_per_warp = C / warps;
+  const int column = 4 * lane;
 #pragma unroll
   for (int k = 0; k < rows_per_warp; ++k) {
     const int j = warp + warps * k;
@@ -513,7 +549,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       }
       tc::store_four(query_adjoint + j * ldkf + column, adjoint, 4, true);
       along = fused_backward::warp_sum(along);
-      if (lane == 0) from_start[r] += along;
+      if (lane == 0) query_starts[j] = along;
     }
   }
 
@@ -566,7 +602,8 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   }
   // dg_t = dgamma at token t's first sub-step p: every term spanning p, each once
   // (chunk_gradients.hpp): sum_{r >= p} (s_r + sum_{i < p} x_ri of A) + sum_{r < p} x_r of Kd
-  // + sum over the queries j at or after p of sum_{i < p} x_ji of intra. The inner sums over
+  // + sum over the queries j at or after p of (Qg's s term, q_j . dQg_j, and sum_{i < p} x_ji
+  // of intra). The inner sums over
   // i < p, summed for each p on its own, took most of the kernel's instructions (O(L^2) loads
   // a position); they are the exclusive prefix sums along the rows of x of A and x of intra,
   // computed once, in place (a warp a row), and then each p adds O(L) of them. Every dg_t
@@ -600,7 +637,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       for (int r = lane; r < L; r += 32)
         spanning += r >= position ? from_start[r] + coupling[r * ldf + position] : decay_pairs[r];
       for (int j = lane; j < num_queries; j += 32)
-        if (query_position(j) >= position) spanning += intra[j * ldf + position];
+        if (query_position(j) >= position) spanning += query_starts[j] + intra[j * ldf + position];
       spanning = fused_backward::warp_sum(spanning);
       if (lane == 0) p.gate_grad[(first_token + start) * H + h] = spanning;
     }

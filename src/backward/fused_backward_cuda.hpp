@@ -3,10 +3,10 @@
 // positions, where the fused forward runs: its stages 1 and 2 as one walk of the fused forward
 // kernel that saves what the backward reads, stage 3 (reverse_state_pass_cuda.hpp) and stage
 // 4 (chunk_gradients_cuda.hpp) as tensor-core kernels. The driver (backward_impl.hpp) calls
-// them in that order. They share the portable stages' G, read-out weights and the adjoints
-// that need dS (in float); -W, Tm, Vnew and the chunk-entry states, which the kernels only
+// them in that order. They share the portable stages' G, read-out weights and scalar
+// adjoints (in float); -W, Tm, Vnew and the chunk-entry states, which the kernels only
 // multiply in 16 bits, they keep in 16 bits (FusedBackwardTiles), as the walk multiplied them,
-// and the reverse pass hands dBv to the chunk gradients in 16 bits too.
+// and the reverse pass hands dBv and each chunk's dS to the chunk gradients in 16 bits too.
 //
 // Not float16: the gradients carried back through strongly gated chunks scale like exp(G)
 // (dS leaving a chunk is a sum of terms with exp(G_r) <= exp(g) of the chunk's first token),
@@ -80,9 +80,9 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   }
 
   /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0,
-  /// the adjoints of `saved` that need dS (`saved` made with MixingProducts::
-  /// in_chunk_gradients) and dBv [positions, H, V] into `value_solve_grad`; the other
-  /// arguments as ReverseStatePass's.
+  /// the scalar adjoints of `saved` (made with MixingProducts::in_chunk_gradients), dBv
+  /// [positions, H, V] into `value_solve_grad` and the dS leaving each chunk [chunks, H, K, V]
+  /// into `state_grads`; the other arguments as ReverseStatePass's.
   static void reverse_state_pass(const Operands& operands, const Layout& layout,
                                  const Workspace& workspace, const Tiles& tiles,
                                  const Saved& saved, int value_block_width,
@@ -90,7 +90,8 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
                                  const unmanaged_view<const float****>& final_state_grad,
                                  const unmanaged_view<Scalar***>& value_grad,
                                  const unmanaged_view<float****>& initial_state_grad,
-                                 const unmanaged_view<Scalar***>& value_solve_grad) {
+                                 const unmanaged_view<Scalar***>& value_solve_grad,
+                                 const unmanaged_view<Scalar****>& state_grads) {
     reverse_state_pass::Params<T> params{};
     params.shape = fused_backward::call_shape(operands, layout, saved);
     params.adjoints = fused_backward::adjoint_slices(saved);
@@ -107,12 +108,10 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.vector_keys = fused::vector_rows(params.k, K);
     params.vector_queries = fused::vector_rows(params.q, K);
     params.negated_w = reinterpret_cast<const T*>(tiles.negated_w.data());
-    params.new_values = reinterpret_cast<const T*>(tiles.new_values.data());
     params.tm = reinterpret_cast<const T*>(tiles.tm.data());
     params.entry_states = reinterpret_cast<const T*>(tiles.entry_states.data());
     params.vector_w = fused::vector_rows(params.negated_w, K);
-    params.vector_values =
-        fused::vector_rows(params.new_values, V) && fused::vector_rows(params.entry_states, V);
+    params.vector_states = fused::vector_rows(params.entry_states, V);
     params.vector_tm = fused::vector_rows(params.tm, layout.chunk_size);
     params.intra = workspace.intra.data();
     params.log_decay = workspace.log_decay.data();
@@ -126,6 +125,9 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.value_solve_grad = reinterpret_cast<T*>(value_solve_grad.data());
     params.paired_value_solve_grad =
         V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.value_solve_grad) % 4 == 0;
+    params.state_grads = reinterpret_cast<T*>(state_grads.data());
+    params.paired_state_grads =
+        V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.state_grads) % 4 == 0;
     params.value_dim = operands.value_dim();
     const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
     if (value_block_width == 128)
@@ -135,13 +137,14 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   }
 
   /// Stage 4 for every (chunk, head): dq, dk, dbeta and dg (null when ungated) from the
-  /// adjoints of `saved`, and from dBv (reverse_state_pass()), do and the rerun forward's
-  /// Vnew and S_0 for the adjoints that mix the value columns without dS; with grouped value
-  /// heads dq and dk are null and each value head's share goes to the float partials instead
-  /// (ChunkGradients's arguments).
+  /// scalar adjoints of `saved`, and from dBv and the chunks' dS (reverse_state_pass()), do
+  /// and the rerun forward's Vnew and S_0 for the adjoints that mix the value columns; with
+  /// grouped value heads dq and dk are null and each value head's share goes to the float
+  /// partials instead (ChunkGradients's arguments).
   static void chunk_gradients(const Operands& operands, const Layout& layout,
                               const Workspace& workspace, const Tiles& tiles, const Saved& saved,
                               const unmanaged_view<Scalar***>& value_solve_grad,
+                              const unmanaged_view<Scalar****>& state_grads,
                               const unmanaged_view<const Scalar***>& output_grad,
                               const unmanaged_view<Scalar***>& query_grad,
                               const unmanaged_view<Scalar***>& key_grad,
@@ -162,11 +165,12 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.value_solve_grad = reinterpret_cast<const T*>(value_solve_grad.data());
     params.new_values = reinterpret_cast<const T*>(tiles.new_values.data());
     params.entry_states = reinterpret_cast<const T*>(tiles.entry_states.data());
+    params.state_grads = reinterpret_cast<const T*>(state_grads.data());
     params.output_grad = reinterpret_cast<const T*>(output_grad.data());
     const int V = operands.value_dim();
     params.vector_value_operands =
         fused::vector_rows(params.value_solve_grad, V) && fused::vector_rows(params.new_values, V) &&
-        fused::vector_rows(params.entry_states, V);
+        fused::vector_rows(params.entry_states, V) && fused::vector_rows(params.state_grads, V);
     params.vector_output_grad = fused::vector_rows(params.output_grad, V);
     params.value_dim = V;
     params.log_decay = workspace.log_decay.data();
@@ -185,8 +189,7 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     const auto storage = [](const T* rows, int length) {
       return fused::grouped_rows(rows, length, 4, sizeof(T));
     };
-    params.four_wide_adjoints =
-        floats(params.adjoints.decayed_key_grad, K) && floats(params.intra, CW);
+    params.four_wide_read_outs = floats(params.intra, CW);
     params.four_wide_grads = storage(params.query_grad, K) && storage(params.key_grad, K) &&
                              floats(params.query_grad_partial, K) &&
                              floats(params.key_grad_partial, K);

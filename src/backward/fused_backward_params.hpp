@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the backward's CUDA kernels (reverse_state_pass_cuda.hpp, chunk_gradients_cuda.hpp)
 // share: the sizes of a call, the BackwardWorkspace adjoints that the first writes and the
-// second reads (beside the 16-bit dBv), as plain pointers for a kernel argument, and two warp
+// second reads (beside the 16-bit dBv and dS), as plain pointers for a kernel argument, and two warp
 // reductions. They start through fused::launch_kernel, as the fused forward does.
 #pragma once
 
@@ -21,11 +21,11 @@ struct CallShape {
   float scale;
 };
 
-/// The value-mixing adjoints that the reverse pass needs dS for, [value_blocks, ...] each
-/// (BackwardWorkspace says what they are). The others, products of dBv or dO, the chunk
-/// gradients kernel computes itself from the reverse pass's 16-bit dBv.
+/// The scalar adjoints that mix the value columns, [value_blocks, ...] each
+/// (BackwardWorkspace says what they are). The others the chunk gradients kernel multiplies
+/// from the reverse pass's 16-bit dBv and dS.
 struct AdjointSlices {
-  float *decayed_key_grad, *value_step_grad, *entry_decay_grad;
+  float *value_step_grad, *entry_decay_grad;
 };
 
 template <class Scalar, class MemorySpace>
@@ -49,8 +49,7 @@ CallShape call_shape(const ChunkOperands<Scalar, MemorySpace>& operands,
 
 template <class MemorySpace>
 AdjointSlices adjoint_slices(const BackwardWorkspace<float, MemorySpace>& saved) {
-  return {saved.decayed_key_grad.data(), saved.value_step_grad.data(),
-          saved.entry_decay_grad.data()};
+  return {saved.value_step_grad.data(), saved.entry_decay_grad.data()};
 }
 
 /// Sum of x over the 32 lanes of the warp, in every lane.

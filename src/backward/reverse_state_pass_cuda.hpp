@@ -14,23 +14,24 @@
 // forward, and a 16-bit copy in shared memory feeds the products that read it. Per chunk, with
 // Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors;
 // Kd's factors applied to the rows of the float product K dS, Qg's to the 16-bit copy of Q),
-// -W, Tm, Vnew and the entering state S_0 as the saving walk of the fused forward left them in
+// -W, Tm and the entering state S_0 as the saving walk of the fused forward left them in
 // 16 bits (copied asynchronously, all at once), and the intra-chunk read-out weights `intra`
 // rounded to 16 bits as they are loaded:
 //
 //   dVnew = Kd dS + intra^T dO
-//   dKd   = Vnew dS^T,  <dS, S_0>                   (both before dS moves on)
+//   <dS, S_0>                                       (before dS moves on)
 //   dS   <- exp(G_L) dS + Qg^T dO - W^T dVnew
 //   dBv   = Tm^T dVnew,  dv = beta o dBv,  sum_e dBv_e v_e
 //
-// Every product is an mma.sync with 16-bit operands and float accumulation. dKd, sum_e dBv_e v_e
-// and <dS, S_0> leave in float into this block's slice of the BackwardWorkspace, dBv in 16 bits
-// (as the products here read it). The other adjoints that mix the value columns, dBk = -dBv
-// S_0^T, dA = -dBv Vnew^T, d intra = dO Vnew^T and dQg = dO S_0^T, do not feed dS: the chunk
-// gradients kernel multiplies them, in parallel over the chunks, where this walk took a
-// quarter of its time a chunk for them and wrote them in float. Like the fused forward this is
-// a plain CUDA kernel on the stream of Kokkos::Cuda's default instance: its tiles take 190 KB
-// of shared memory, above the 48 KB Kokkos 3.4 gives a team.
+// Every product is an mma.sync with 16-bit operands and float accumulation. sum_e dBv_e v_e and
+// <dS, S_0> leave in float into this block's slice of the BackwardWorkspace; dBv and the dS
+// entering each chunk's products leave in 16 bits, as the products here read them. The
+// adjoints that mix the value columns and do not feed dS (dKd = Vnew dS^T, dBk = -dBv S_0^T,
+// dA = -dBv Vnew^T, d intra = dO Vnew^T, dQg = dO S_0^T) the chunk gradients kernel
+// multiplies from them, in parallel over the chunks: on this sequential walk they took more
+// than a third of its time a chunk. Like the fused forward this is a plain CUDA kernel on the
+// stream of Kokkos::Cuda's default instance: its tiles take 174 KB of shared memory, above the
+// 48 KB Kokkos 3.4 gives a team.
 #pragma once
 
 #include "chunk/chunk_layout.hpp"
@@ -68,8 +69,7 @@ struct SharedLayout {
       entry_state + std::size_t(key_capacity) * ldv * 2;        ///< K, unscaled
   static constexpr std::size_t gated_queries = keys + key_tile;  ///< Qg
   static constexpr std::size_t negated_w = gated_queries + key_tile;     ///< -W
-  static constexpr std::size_t new_values = negated_w + key_tile;        ///< Vnew
-  static constexpr std::size_t output_grad = new_values + value_tile;    ///< dO
+  static constexpr std::size_t output_grad = negated_w + key_tile;      ///< dO
   static constexpr std::size_t new_value_grad = output_grad + value_tile;       ///< dVnew
   static constexpr std::size_t tm = new_value_grad + value_tile;                ///< Tm
   static constexpr std::size_t intra = tm + position_tile;  ///< read-out weights [query][position]
@@ -101,9 +101,9 @@ struct Params {
   bool vector_output_grad;             ///< do's rows start on 16-byte boundaries
   bool vector_v;                       ///< v's rows start on 16-byte boundaries, V % 8 == 0
   bool vector_keys, vector_queries;    ///< k's, q's rows start on 16-byte boundaries
-  const T *negated_w, *new_values, *tm;  ///< [positions, H, K / V / chunk_size]
+  const T *negated_w, *tm;  ///< [positions, H, K / chunk_size]
   const T* entry_states;                 ///< S_0 [chunks, H, K, V]
-  bool vector_w, vector_values, vector_tm;  ///< K, V, chunk_size multiples of 8, rows aligned
+  bool vector_w, vector_states, vector_tm;  ///< K, V, chunk_size multiples of 8, rows aligned
   const float *intra, *log_decay;        ///< the forward's workspace
   const float* final_state_grad;                          ///< dht [N, H, K, V] or null
   const ChunkDescriptor* chunks;
@@ -112,6 +112,8 @@ struct Params {
   bool paired_value_grad;     ///< dv's rows start on 4-byte boundaries, V even
   T* value_solve_grad;        ///< dBv [positions, H, V], for the chunk gradients
   bool paired_value_solve_grad;  ///< the same for dBv
+  T* state_grads;             ///< dS leaving each chunk [chunks, H, K, V], for the chunk gradients
+  bool paired_state_grads;    ///< its rows start on 4-byte boundaries, V even
   float* initial_state_grad;  ///< dh0 [N, H, K, V] or null
   int value_dim;
 };
@@ -132,7 +134,6 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   T* const keys = reinterpret_cast<T*>(shared + Layout::keys);
   T* const gated_queries = reinterpret_cast<T*>(shared + Layout::gated_queries);
   T* const negated_w = reinterpret_cast<T*>(shared + Layout::negated_w);
-  T* const new_values = reinterpret_cast<T*>(shared + Layout::new_values);
   T* const output_grad = reinterpret_cast<T*>(shared + Layout::output_grad);
   T* const new_value_grad = reinterpret_cast<T*>(shared + Layout::new_value_grad);
   T* const tm = reinterpret_cast<T*>(shared + Layout::tm);
@@ -152,18 +153,12 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   const std::int64_t sequence = unit / (std::int64_t(blocks) * H);
   const int e0 = block * Layout::value_capacity;
   const int width = min(Layout::value_capacity, V - e0);
-  const int key_extent = 16 * ((K + 15) / 16), value_extent = 16 * ((width + 15) / 16);
+  const int key_extent = 16 * ((K + 15) / 16);
   // This block's slices of the adjoints that ChunkGradients adds over the value blocks.
   const fused_backward::AdjointSlices& adjoints = p.adjoints;
-  float* const decayed_key_grad = adjoints.decayed_key_grad + std::int64_t(block) * P * H * K;
   float* const value_step_grad = adjoints.value_step_grad + std::int64_t(block) * P * H;
   float* const entry_decay_grad =
       adjoints.entry_decay_grad + std::int64_t(block) * shape.num_chunks * H;
-  // A lane's two adjacent adjoints in one 8-byte store where the rows allow it (the slices
-  // start on 256-byte boundaries): stored one float at a time, each 32-byte sector of a row
-  // took two half-filled writes, and 53% of the pass's sectors were that excess (ncu,
-  // 8-2048-16-128-2), with L2 throughput at 78%.
-  const bool key_pairs = K % 2 == 0;
 
   // dS: this warp's 32 x quarter_columns block in float accumulators.
   const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
@@ -202,7 +197,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     if (lane == 0) f.chunk_log_decay = chunk_log_decay;
   };
   // A chunk's operands come in two groups of asynchronous copies: K, Q, W and Tm once chunk c
-  // has computed dBv, while it stores its sums; dO, intra, Vnew and S_0 at c - 1's start.
+  // has computed dBv, while it stores its sums; dO, intra and S_0 at c - 1's start.
   const auto load_early_operands = [&](const ChunkDescriptor& chunk) {
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
@@ -246,12 +241,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       tc::block_load_float_rows<C, C>(intra, ldc, p.intra + (t0 * H + h) * CW, std::int64_t(H) * CW,
                                   num_queries, L, 1.0f);
     }
-    tc::block_load_rows<C, Layout::value_capacity>(new_values, ldv,
-                                                   p.new_values + (p0 * H + h) * V + e0,
-                                                   std::int64_t(H) * V, L, width, p.vector_values,
-                                                   nullptr, 0);
     tc::block_load_rows<key_capacity, Layout::value_capacity>(
-        entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_values,
+        entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_states,
         nullptr, 0);
     tc::block_wait_copies();
     __syncthreads();
@@ -269,14 +260,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                                                   value_column0, 0, 16 * query_tiles);
       tc::warp_store(acc, new_value_grad, ldv, band_row, value_column0, as_is);
     }
-    {  // dKd = Vnew dS^T
-      tc::Block<1, 4> acc;
-      tc::warp_fill(acc, 0.0f);
-      tc::warp_mma<1, 4, false, true>(acc, new_values, ldv, band_row, state_grad16, ldv,
-                                      32 * quarter, 0, value_extent);
-      tc::warp_store_global(acc, decayed_key_grad + (p0 * H + h) * K, std::int64_t(H) * K,
-                            band_row, 32 * quarter, L, K, key_pairs, as_is);
-    }
+    // dS in 16 bits, the bits of state_grad16, for the chunk gradients' dKd = Vnew dS^T.
+    tc::warp_store_global(grad, p.state_grads + (c * H + h) * K * V + e0, V, state_row0,
+                          state_column0, K, width, p.paired_state_grads, as_is);
     {  // <dS, S_0>, from the float dS and the 16-bit S_0
       float inner = 0.0f;
       tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
