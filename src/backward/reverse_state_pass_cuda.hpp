@@ -196,9 +196,10 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     }
     if (lane == 0) f.chunk_log_decay = chunk_log_decay;
   };
-  // A chunk's operands come in two groups of asynchronous copies: K, Q, W and Tm once chunk c
-  // has computed dBv, while it stores its sums; dO, intra and S_0 at c - 1's start.
-  const auto load_early_operands = [&](const ChunkDescriptor& chunk) {
+  // Chunk c's operands, copied (asynchronously but for intra, rounded to 16 bits on the way)
+  // once chunk c + 1 has computed dBv: nothing after that reads the tiles, and the copies
+  // are in flight while the last warp prepares c's factors and the others wait for it.
+  const auto load_operands = [&](const ChunkDescriptor& chunk, std::int64_t c) {
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
                                          std::int64_t(Hqk) * K, chunk.length, K, p.vector_keys,
@@ -212,18 +213,28 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                                          nullptr, 0);
     tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW,
                               chunk.length, CW, p.vector_tm, nullptr, 0);
+    tc::block_load_rows<key_capacity, Layout::value_capacity>(
+        entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_states,
+        nullptr, 0);
+    if (chunk.num_queries > 0) {
+      tc::block_load_rows<C, Layout::value_capacity>(
+          output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
+          chunk.num_queries, width, p.vector_output_grad, nullptr, 0);
+      tc::block_load_float_rows<C, C>(intra, ldc, p.intra + (t0 * H + h) * CW,
+                                      std::int64_t(H) * CW, chunk.num_queries, chunk.length,
+                                      1.0f);
+    }
   };
   const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
                      last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
-  // Every thread holds the chunk it walks: the next one's descriptor comes with its early
+  // Every thread holds the chunk it walks: the next one's descriptor comes with its
   // copies, so no barrier need publish it.
   ChunkDescriptor chunk{};
   if (last_chunk >= first_chunk) {
     chunk = p.chunks[last_chunk];
-    load_early_operands(chunk);
+    load_operands(chunk, last_chunk);
     if (warp == warps - 1) prepare_chunk(last_chunk, factors[0]);
   }
-  __syncthreads();
 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
   int current = 0;  ///< which of `factors` holds chunk c's
@@ -231,20 +242,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     const ChunkFactors& prepared = factors[current];
     const int L = chunk.length, num_queries = chunk.num_queries;
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
-    const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
+    const std::int64_t p0 = chunk.first_position;
 
-    // The operands not copied under the last chunk's products (load_early_operands).
-    if (num_queries > 0) {
-      tc::block_load_rows<C, Layout::value_capacity>(
-          output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
-          num_queries, width, p.vector_output_grad, nullptr, 0);
-      tc::block_load_float_rows<C, C>(intra, ldc, p.intra + (t0 * H + h) * CW, std::int64_t(H) * CW,
-                                  num_queries, L, 1.0f);
-    }
-    tc::block_load_rows<key_capacity, Layout::value_capacity>(
-        entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_states,
-        nullptr, 0);
-    tc::block_wait_copies();
+    tc::block_wait_copies();  // the copies load_operands() started
     __syncthreads();
 
     {  // dVnew = Kd dS + intra^T dO, Kd's row factors applied to the float K dS: scaling the
@@ -336,7 +336,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     __syncthreads();
     if (c > first_chunk) {
       chunk = p.chunks[c - 1];
-      load_early_operands(chunk);
+      load_operands(chunk, c - 1);
     }
 
     if (threadIdx.x < L)
@@ -348,10 +348,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       entry_decay_grad[c * H + h] = inner;
     }
     if (warp == warps - 1 && c > first_chunk) prepare_chunk(c - 1, factors[current ^ 1]);
-    // No barrier ends the chunk: nothing since the last one reads the tiles that the next
-    // chunk's first copies overwrite (dO, intra, Vnew, S_0), and what it writes (the sums'
-    // stores aside: the next factors, the early copies' tiles) the next chunk reads only after
-    // the barrier that follows those copies.
+    // No barrier ends the chunk: what it writes since the last one (the sums' stores aside:
+    // the next factors, the copies' tiles) the next chunk reads only after the barrier that
+    // follows the copies.
   }
 
   if (p.initial_state_grad)
