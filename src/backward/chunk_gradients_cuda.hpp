@@ -15,9 +15,10 @@
 //
 // The mixing products come first, from the reverse pass's 16-bit dBv and dS (the state's
 // gradient leaving the chunk), do and the rerun forward's 16-bit Vnew and S_0: none of them
-// feeds dS, and on the reverse pass's sequential walk they took more than a third of its time. K, Q, Ad, beta o Ad and Md enter the
-// later products in 16 bits (bfloat16: the adjoints keep float's exponent range), the products
-// accumulate in float, and everything else is float.
+// feeds dS, and on the reverse pass's sequential walk they took more than a third of its
+// time. K, Q, Ad, beta o Ad and Md enter the later products in 16 bits (bfloat16: the adjoints
+// keep float's exponent range), the products accumulate in float, and everything else is
+// float.
 // dq and dk then go through the backward of the optional L2 normalisation, into dq and dk or,
 // with grouped value heads, into float partials that group_sum.hpp adds.
 #pragma once
@@ -427,7 +428,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   // s_r and x of Kd. Rows past L hold zero keys.
   {
     // A lane's rows are band_row + lane / 4 and 8 below (tensor_core::warp_for_each); its
-    // factors and sums are named per row, not indexed by it, which put them in local memory.
+    // factors and sums are named per row: arrays indexed by the row went to local memory.
     const int upper_row = band_row + lane / 4, lower_row = upper_row + 8;
     const float upper_decay = expf(chunk_decay - G[upper_row]),
                 lower_decay = expf(chunk_decay - G[lower_row]);
@@ -603,12 +604,12 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
   // dg_t = dgamma at token t's first sub-step p: every term spanning p, each once
   // (chunk_gradients.hpp): sum_{r >= p} (s_r + sum_{i < p} x_ri of A) + sum_{r < p} x_r of Kd
   // + sum over the queries j at or after p of (Qg's s term, q_j . dQg_j, and sum_{i < p} x_ji
-  // of intra). The inner sums over
-  // i < p, summed for each p on its own, took most of the kernel's instructions (O(L^2) loads
-  // a position); they are the exclusive prefix sums along the rows of x of A and x of intra,
-  // computed once, in place (a warp a row), and then each p adds O(L) of them. Every dg_t
-  // remains a sum of its own terms: differences of running totals instead (spanning(p + 1) -
-  // spanning(p)) lost all precision where the gates decay by e^-20 a token.
+  // of intra). The inner sums over i < p, summed for each p on its own, took most of the
+  // kernel's instructions (O(L^2) loads a position); they are the exclusive prefix sums along
+  // the rows of x of A and x of intra, computed once, in place (a warp a row), and then each p
+  // adds O(L) of them. Every dg_t remains a sum of its own terms: differences of running
+  // totals instead (spanning(p + 1) - spanning(p)) lost all precision where the gates decay by
+  // e^-20 a token.
   if (gated) {
     const auto prefix_rows = [&](float* tile, int rows) {
       for (int row = warp; row < rows; row += warps) {

@@ -168,9 +168,10 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.state_grads = reinterpret_cast<const T*>(state_grads.data());
     params.output_grad = reinterpret_cast<const T*>(output_grad.data());
     const int V = operands.value_dim();
-    params.vector_value_operands =
-        fused::vector_rows(params.value_solve_grad, V) && fused::vector_rows(params.new_values, V) &&
-        fused::vector_rows(params.entry_states, V) && fused::vector_rows(params.state_grads, V);
+    params.vector_value_operands = fused::vector_rows(params.value_solve_grad, V) &&
+                                   fused::vector_rows(params.new_values, V) &&
+                                   fused::vector_rows(params.entry_states, V) &&
+                                   fused::vector_rows(params.state_grads, V);
     params.vector_output_grad = fused::vector_rows(params.output_grad, V);
     params.value_dim = V;
     params.log_decay = workspace.log_decay.data();

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the backward's CUDA kernels (reverse_state_pass_cuda.hpp, chunk_gradients_cuda.hpp)
 // share: the sizes of a call, the BackwardWorkspace adjoints that the first writes and the
-// second reads (beside the 16-bit dBv and dS), as plain pointers for a kernel argument, and two warp
-// reductions. They start through fused::launch_kernel, as the fused forward does.
+// second reads (beside the 16-bit dBv and dS), as plain pointers for a kernel argument, and two
+// warp reductions. They start through fused::launch_kernel, as the fused forward does.
 #pragma once
 
 #include "backward_workspace.hpp"

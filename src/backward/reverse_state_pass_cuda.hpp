@@ -81,7 +81,7 @@ struct SharedLayout {
     float chunk_log_decay;               ///< G_L
   };
   /// ChunkFactors twice: the chunk being walked and the next, which the last warp prepares
-  /// during the current chunk's last products.
+  /// once the current chunk has computed dBv.
   static constexpr std::size_t factors = intra + position_tile;
   static constexpr std::size_t value_step_sums =
       factors + (2 * sizeof(ChunkFactors) + 15) / 16 * 16;  ///< sum_e dBv_e v_e, per quarter
