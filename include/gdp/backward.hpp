@@ -47,8 +47,12 @@
 /// heads need no more: each value head's share of dq and dk goes over the first value block's
 /// slice of the adjoints of the gated queries and of beta o exp(G) o K, once those are read.
 /// On Kokkos::Cuda with bfloat16 storage W, Vnew, Tm and the chunk-entry states are kept in
-/// bfloat16 instead. The memory comes from gdp's workspace cache (gdp/workspace.hpp): repeated
-/// calls of one shape reuse it instead of allocating it again.
+/// bfloat16 instead, and the last stage computes most of the per-chunk adjoints itself: the
+/// reverse pass hands on V (dBv) per position and the gradient of each chunk's leaving state
+/// (K*V/C per position) in bfloat16, and one float per position and block of value columns
+/// (with grouped value heads also one float slice of K per position and per token for the
+/// shares of dq and dk). The memory comes from gdp's workspace cache (gdp/workspace.hpp):
+/// repeated calls of one shape reuse it instead of allocating it again.
 ///
 /// Every argument is checked before any kernel computes; a violation throws
 /// gdp::InvalidArgument naming the argument ("do", "dht", or a forward argument), the expected
