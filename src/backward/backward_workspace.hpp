@@ -71,14 +71,12 @@ struct BackwardWorkspace {
     const bool in_reverse_pass = mixing == MixingProducts::in_reverse_pass;
     const int partial_slices = shape.qk_heads != shape.heads ? 1 : 0;
     const int mixing_slices = in_reverse_pass ? blocks : partial_slices;
+    const int reverse_pass_slices = in_reverse_pass ? blocks : 0;
     const std::int64_t P = shape.total_positions(), T = shape.total_tokens(), H = shape.heads;
     solve_key_grad = carver.template view<Real****>(mixing_slices, P, H, shape.key_dim);
-    decayed_key_grad =
-        carver.template view<Real****>(in_reverse_pass ? blocks : 0, P, H, shape.key_dim);
-    coupling_grad =
-        carver.template view<Real****>(in_reverse_pass ? blocks : 0, P, H, layout.chunk_size);
-    intra_grad =
-        carver.template view<Real****>(in_reverse_pass ? blocks : 0, T, H, layout.chunk_size);
+    decayed_key_grad = carver.template view<Real****>(reverse_pass_slices, P, H, shape.key_dim);
+    coupling_grad = carver.template view<Real****>(reverse_pass_slices, P, H, layout.chunk_size);
+    intra_grad = carver.template view<Real****>(reverse_pass_slices, T, H, layout.chunk_size);
     gated_query_grad = carver.template view<Real****>(mixing_slices, T, H, shape.key_dim);
     value_step_grad = carver.template view<Real***>(blocks, P, H);
     entry_decay_grad = carver.template view<Real***>(blocks, layout.chunks.size(), H);

@@ -35,7 +35,7 @@ inline std::vector<ForwardCase> backward_cases() {
         c.options.value_block = 16;
       });
   // More value columns than the CUDA chunk gradients take at a time (128), and not a multiple
-  // of 8: they multiply dBv, do, Vnew and S_0 in two slabs, copied element by element, and
+  // of 8: they multiply dBv, dS, do, Vnew and S_0 in two slabs, copied element by element, and
   // the reverse pass writes three blocks of value columns.
   add(fla_case(1, 90, 2, 32, 0.1, 2, false, true), "wide_values",
       [](ForwardCase& c) { c.spec.value_dim = 150; });
