@@ -238,9 +238,10 @@ __device__ __forceinline__ void warp_product_into(const T* A, const T* B, int ld
   tc::warp_fill(acc, 0.0f);
   tc::warp_mma<1, Columns, false, true>(acc, A, ld, band_row, B, ld, column0, 0, extent);
   tc::warp_for_each_pair(acc, band_row, column0, [&](int r, int i, float x0, float x1) {
-    float2& pair = *reinterpret_cast<float2*>(to + r * ld_to + i);
-    pair = first ? make_float2(sign * x0, sign * x1)
-                 : make_float2(pair.x + sign * x0, pair.y + sign * x1);
+    if (first)
+      tc::store_pair(to + r * ld_to + i, sign * x0, sign * x1, true, true);
+    else
+      add_to_pair(to + r * ld_to + i, sign * x0, sign * x1, true);
   });
 }
 
@@ -348,10 +349,6 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
                   },
                   intra_weights);
 
-  for (int r = threadIdx.x; r < C; r += blockDim.x) {
-    G[r] = r < L ? p.log_decay[first_row + r * H] : 0.0f;
-    beta[r] = r < L ? tc::to_float(p.beta[first_row + r * H]) : 0.0f;
-  }
   tc::block_load_rows<C, key_capacity>(keys, ldk, p.k + (p0 * Hqk + hq) * K,
                                        std::int64_t(Hqk) * K, L, K, p.vector_keys && !normalising,
                                        normalising ? p.key_norm + p0 * Hqk + hq : nullptr, Hqk);
@@ -409,6 +406,12 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
                            1.0f, first, query_adjoint, ldkf);
   };
   load_value_slab(0);
+  // G and beta after the copies are on their way: their stores into shared memory wait for the
+  // loads, which held the copies of the first two warps back.
+  for (int r = threadIdx.x; r < C; r += blockDim.x) {
+    G[r] = r < L ? p.log_decay[first_row + r * H] : 0.0f;
+    beta[r] = r < L ? tc::to_float(p.beta[first_row + r * H]) : 0.0f;
+  }
   tc::block_wait_copies();
   __syncthreads();
   for (int e0 = 0;;) {
@@ -460,8 +463,7 @@ __global__ void __launch_bounds__(threads, 1) gradients_kernel(const Params<T> p
       for (int e = 0; e < 4; ++e) decayed_grad[0][j][e] += solve_grad[0][j][e];
     tc::warp_for_each_pair(decayed_grad, band_row, 32 * quarter,
                            [&](int r, int d, float x0, float x1) {
-                             *reinterpret_cast<float2*>(key_adjoint + r * ldkf + d) =
-                                 make_float2(x0, x1);
+                             tc::store_pair(key_adjoint + r * ldkf + d, x0, x1, true, true);
                            });
     float along_solve[2] = {upper_solve, lower_solve},
           along_decayed[2] = {upper_decayed, lower_decayed};

@@ -119,15 +119,12 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.chunks = layout.chunks.data();
     params.sequence_first_chunk = layout.sequence_first_chunk.data();
     params.value_grad = reinterpret_cast<T*>(value_grad.data());
-    params.paired_value_grad =
-        V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.value_grad) % 4 == 0;
+    params.paired_value_grad = fused::grouped_rows(params.value_grad, V, 2, sizeof(T));
     params.initial_state_grad = initial_state_grad.data();
     params.value_solve_grad = reinterpret_cast<T*>(value_solve_grad.data());
-    params.paired_value_solve_grad =
-        V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.value_solve_grad) % 4 == 0;
+    params.paired_value_solve_grad = fused::grouped_rows(params.value_solve_grad, V, 2, sizeof(T));
     params.state_grads = reinterpret_cast<T*>(state_grads.data());
-    params.paired_state_grads =
-        V % 2 == 0 && reinterpret_cast<std::uintptr_t>(params.state_grads) % 4 == 0;
+    params.paired_state_grads = fused::grouped_rows(params.state_grads, V, 2, sizeof(T));
     params.value_dim = operands.value_dim();
     const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
     if (value_block_width == 128)
