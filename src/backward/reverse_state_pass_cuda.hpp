@@ -174,8 +174,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   // One warp: chunk c's factors into f. They depend on loads from global memory, one after
   // the other; prepared a chunk ahead, by the last warp while the others start the next
   // chunk's copies, they no longer hold up the start of every chunk.
-  const auto prepare_chunk = [&](std::int64_t c, ChunkFactors& f) {
-    const ChunkDescriptor chunk = p.chunks[c];
+  const auto prepare_chunk = [&](const ChunkDescriptor& chunk, ChunkFactors& f) {
     const int L = chunk.length, num_queries = chunk.num_queries;
     const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
     const float chunk_log_decay = p.log_decay[(p0 + L - 1) * H + h];
@@ -227,13 +226,13 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   };
   const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
                      last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
-  // Every thread holds the chunk it walks: the next one's descriptor comes with its
-  // copies, so no barrier need publish it.
+  // Every thread holds the chunk it walks, and loads the next one's descriptor itself, so no
+  // barrier need publish it.
   ChunkDescriptor chunk{};
   if (last_chunk >= first_chunk) {
     chunk = p.chunks[last_chunk];
     load_operands(chunk, last_chunk);
-    if (warp == warps - 1) prepare_chunk(last_chunk, factors[0]);
+    if (warp == warps - 1) prepare_chunk(chunk, factors[0]);
   }
 
   const int band_row = 16 * band, value_column0 = quarter_columns * quarter;
@@ -243,6 +242,9 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     const int L = chunk.length, num_queries = chunk.num_queries;
     const int query_tiles = (num_queries + 15) / 16, position_extent = 16 * ((L + 15) / 16);
     const std::int64_t p0 = chunk.first_position;
+    // Chunk c - 1's descriptor, loaded a chunk ahead: its copies start from it, and waiting for
+    // it there held every thread's first copy back by a load from memory.
+    const ChunkDescriptor previous = c > first_chunk ? p.chunks[c - 1] : ChunkDescriptor{};
 
     tc::block_wait_copies();  // the copies load_operands() started
     __syncthreads();
@@ -335,7 +337,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     }
     __syncthreads();
     if (c > first_chunk) {
-      chunk = p.chunks[c - 1];
+      chunk = previous;
       load_operands(chunk, c - 1);
     }
 
@@ -347,7 +349,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       for (int w = 0; w < warps; ++w) inner += entry_partials[w];
       entry_decay_grad[c * H + h] = inner;
     }
-    if (warp == warps - 1 && c > first_chunk) prepare_chunk(c - 1, factors[current ^ 1]);
+    if (warp == warps - 1 && c > first_chunk) prepare_chunk(chunk, factors[current ^ 1]);
     // No barrier ends the chunk: what it writes since the last one (the sums' stores aside:
     // the next factors, the copies' tiles) the next chunk reads only after the barrier that
     // follows the copies.
