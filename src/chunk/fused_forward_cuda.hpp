@@ -16,9 +16,10 @@
 //   S              exp(G_L) S + K^T (exp(G_L - G) o Vnew)
 //
 // The products run on the tensor cores (mma.sync with 16-bit operands in the storage type,
-// float accumulation); G, beta, the gates, the masks and Tm's solve stay in float, and the
-// gates are applied to float accumulators or folded into Tm's columns rather than to 16-bit
-// copies of K, Q and V. The state lives in float accumulators for the whole walk, each warp
+// float accumulation); G, beta, the gates, the masks and Tm's solve stay in float (the
+// solve's block products on the tensor cores too, each a sum of three tf32 products to keep
+// float's precision), and the gates are applied to float accumulators or folded into Tm's
+// columns rather than to 16-bit copies of K, Q and V. The state lives in float accumulators for the whole walk, each warp
 // owning a fixed 32-row block of it; a 16-bit copy in shared memory feeds the products that
 // read it. exp(G_r - G_i) is evaluated only where r >= i.
 //

@@ -427,21 +427,70 @@ __device__ __forceinline__ void load_8_floats(float (&dst)[8], const float* src)
   *reinterpret_cast<float4*>(dst + 4) = *reinterpret_cast<const float4*>(src + 4);
 }
 
+/// x rounded to the tensor cores' tf32 (float with a 10-bit mantissa), as the bits of a float.
+__device__ __forceinline__ std::uint32_t to_tf32(float x) {
+  std::uint32_t rounded;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(rounded) : "f"(x));
+  return rounded;
+}
+
+/// c += a b for one 16 x 8 x 8 tile of tf32 inputs (fragments as the PTX ISA's m16n8k8 lays
+/// them out: with g = lane / 4 and t = lane % 4, a holds A's (g, t), (g + 8, t), (g, t + 4),
+/// (g + 8, t + 4), b0 and b1 B's (t, g) and (t + 4, g)).
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const std::uint32_t (&a)[4],
+                                         std::uint32_t b0, std::uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// c += A B for the float 16 x 8 block of A at `a` (row-major, leading dimension lda) and the
+/// float 8 x 8 block of B at `b` (ldb), c in the accumulator layout of a 16 x 8 tile, to about
+/// float's precision: each operand is split into a tf32 part and the tf32 rounding of the
+/// rest, and three products are taken (the two rests' product lies below float's rounding).
+/// The small products go first, so that they are not lost against the large one.
+__device__ __forceinline__ void warp_mma_float_k8(float (&c)[4], const float* a, int lda,
+                                                  const float* b, int ldb) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const float a_values[4] = {a[g * lda + t], a[(g + 8) * lda + t], a[g * lda + t + 4],
+                             a[(g + 8) * lda + t + 4]};
+  const float b_values[2] = {b[t * ldb + g], b[(t + 4) * ldb + g]};
+  std::uint32_t a_big[4], a_small[4], b_big[2], b_small[2];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    a_big[e] = to_tf32(a_values[e]);
+    a_small[e] = to_tf32(a_values[e] - __uint_as_float(a_big[e]));
+  }
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    b_big[e] = to_tf32(b_values[e]);
+    b_small[e] = to_tf32(b_values[e] - __uint_as_float(b_big[e]));
+  }
+  mma_tf32(c, a_small, b_big[0], b_big[1]);
+  mma_tf32(c, a_big, b_small[0], b_small[1]);
+  mma_tf32(c, a_big, b_big[0], b_big[1]);
+}
+
 /// tm = (I + A)^{-1} in float (leading dimension ldt) for the 64 x 64 strictly lower
 /// triangular float A (leading dimension lda; its diagonal and upper part are not read; a and
 /// tm 16-byte aligned, lda and ldt multiples of 4), and entries(row, column0, values) once for
 /// every eight consecutive elements of a row of the inverse (column0 a multiple of 8, values
 /// a float[8]), zeros included (tm itself is left unwritten above the diagonal blocks).
 /// By 16 x 16 blocks: the diagonal blocks by forward substitution (a thread per column), then
-/// block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, with `partial` (16 x 48 floats,
-/// leading dimension inverse_partial_ld) holding the sums; the entries last, by the whole
-/// block. Ends with a barrier.
+/// block row b from Tm_bj = -Tm_bb sum_{k=j}^{b-1} A_bk Tm_kj, on the tensor cores in three
+/// tf32 products a float product (warp_mma_float_k8): warp 2 j + h takes columns 16 j + 8 h
+/// to 16 j + 8 h + 7 of block row b, its sums passing through its own columns of `partial`
+/// (16 x 48 floats, leading dimension inverse_partial_ld) into the second product's layout.
+/// The entries last, by the whole block. Ends with a barrier. Needs at least six warps.
 ///
 /// The substitution is the serial part (64 threads, the rest of the block waiting at the next
 /// barrier), so it does nothing else: its rows of A come four floats a load, and the entries
 /// (the callers' weighted 16-bit copies) wait for the last pass, where every thread takes
 /// eight, for 16-byte stores. On the H100 the inversion with the entries in it was a third of
-/// the stall samples of the prepare and of the fused walk (docs/PERFORMANCE.md).
+/// the stall samples of the prepare and of the fused walk; the block rows, as sums of float
+/// products a thread an element, were then a quarter of the prepare's instructions, bound by
+/// their shared-memory loads (docs/PERFORMANCE.md).
 inline constexpr int inverse_partial_ld = 52;
 template <class Entries>
 __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int lda, float* tm,
@@ -467,32 +516,32 @@ __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int l
     }
   }
   __syncthreads();
+  const int warp = thread / 32, lane = thread % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
   for (int b = 1; b < n / block; ++b) {
-    const int columns = block * b;
-    for (int index = thread; index < block * columns; index += blockDim.x) {
-      const int r = index / columns, column = index % columns;
-      const float* a_row = a + (columns + r) * lda;
+    const int row0 = block * b;
+    if (warp < 2 * b) {
+      const int j = warp / 2, column0 = block * j + 8 * (warp % 2);
+      // sum_{k=j}^{b-1} A_bk Tm_kj: Tm_kj for k >= j only, Tm being unwritten above its
+      // diagonal blocks (right of the diagonal, Tm_jj holds the zeros written above).
       float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      for (int k = column / block; k < b; ++k)
+      for (int k = block * j; k < row0; k += 8)
+        warp_mma_float_k8(sums, a + row0 * lda + k, lda, tm + k * ldt + column0, ldt);
+      float* const own = partial + column0;
+      own[g * inverse_partial_ld + 2 * t] = sums[0];
+      own[g * inverse_partial_ld + 2 * t + 1] = sums[1];
+      own[(g + 8) * inverse_partial_ld + 2 * t] = sums[2];
+      own[(g + 8) * inverse_partial_ld + 2 * t + 1] = sums[3];
+      __syncwarp();
+      float block_row[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int i = 0; i < block; ++i)
-          sums[i % 4] += a_row[k * block + i] * tm[(k * block + i) * ldt + column];
-      partial[r * inverse_partial_ld + column] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
-    }
-    __syncthreads();
-    for (int index = thread; index < block * columns; index += blockDim.x) {
-      const int r = index / columns, column = index % columns;
-      const float* diagonal_row = tm + (columns + r) * ldt + columns;
-      // Every term is taken: right of its diagonal Tm_bb holds the zeros written above, which
-      // add nothing to a finite sum. With a test `i <= r` a term the loads' schedule hung on
-      // the compiler's predicates: after a change elsewhere in the fused walk the same 204
-      // instructions a warp took 46% more stall samples; without the tests they are 117 (H100).
-      float sums[2] = {0.0f, 0.0f};
-#pragma unroll
-      for (int i = 0; i < block; ++i)
-        sums[i % 2] += diagonal_row[i] * partial[i * inverse_partial_ld + column];
-      tm[(columns + r) * ldt + column] = -(sums[0] + sums[1]);
+      for (int k = 0; k < block; k += 8)
+        warp_mma_float_k8(block_row, tm + row0 * ldt + row0 + k, ldt,
+                          own + k * inverse_partial_ld, inverse_partial_ld);
+      *reinterpret_cast<float2*>(tm + (row0 + g) * ldt + column0 + 2 * t) =
+          make_float2(-block_row[0], -block_row[1]);
+      *reinterpret_cast<float2*>(tm + (row0 + g + 8) * ldt + column0 + 2 * t) =
+          make_float2(-block_row[2], -block_row[3]);
     }
     __syncthreads();
   }
