@@ -19,9 +19,9 @@
 // float accumulation); G, beta, the gates, the masks and Tm's solve stay in float (the
 // solve's block products on the tensor cores too, each a sum of three tf32 products to keep
 // float's precision), and the gates are applied to float accumulators or folded into Tm's
-// columns rather than to 16-bit copies of K, Q and V. The state lives in float accumulators for the whole walk, each warp
-// owning a fixed 32-row block of it; a 16-bit copy in shared memory feeds the products that
-// read it. exp(G_r - G_i) is evaluated only where r >= i.
+// columns rather than to 16-bit copies of K, Q and V. The state lives in float accumulators
+// for the whole walk, each warp owning a fixed 32-row block of it; a 16-bit copy in shared
+// memory feeds the products that read it. exp(G_r - G_i) is evaluated only where r >= i.
 //
 // Where few walks would leave multiprocessors idle (the chunk-parallel plan: a few long
 // sequences; or blocks of 64 state columns, two walks a head), the chunk's stage-1 work above

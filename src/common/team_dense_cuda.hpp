@@ -538,10 +538,10 @@ __device__ __forceinline__ void block_invert_unit_lower_64(const float* a, int l
       for (int k = 0; k < block; k += 8)
         warp_mma_float_k8(block_row, tm + row0 * ldt + row0 + k, ldt,
                           own + k * inverse_partial_ld, inverse_partial_ld);
-      *reinterpret_cast<float2*>(tm + (row0 + g) * ldt + column0 + 2 * t) =
-          make_float2(-block_row[0], -block_row[1]);
-      *reinterpret_cast<float2*>(tm + (row0 + g + 8) * ldt + column0 + 2 * t) =
-          make_float2(-block_row[2], -block_row[3]);
+      store_pair(tm + (row0 + g) * ldt + column0 + 2 * t, -block_row[0], -block_row[1], true,
+                 true);
+      store_pair(tm + (row0 + g + 8) * ldt + column0 + 2 * t, -block_row[2], -block_row[3],
+                 true, true);
     }
     __syncthreads();
   }
