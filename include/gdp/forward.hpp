@@ -86,11 +86,12 @@ struct ForwardOptions {
   int value_block = 0;
   /// Accept NaN and infinite values in the inputs. By default (false) every input tensor
   /// (q, k, v, beta, g, h0, and the backward's do and dht) is scanned before any other kernel
-  /// runs, and the first non-finite element throws gdp::InvalidArgument naming the tensor, the
-  /// element's multi-index and its value, e.g.
+  /// computes, and the first non-finite element throws gdp::InvalidArgument naming the tensor,
+  /// the element's multi-index and its value, e.g.
   /// `gdp: v: expected finite values, got nan at [b, p, h, v] = [0, 17, 2, 5] ...`
-  /// (p is the expanded position t*n + j). The scan is one reduction per tensor, which waits
-  /// for its result; true skips it (docs/HARDENING.md gives its cost).
+  /// (p is the expanded position t*n + j). The scan is one reduction per tensor; the calls
+  /// into given outputs lay out their workspace while the scans run, then wait for their
+  /// results. true skips them (docs/HARDENING.md gives their cost).
   bool allow_non_finite = false;
 };
 

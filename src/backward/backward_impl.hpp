@@ -146,12 +146,14 @@ InputGradients<Scalar, MemorySpace> allocate_input_gradients(const ProblemShape&
 /// Stages 1 and 2 of the backward of checked arguments (`plan` from plan_backward): every
 /// chunk's per-chunk quantities and entering state, kept in the returned state; o and ht
 /// written too where given (chunk_gated_delta_product_for_backward), not where null (the
-/// backward's own rerun).
+/// backward's own rerun). `input_scans`, the scans of the inputs' values where they still run,
+/// are waited for once the workspace is laid out, before the first kernel that computes.
 template <class ExecSpace, class Scalar>
 std::shared_ptr<const SavedForwardState<Scalar, typename ExecSpace::memory_space>> save_forward(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
     const ForwardOptions& options, const BackwardPlan& plan,
-    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs) {
+    const ForwardResult<Scalar, typename ExecSpace::memory_space>& outputs,
+    const PendingScans<ExecSpace>& input_scans) {
   using memory_space = typename ExecSpace::memory_space;
   using Real = accumulator_t<Scalar>;
   using State = SavedForwardState<Scalar, memory_space>;
@@ -174,6 +176,7 @@ std::shared_ptr<const SavedForwardState<Scalar, typename ExecSpace::memory_space
         fused ? Tiles(shape, layout, carver) : Tiles());
   });
   const auto& [device_layout, workspace, entry_states_transposed, tiles] = memory.parts;
+  expect_finite_inputs(input_scans);
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   using Pass = StatePass<ExecSpace, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
@@ -226,13 +229,16 @@ const SavedForwardState<Scalar, typename ExecSpace::memory_space>& expect_saved_
 }
 
 /// Stages 3 and 4 of the backward from stages 1 and 2's `state` into `result`, whose
-/// gradients have the shapes allocate_input_gradients gives.
+/// gradients have the shapes allocate_input_gradients gives. `gradient_scans`, the scans of do
+/// and dht where they still run, are waited for once the workspace is laid out, before the
+/// first kernel (the reverse pass writes dv and dh0).
 template <class ExecSpace, class Scalar>
 void backward_from_saved(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
     const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
     const SavedForwardState<Scalar, typename ExecSpace::memory_space>& state,
-    const InputGradients<Scalar, typename ExecSpace::memory_space>& result) {
+    const InputGradients<Scalar, typename ExecSpace::memory_space>& result,
+    const PendingScans<ExecSpace>& gradient_scans) {
   using memory_space = typename ExecSpace::memory_space;
   using Real = accumulator_t<Scalar>;
   using Fused = FusedBackward<ExecSpace, Scalar>;
@@ -272,6 +278,7 @@ void backward_from_saved(
   const typename Reverse::template unmanaged_view<Scalar***> value_grad(result.dv.data(), P, H, V);
   const typename Reverse::template unmanaged_view<Real****> initial_state_grad(
       result.dh0.data(), result.dh0.layout());
+  expect_finite_inputs(gradient_scans);
   if constexpr (Fused::available) {
     if (fused)
       Fused::reverse_state_pass(operands, device_layout, workspace, tiles, saved,
@@ -332,8 +339,9 @@ void chunked_backward_into(const ForwardInputs<Scalar, typename ExecSpace::memor
                            const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
                            const ForwardOptions& options, const BackwardPlan& plan,
                            const InputGradients<Scalar, typename ExecSpace::memory_space>& result) {
-  const auto state = save_forward<ExecSpace>(in, options, plan, {});
-  backward_from_saved<ExecSpace>(in, upstream, *state, result);
+  // check_backward scanned every input, do and dht included.
+  const auto state = save_forward<ExecSpace>(in, options, plan, {}, {});
+  backward_from_saved<ExecSpace>(in, upstream, *state, result, {});
 }
 
 /// Checks the gradients given to an `_into` backward and that they overlap nothing it reads.
@@ -354,8 +362,8 @@ void expect_writable_gradients(const ProblemShape& shape,
                   read);
 }
 
-/// The state `saved` holds, checked against the backward's arguments, do and dht included
-/// (their values too, unless the forward's options allowed non-finite values).
+/// The state `saved` holds, checked against the backward's arguments, do's and dht's shapes
+/// included (their values are scanned by the caller).
 template <class ExecSpace, class Scalar>
 const SavedForwardState<Scalar, typename ExecSpace::memory_space>& check_backward_from_saved(
     const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
@@ -364,7 +372,6 @@ const SavedForwardState<Scalar, typename ExecSpace::memory_space>& check_backwar
   const auto& state = expect_saved_for<ExecSpace>(saved, in);
   check_output_gradients(state.plan.shape, extents_of("do", upstream.o),
                          extents_of("dht", upstream.final_state));
-  check_finite_output_gradients<ExecSpace>(upstream, state.options);
   return state;
 }
 
@@ -403,10 +410,10 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produc
     const ForwardOptions& options, SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
   using namespace detail;
   const BackwardPlan plan = plan_backward<ExecSpace>(inputs, options);
-  check_finite_inputs<ExecSpace>(inputs, options);
+  check_finite_inputs<ExecSpace>(inputs, options);  // before allocating
   const auto result =
       allocate_forward_result<Scalar, typename ExecSpace::memory_space>(plan.shape, options);
-  SavedForwardAccess::set(saved, save_forward<ExecSpace>(inputs, options, plan, result));
+  SavedForwardAccess::set(saved, save_forward<ExecSpace>(inputs, options, plan, result, {}));
   return result;
 }
 
@@ -419,8 +426,9 @@ void chunk_gated_delta_product_for_backward_into(
   using namespace detail;
   const BackwardPlan plan = plan_backward<ExecSpace>(inputs, options);
   expect_writable_outputs(plan.shape, options, inputs, outputs);
-  check_finite_inputs<ExecSpace>(inputs, options);
-  SavedForwardAccess::set(saved, save_forward<ExecSpace>(inputs, options, plan, outputs));
+  const auto input_scans = start_finite_input_scans<ExecSpace>(inputs, options);
+  SavedForwardAccess::set(saved,
+                          save_forward<ExecSpace>(inputs, options, plan, outputs, input_scans));
 }
 
 template <class ExecSpace, class Scalar>
@@ -430,9 +438,10 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produ
     const SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
   using namespace detail;
   const auto& state = check_backward_from_saved<ExecSpace>(inputs, output_gradients, saved);
+  check_finite_output_gradients<ExecSpace>(output_gradients, state.options);  // before allocating
   const auto result =
       allocate_input_gradients<Scalar, typename ExecSpace::memory_space>(state.plan.shape);
-  backward_from_saved<ExecSpace>(inputs, output_gradients, state, result);
+  backward_from_saved<ExecSpace>(inputs, output_gradients, state, result, {});
   return result;
 }
 
@@ -444,8 +453,10 @@ void chunk_gated_delta_product_backward_into(
     const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients) {
   using namespace detail;
   const auto& state = check_backward_from_saved<ExecSpace>(inputs, output_gradients, saved);
+  const auto gradient_scans =
+      start_finite_output_gradient_scans<ExecSpace>(output_gradients, state.options);
   expect_writable_gradients(state.plan.shape, inputs, output_gradients, gradients);
-  backward_from_saved<ExecSpace>(inputs, output_gradients, state, gradients);
+  backward_from_saved<ExecSpace>(inputs, output_gradients, state, gradients, gradient_scans);
 }
 
 }  // namespace gdp

@@ -106,13 +106,15 @@ ForwardPlan forward_plan(const ChunkLayout& layout, const ProblemShape& shape,
 
 /// The forward into outputs from allocate_forward_result(shape, options), `shape` being what
 /// check_forward_inputs(in, options) returned; the benchmarks time this part alone.
+/// `input_scans`, the scans of the inputs' values where they still run, are waited for once
+/// the workspace is laid out, before the first kernel that computes.
 template <class ExecSpace, class Scalar>
 void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
                           const ForwardOptions& options, const ProblemShape& shape,
-                          const ForwardResult<Scalar, typename ExecSpace::memory_space>& result) {
+                          const ForwardResult<Scalar, typename ExecSpace::memory_space>& result,
+                          const PendingScans<ExecSpace>& input_scans = {}) {
   using memory_space = typename ExecSpace::memory_space;
   using Real = accumulator_t<Scalar>;
-  const auto operands = make_operands<ExecSpace>(in, shape, options);
   const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
   using Fused = FusedForward<ExecSpace, Scalar>;
   bool fused = false;
@@ -124,6 +126,8 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   const bool two_stages = !fused && !(team::runs_on_host<ExecSpace> && !plan.chunk_parallel);
   const auto leased = lease_walk_workspace<Real, memory_space>(shape, layout, two_stages);
   const auto& [device_layout, workspace] = leased.parts;
+  expect_finite_inputs(input_scans);
+  const auto operands = make_operands<ExecSpace>(in, shape, options);
 
   using Pass = StatePass<ExecSpace, Scalar>;
   const typename Pass::template unmanaged_view<const Real****> h0(in.initial_state.data(),
@@ -157,20 +161,6 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   ExecSpace().fence();
 }
 
-/// A forward whose arguments passed check_forward_inputs (`shape`): the call's size and the
-/// inputs' values checked, then the kernels into the outputs that `outputs()` gives, asked
-/// for only once every check passed (a rejected call allocates and writes nothing).
-template <class ExecSpace, class Scalar, class Outputs>
-ForwardResult<Scalar, typename ExecSpace::memory_space> checked_forward(
-    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
-    const ForwardOptions& options, const ProblemShape& shape, Outputs&& outputs) {
-  expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
-  check_finite_inputs<ExecSpace>(in, options);
-  const ForwardResult<Scalar, typename ExecSpace::memory_space> result = outputs();
-  chunked_forward_into<ExecSpace>(in, options, shape, result);
-  return result;
-}
-
 /// Checks outputs given to an `_into` forward (their shapes, and that they overlap neither
 /// each other nor any input).
 template <class Scalar, class MemorySpace>
@@ -193,9 +183,14 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produc
     const ForwardOptions& options) {
   using namespace detail;
   const ProblemShape shape = check_forward_inputs(inputs, options);
-  return checked_forward<ExecSpace, Scalar>(inputs, options, shape, [&] {
-    return allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
-  });
+  expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
+  // A rejected call allocates and writes nothing: the values are checked before the outputs
+  // are allocated.
+  check_finite_inputs<ExecSpace>(inputs, options);
+  const auto result =
+      allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
+  chunked_forward_into<ExecSpace>(inputs, options, shape, result);
+  return result;
 }
 
 template <class ExecSpace, class Scalar>
@@ -206,7 +201,10 @@ void chunk_gated_delta_product_into(
   using namespace detail;
   const ProblemShape shape = check_forward_inputs(inputs, options);
   expect_writable_outputs(shape, options, inputs, outputs);
-  checked_forward<ExecSpace, Scalar>(inputs, options, shape, [&] { return outputs; });
+  expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
+  // The workspace is laid out while the scans run; they are waited for before the kernels.
+  chunked_forward_into<ExecSpace>(inputs, options, shape, outputs,
+                                  start_finite_input_scans<ExecSpace>(inputs, options));
 }
 
 }  // namespace gdp

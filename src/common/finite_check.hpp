@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Finding non-finite values (NaN, +Inf, -Inf) in a tensor, on the tensor's execution space.
 // The forward and the backward reject non-finite inputs this way (unless
-// ForwardOptions::allow_non_finite), before any other kernel runs; gdp_app checks outputs the
+// ForwardOptions::allow_non_finite), before any other kernel computes; gdp_app checks outputs the
 // same way. The message names the tensor, the first non-finite element in row-major order as
 // a multi-index with the axes' names, and its value:
 //   gdp: k: expected finite values, got nan at [b, p, h, k] = [0, 17, 2, 5] (the first in
@@ -178,7 +178,10 @@ class NonFiniteScans {
   NonFiniteScans() : lease_(capacity * sizeof(index_type)) {
     WorkspaceCarver<memory_space> carver(lease_);
     firsts_ = carver.template view<index_type*>(capacity);
-    Kokkos::deep_copy(firsts_, ~index_type(0));  // none found: above every count
+    // None found: above every count. Filled on ExecSpace, ahead of the scans on the same
+    // instance: the deep_copy without an instance fences before and after its fill, two waits
+    // of the host for the device before every call's first scan starts.
+    Kokkos::deep_copy(ExecSpace(), firsts_, ~index_type(0));
   }
 
   /// Starts the scan of the `count` elements at `data` (memory of ExecSpace), row-major with
@@ -280,13 +283,54 @@ NonFiniteScans<ExecSpace>& add_output_gradients(
   return scans.add("do", upstream.o).add("dht", upstream.final_state);
 }
 
+/// Scans started and not yet waited for, none where the call allows non-finite values: a call
+/// prepares its workspace on the host while they run and calls expect_finite_inputs() before
+/// its first kernel that writes anything the caller sees.
+template <class ExecSpace>
+using PendingScans = std::optional<NonFiniteScans<ExecSpace>>;
+
+/// Starts the scans of every input of the forward, unless options.allow_non_finite.
+template <class ExecSpace, class Scalar>
+PendingScans<ExecSpace> start_finite_input_scans(
+    const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
+    const ForwardOptions& options) {
+  PendingScans<ExecSpace> scans;
+  if (!options.allow_non_finite) add_forward_inputs(scans.emplace(), in);
+  return scans;
+}
+
+/// Starts the scans of the backward's incoming gradients (do, dht), unless
+/// options.allow_non_finite: where the forward that saved for it scanned its inputs.
+template <class ExecSpace, class Scalar>
+PendingScans<ExecSpace> start_finite_output_gradient_scans(
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+    const ForwardOptions& options) {
+  PendingScans<ExecSpace> scans;
+  if (!options.allow_non_finite) add_output_gradients(scans.emplace(), upstream);
+  return scans;
+}
+
+/// Waits for `scans`, if any, and throws gdp::InvalidArgument naming the first input with a
+/// non-finite element.
+template <class ExecSpace>
+void expect_finite_inputs(const PendingScans<ExecSpace>& scans, const IndexOrigin& origin = {}) {
+  if (scans) scans->expect_finite_inputs(origin);
+}
+
+/// Rejects non-finite values in the backward's incoming gradients (do, dht) alone, where the
+/// forward that saved for it scanned its inputs; unless options.allow_non_finite.
+template <class ExecSpace, class Scalar>
+void check_finite_output_gradients(
+    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
+    const ForwardOptions& options, const IndexOrigin& origin = {}) {
+  expect_finite_inputs(start_finite_output_gradient_scans<ExecSpace>(upstream, options), origin);
+}
+
 /// Rejects non-finite values in every input of the forward, unless options.allow_non_finite.
 template <class ExecSpace, class Scalar>
 void check_finite_inputs(const ForwardInputs<Scalar, typename ExecSpace::memory_space>& in,
                          const ForwardOptions& options, const IndexOrigin& origin = {}) {
-  if (options.allow_non_finite) return;
-  NonFiniteScans<ExecSpace> scans;
-  add_forward_inputs(scans, in).expect_finite_inputs(origin);
+  expect_finite_inputs(start_finite_input_scans<ExecSpace>(in, options), origin);
 }
 
 /// Rejects non-finite values in every input of the backward: the forward's, then its incoming
@@ -301,15 +345,5 @@ void check_finite_backward_inputs(
   add_output_gradients(add_forward_inputs(scans, in), upstream).expect_finite_inputs(origin);
 }
 
-/// Rejects non-finite values in the backward's incoming gradients (do, dht) alone, where the
-/// forward that saved for it scanned its inputs; unless options.allow_non_finite.
-template <class ExecSpace, class Scalar>
-void check_finite_output_gradients(
-    const OutputGradients<Scalar, typename ExecSpace::memory_space>& upstream,
-    const ForwardOptions& options, const IndexOrigin& origin = {}) {
-  if (options.allow_non_finite) return;
-  NonFiniteScans<ExecSpace> scans;
-  add_output_gradients(scans, upstream).expect_finite_inputs(origin);
-}
 
 }  // namespace gdp::detail

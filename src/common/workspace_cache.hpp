@@ -123,15 +123,20 @@ class WorkspaceCarver {
 };
 
 /// A device copy of `values` carved by `carver` (when it only counts, nothing is copied):
-/// the small host-built tables the kernels read, such as the chunk and segment layouts.
+/// the small host-built tables the kernels read, such as the chunk and segment layouts. The
+/// copy is queued on the memory space's default execution space instance, the one the kernels
+/// run on, without waiting for the device: a call lays out its workspace while the scans of
+/// its inputs run (finite_check.hpp). `values` may go as soon as this returns: a copy from
+/// pageable host memory is staged before cudaMemcpyAsync returns.
 template <class MemorySpace, class T>
 Kokkos::View<const T*, MemorySpace> carve_copy(WorkspaceCarver<MemorySpace>& carver,
                                                const std::vector<T>& values) {
   const auto device = carver.template view<T*>(values.size());
   if (device.data() != nullptr)
-    Kokkos::deep_copy(device, Kokkos::View<const T*, Kokkos::HostSpace,
-                                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(values.data(),
-                                                                                     values.size()));
+    Kokkos::deep_copy(typename MemorySpace::execution_space(), device,
+                      Kokkos::View<const T*, Kokkos::HostSpace,
+                                   Kokkos::MemoryTraits<Kokkos::Unmanaged>>(values.data(),
+                                                                            values.size()));
   return device;
 }
 
