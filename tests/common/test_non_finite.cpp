@@ -118,6 +118,88 @@ TEST(NonFinite, EveryTensorRejectedWithItsFirstIndex) {
   });
 }
 
+template <class View>
+void fill(const View& view, double value) {
+  if (view.data() != nullptr)
+    Kokkos::deep_copy(view, narrow<typename View::non_const_value_type>(value));
+}
+
+/// Expects every element of `view` (on any memory space) to equal `value`.
+template <class View>
+void expect_all(const View& view, double value, const char* name) {
+  if (view.data() == nullptr) return;
+  const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), view);
+  std::size_t changed = 0;
+  for (std::size_t i = 0; i < host.span(); ++i)
+    if (double(widen(host.data()[i])) != value) ++changed;
+  EXPECT_EQ(changed, 0u) << name << ": elements written by a rejected call";
+}
+
+TEST(NonFinite, CallsIntoGivenOutputsRejectBeforeWritingThem) {
+  // These calls start the scans, lay out their workspace while the scans run and wait for
+  // them only before their first kernel that computes: a rejected call leaves every output as
+  // it was, and a SavedForward it would have filled empty.
+  for_each_space([](auto space) {
+    using ExecSpace = decltype(space);
+    using Memory = typename ExecSpace::memory_space;
+    for_each_storage([](auto storage, double) {
+      using Scalar = decltype(storage);
+      constexpr double untouched = 7.0;
+      for (const auto& poison : poisons<Scalar, Memory>()) {
+        SCOPED_TRACE(poison.tensor);
+        const Problem<Scalar, Memory> p;
+        const ForwardOptions options = options_n2();
+        SavedForward<Scalar, Memory> saved;
+        const auto outputs =
+            chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(p.in.inputs(), options, saved);
+        const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(
+            p.in.inputs(), p.upstream.gradients(), saved);
+        fill(outputs.o, untouched);
+        fill(outputs.final_state, untouched);
+        fill(gradients.dq, untouched);
+        fill(gradients.dk, untouched);
+        fill(gradients.dv, untouched);
+        fill(gradients.dbeta, untouched);
+        fill(gradients.dg, untouched);
+        fill(gradients.dh0, untouched);
+        poison.apply(p);
+        const std::initializer_list<std::string> fragments{"expected finite values, got " +
+                                                           poison.found};
+        if (poison.forward_input) {
+          expect_rejected(
+              [&] {
+                chunk_gated_delta_product_into<ExecSpace, Scalar>(p.in.inputs(), options, outputs);
+              },
+              poison.tensor, fragments);
+          SavedForward<Scalar, Memory> unfilled;
+          expect_rejected(
+              [&] {
+                chunk_gated_delta_product_for_backward_into<ExecSpace, Scalar>(
+                    p.in.inputs(), options, outputs, unfilled);
+              },
+              poison.tensor, fragments);
+          EXPECT_TRUE(unfilled.empty());
+        } else {
+          expect_rejected(
+              [&] {
+                chunk_gated_delta_product_backward_into<ExecSpace, Scalar>(
+                    p.in.inputs(), p.upstream.gradients(), saved, gradients);
+              },
+              poison.tensor, fragments);
+        }
+        expect_all(outputs.o, untouched, "o");
+        expect_all(outputs.final_state, untouched, "ht");
+        expect_all(gradients.dq, untouched, "dq");
+        expect_all(gradients.dk, untouched, "dk");
+        expect_all(gradients.dv, untouched, "dv");
+        expect_all(gradients.dbeta, untouched, "dbeta");
+        expect_all(gradients.dg, untouched, "dg");
+        expect_all(gradients.dh0, untouched, "dh0");
+      }
+    });
+  });
+}
+
 TEST(NonFinite, AllowedWhenAsked) {
   for_each_space([](auto space) {
     using ExecSpace = decltype(space);
