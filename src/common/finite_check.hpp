@@ -345,5 +345,4 @@ void check_finite_backward_inputs(
   add_output_gradients(add_forward_inputs(scans, in), upstream).expect_finite_inputs(origin);
 }
 
-
 }  // namespace gdp::detail

@@ -150,18 +150,22 @@ TEST(NonFinite, CallsIntoGivenOutputsRejectBeforeWritingThem) {
         const Problem<Scalar, Memory> p;
         const ForwardOptions options = options_n2();
         SavedForward<Scalar, Memory> saved;
-        const auto outputs =
-            chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(p.in.inputs(), options, saved);
+        const auto outputs = chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(
+            p.in.inputs(), options, saved);
         const auto gradients = chunk_gated_delta_product_backward<ExecSpace, Scalar>(
             p.in.inputs(), p.upstream.gradients(), saved);
-        fill(outputs.o, untouched);
-        fill(outputs.final_state, untouched);
-        fill(gradients.dq, untouched);
-        fill(gradients.dk, untouched);
-        fill(gradients.dv, untouched);
-        fill(gradients.dbeta, untouched);
-        fill(gradients.dg, untouched);
-        fill(gradients.dh0, untouched);
+        // Every output of the three calls, with its name.
+        const auto each_output = [&](auto&& visit) {
+          visit(outputs.o, "o");
+          visit(outputs.final_state, "ht");
+          visit(gradients.dq, "dq");
+          visit(gradients.dk, "dk");
+          visit(gradients.dv, "dv");
+          visit(gradients.dbeta, "dbeta");
+          visit(gradients.dg, "dg");
+          visit(gradients.dh0, "dh0");
+        };
+        each_output([&](const auto& view, const char*) { fill(view, untouched); });
         poison.apply(p);
         const std::initializer_list<std::string> fragments{"expected finite values, got " +
                                                            poison.found};
@@ -187,14 +191,7 @@ TEST(NonFinite, CallsIntoGivenOutputsRejectBeforeWritingThem) {
               },
               poison.tensor, fragments);
         }
-        expect_all(outputs.o, untouched, "o");
-        expect_all(outputs.final_state, untouched, "ht");
-        expect_all(gradients.dq, untouched, "dq");
-        expect_all(gradients.dk, untouched, "dk");
-        expect_all(gradients.dv, untouched, "dv");
-        expect_all(gradients.dbeta, untouched, "dbeta");
-        expect_all(gradients.dg, untouched, "dg");
-        expect_all(gradients.dh0, untouched, "dh0");
+        each_output([&](const auto& view, const char* name) { expect_all(view, untouched, name); });
       }
     });
   });
