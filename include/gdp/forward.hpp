@@ -34,9 +34,11 @@
 /// otherwise), which is also the type every computation runs in.
 ///
 /// All inputs are checked before any kernel computes; a violation throws gdp::InvalidArgument
-/// naming the argument, the expected and the actual value, and nothing is allocated. The
-/// values are checked too: a NaN or an infinity in any input is rejected with the tensor's
-/// name and the element's index unless ForwardOptions::allow_non_finite.
+/// naming the argument, the expected and the actual value. Shapes and options are checked
+/// before anything is allocated. The values are checked too: a NaN or an infinity in any
+/// input is rejected with the tensor's name and the element's index unless
+/// ForwardOptions::allow_non_finite; an allocating call allocates its outputs while that scan
+/// runs and frees them, unwritten, before it throws.
 #pragma once
 
 #include <gdp/errors.hpp>
@@ -89,9 +91,9 @@ struct ForwardOptions {
   /// computes, and the first non-finite element throws gdp::InvalidArgument naming the tensor,
   /// the element's multi-index and its value, e.g.
   /// `gdp: v: expected finite values, got nan at [b, p, h, v] = [0, 17, 2, 5] ...`
-  /// (p is the expanded position t*n + j). The scan is one reduction per tensor; the calls
-  /// into given outputs lay out their workspace while the scans run, then wait for their
-  /// results. true skips them (docs/HARDENING.md gives their cost).
+  /// (p is the expanded position t*n + j). The scan is one kernel per tensor; the calls lay
+  /// out their workspace (and the allocating ones allocate their outputs) while the scans
+  /// run, then wait for their results. true skips them (docs/HARDENING.md gives their cost).
   bool allow_non_finite = false;
 };
 

@@ -410,10 +410,12 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produc
     const ForwardOptions& options, SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
   using namespace detail;
   const BackwardPlan plan = plan_backward<ExecSpace>(inputs, options);
-  check_finite_inputs<ExecSpace>(inputs, options);  // before allocating
+  // Allocated while the scans run, as chunk_gated_delta_product's outputs are.
+  const auto input_scans = start_finite_input_scans<ExecSpace>(inputs, options);
   const auto result =
       allocate_forward_result<Scalar, typename ExecSpace::memory_space>(plan.shape, options);
-  SavedForwardAccess::set(saved, save_forward<ExecSpace>(inputs, options, plan, result, {}));
+  SavedForwardAccess::set(saved,
+                          save_forward<ExecSpace>(inputs, options, plan, result, input_scans));
   return result;
 }
 
@@ -438,10 +440,12 @@ InputGradients<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produ
     const SavedForward<Scalar, typename ExecSpace::memory_space>& saved) {
   using namespace detail;
   const auto& state = check_backward_from_saved<ExecSpace>(inputs, output_gradients, saved);
-  check_finite_output_gradients<ExecSpace>(output_gradients, state.options);  // before allocating
+  // Allocated while the scans run, as chunk_gated_delta_product's outputs are.
+  const auto gradient_scans =
+      start_finite_output_gradient_scans<ExecSpace>(output_gradients, state.options);
   const auto result =
       allocate_input_gradients<Scalar, typename ExecSpace::memory_space>(state.plan.shape);
-  backward_from_saved<ExecSpace>(inputs, output_gradients, state, result, {});
+  backward_from_saved<ExecSpace>(inputs, output_gradients, state, result, gradient_scans);
   return result;
 }
 

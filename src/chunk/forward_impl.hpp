@@ -184,12 +184,12 @@ ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_produc
   using namespace detail;
   const ProblemShape shape = check_forward_inputs(inputs, options);
   expect_call_fits(shape, call_limits(shape, options, 1, /*backward=*/false));
-  // A rejected call allocates and writes nothing: the values are checked before the outputs
-  // are allocated.
-  check_finite_inputs<ExecSpace>(inputs, options);
+  // The outputs are allocated on the host while the scans run on the device; a rejected call
+  // frees them before it throws, unwritten.
+  const auto input_scans = start_finite_input_scans<ExecSpace>(inputs, options);
   const auto result =
       allocate_forward_result<Scalar, typename ExecSpace::memory_space>(shape, options);
-  chunked_forward_into<ExecSpace>(inputs, options, shape, result);
+  chunked_forward_into<ExecSpace>(inputs, options, shape, result, input_scans);
   return result;
 }
 
