@@ -4,8 +4,9 @@
 # the times of issue 6's shapes and their ratios (scripts/fla_compare.py says what is timed).
 # FLA is not part of gdp and nothing of it is committed: FLA_SRC names a folder holding its
 # `fla` package (a checkout of fla-org/flash-linear-attention carried to the machine); it
-# runs on the machine's PyTorch and Triton. Triton compiles FLA's kernels on their first call,
-# a few minutes in all.
+# runs on the machine's PyTorch and Triton. Triton compiles FLA's kernels on their first call:
+# most of a first run's 9 minutes on an H200, 72 s once they were compiled (docs/PERFORMANCE.md,
+# eighteenth session).
 #
 # Usage: FLA_SRC=<folder> bash scripts/gpu_fla_compare.sh [fla_compare.py options]
 #   e.g. FLA_SRC=.fla bash scripts/gpu_fla_compare.sh --shapes 8-2048-16-128-2 --rounds 3
