@@ -457,9 +457,9 @@ void chunk_gated_delta_product_backward_into(
     const InputGradients<Scalar, typename ExecSpace::memory_space>& gradients) {
   using namespace detail;
   const auto& state = check_backward_from_saved<ExecSpace>(inputs, output_gradients, saved);
+  expect_writable_gradients(state.plan.shape, inputs, output_gradients, gradients);
   const auto gradient_scans =
       start_finite_output_gradient_scans<ExecSpace>(output_gradients, state.options);
-  expect_writable_gradients(state.plan.shape, inputs, output_gradients, gradients);
   backward_from_saved<ExecSpace>(inputs, output_gradients, state, gradients, gradient_scans);
 }
 

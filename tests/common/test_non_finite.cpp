@@ -100,13 +100,32 @@ TEST(NonFinite, EveryTensorRejectedWithItsFirstIndex) {
       for (const auto& poison : poisons<Scalar, Memory>()) {
         SCOPED_TRACE(poison.tensor);
         const Problem<Scalar, Memory> p;
+        SavedForward<Scalar, Memory> saved;  // of the inputs before the poison
+        chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(p.in.inputs(), options_n2(),
+                                                                  saved);
         poison.apply(p);
         const std::initializer_list<std::string> fragments{
             "expected finite values, got " + poison.found, "allow_non_finite"};
-        if (poison.forward_input)
+        if (poison.forward_input) {
           expect_rejected(
               [&] { chunk_gated_delta_product<ExecSpace, Scalar>(p.in.inputs(), options_n2()); },
               poison.tensor, fragments);
+          SavedForward<Scalar, Memory> unfilled;
+          expect_rejected(
+              [&] {
+                chunk_gated_delta_product_for_backward<ExecSpace, Scalar>(p.in.inputs(),
+                                                                          options_n2(), unfilled);
+              },
+              poison.tensor, fragments);
+          EXPECT_TRUE(unfilled.empty());
+        } else {
+          expect_rejected(
+              [&] {
+                chunk_gated_delta_product_backward<ExecSpace, Scalar>(
+                    p.in.inputs(), p.upstream.gradients(), saved);
+              },
+              poison.tensor, fragments);
+        }
         expect_rejected(
             [&] {
               chunk_gated_delta_product_backward<ExecSpace, Scalar>(
