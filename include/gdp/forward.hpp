@@ -50,7 +50,9 @@
 
 namespace gdp {
 
-/// How the forward walks each sequence's chunks. Both give the same function.
+/// How the forward walks each sequence's chunks. Both give the same function. The backward
+/// (gdp/backward.hpp) follows the forward's choice: chunk-parallel, its reverse walk over the
+/// chunks is cut into the same segments (docs/BACKWARD.md).
 enum class ForwardAlgorithm {
   /// Chunk-parallel when the (sequence, head) pairs are too few to keep the execution space
   /// busy, else sequential (docs/PERFORMANCE.md has the rule).

@@ -2,7 +2,11 @@
 // The backward driver: check; recompute the forward's per-chunk quantities and rerun the state
 // pass keeping the chunk-entry states (stages 1 and 2, or take them from a SavedForward that
 // chunk_gated_delta_product_for_backward filled, its outputs written by the same walk); run the
-// state pass in reverse and finish each chunk's gradients (stages 3 and 4). With bfloat16 on
+// state pass in reverse and finish each chunk's gradients (stages 3 and 4). Where the forward
+// walks chunk-parallel (forward_plan.hpp), so do both passes over the state: the reverse one
+// walks every segment from a zero dS for its offset, scans the segments backwards with the
+// forward's segment maps transposed (segment_map.hpp), then walks every segment again from
+// its true dS. With bfloat16 on
 // Cuda stages 1 and 2 are one walk of the fused forward, and the last two tensor-core kernels
 // (fused_backward.hpp); elsewhere the portable stages run.
 #pragma once
@@ -10,6 +14,7 @@
 #include <gdp/backward.hpp>
 
 #include "backward_workspace.hpp"
+#include "chunk/chunk_parallel.hpp"
 #include "chunk/chunk_prepare.hpp"
 #include "chunk/forward_impl.hpp"
 #include "chunk/state_pass.hpp"
@@ -36,6 +41,8 @@ namespace gdp::detail {
 /// What a backward call runs, from its checked arguments.
 struct BackwardPlan {
   ProblemShape shape;
+  ForwardPlan walk;  ///< the forward's walk over the chunks, which the reverse pass follows
+  std::int64_t walks = 0;  ///< segments of the walk (sequences where it is sequential)
   bool fused = false;           ///< the tensor-core stages (fused_backward.hpp)
   int value_block = 0;          ///< value columns per block of the portable state passes
   int reverse_value_block = 0;  ///< value columns per block of the reverse pass
@@ -50,6 +57,9 @@ BackwardPlan plan_backward(const ForwardInputs<Scalar, typename ExecSpace::memor
   BackwardPlan plan;
   plan.shape = check_forward_inputs(in, options);
   const ProblemShape& shape = plan.shape;
+  const ChunkLayout layout = make_chunk_layout(shape, options.chunk_size);
+  plan.walk = forward_plan<ExecSpace, Scalar>(layout, shape, options);
+  plan.walks = std::int64_t(walk_segments(layout, plan.walk).segments.size());
   plan.value_block = state_pass_value_block<ExecSpace>(shape, options);
   // The reverse pass splits the value columns into blocks of its own (the fused one by its
   // kernel's rule), and writes one slice of every value-mixing adjoint per block.
@@ -57,7 +67,7 @@ BackwardPlan plan_backward(const ForwardInputs<Scalar, typename ExecSpace::memor
   plan.reverse_value_block = plan.value_block;
   if constexpr (Fused::available) {
     plan.fused = Fused::supports(shape, options);
-    if (plan.fused) plan.reverse_value_block = Fused::value_block(shape);
+    if (plan.fused) plan.reverse_value_block = Fused::value_block(shape, plan.walks);
   }
   plan.value_blocks =
       int((shape.value_dim + plan.reverse_value_block - 1) / plan.reverse_value_block);
@@ -86,10 +96,13 @@ struct SavedForwardState {
   using Real = accumulator_t<Scalar>;
   /// The fused stages keep -W, Tm, Vnew and the entry states in 16 bits (FusedBackwardTiles)
   /// and G and the read-out weights in the ChunkWorkspace; the portable ones all of them in
-  /// the accumulator type, the entry states transposed (BackwardWorkspace's view).
+  /// the accumulator type, the entry states transposed (BackwardWorkspace's view). Both keep
+  /// the segments of the walk, and where it is chunk-parallel their maps, which the reverse
+  /// pass scans.
   using Parts = std::tuple<DeviceChunkLayout<MemorySpace>, ChunkWorkspace<Real, MemorySpace>,
                            Kokkos::View<Real****, Kokkos::LayoutRight, MemorySpace>,
-                           FusedBackwardTiles<Scalar, MemorySpace>>;
+                           FusedBackwardTiles<Scalar, MemorySpace>,
+                           SegmentStates<Real, MemorySpace>>;
 
   std::string space;  ///< the execution space's name
   ForwardOptions options;
@@ -173,9 +186,13 @@ std::shared_ptr<const SavedForwardState<Scalar, typename ExecSpace::memory_space
         fused ? EntryStates()
               : carver.template view<Real****>(layout.chunks.size(), shape.heads,
                                                shape.value_dim, shape.key_dim),
-        fused ? Tiles(shape, layout, carver) : Tiles());
+        fused ? Tiles(shape, layout, carver) : Tiles(),
+        carve_segment_states<Real>(carver, walk_segments(layout, plan.walk), int(shape.heads),
+                                   int(shape.key_dim), int(shape.value_dim),
+                                   int(shape.value_dim), plan.walk.chunk_parallel));
   });
-  const auto& [device_layout, workspace, entry_states_transposed, tiles] = memory.parts;
+  const auto& [device_layout, workspace, entry_states_transposed, tiles, segment_states] =
+      memory.parts;
   expect_finite_inputs(input_scans);
   const auto operands = make_operands<ExecSpace>(in, shape, options);
   using Pass = StatePass<ExecSpace, Scalar>;
@@ -187,14 +204,19 @@ std::shared_ptr<const SavedForwardState<Scalar, typename ExecSpace::memory_space
   const typename Pass::template unmanaged_view<Real****> ht(outputs.final_state.data(),
                                                             outputs.final_state.layout());
   if constexpr (Fused::available) {
-    if (fused) Fused::rerun_forward(operands, layout, device_layout, h0, o, ht, workspace, tiles);
+    if (fused)
+      Fused::rerun_forward(operands, layout, device_layout, plan.walk, segment_states, h0, o, ht,
+                           plan.value_block, workspace, tiles);
   }
   if (!fused) {
     ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
     Pass rerun(operands, device_layout, workspace, h0, o, ht, plan.value_block);
     rerun.entry_states_transposed = entry_states_transposed;
     rerun.new_values = workspace.u;
-    rerun.run();
+    if (plan.walk.chunk_parallel)
+      run_chunk_parallel(rerun, segment_states);
+    else
+      rerun.run();
   }
   auto state = std::make_shared<State>();
   state->space = ExecSpace::name();
@@ -246,7 +268,8 @@ void backward_from_saved(
   const ProblemShape& shape = plan.shape;
   const bool fused = plan.fused;
   const int value_block = plan.value_block;
-  const auto& [device_layout, workspace, entry_states_transposed, tiles] = state.memory.parts;
+  const auto& [device_layout, workspace, entry_states_transposed, tiles, segment_states] =
+      state.memory.parts;
   ChunkOperands<Scalar, memory_space> operands(in, shape, state.options);
   operands.query_norm = state.query_norm;
   operands.key_norm = state.key_norm;
@@ -262,9 +285,16 @@ void backward_from_saved(
         fused ? shape.total_positions() : 0, shape.heads, shape.value_dim);
     auto state_grads = carver.template view<Scalar****>(
         fused ? state.layout.chunks.size() : 0, shape.heads, shape.key_dim, shape.value_dim);
-    return std::make_tuple(adjoints, value_solve_grad, state_grads);
+    // Chunk-parallel: the dS each segment's first reverse walk leaves (its offset E), then
+    // the dS entering each segment's second walk (the reverse scan's).
+    const std::size_t segments = plan.walk.chunk_parallel ? std::size_t(plan.walks) : 0;
+    auto offsets = carver.template view<Real****>(segments, shape.heads, shape.key_dim,
+                                                  shape.value_dim);
+    auto entering = carver.template view<Real****>(segments, shape.heads, shape.key_dim,
+                                                   shape.value_dim);
+    return std::make_tuple(adjoints, value_solve_grad, state_grads, offsets, entering);
   });
-  auto [saved, value_solve_grad, state_grads] = leased.parts;
+  auto [saved, value_solve_grad, state_grads, offsets, entering] = leased.parts;
   saved.entry_states_transposed = entry_states_transposed;
 
   const std::int64_t T = shape.total_tokens(), P = shape.total_positions(), H = shape.heads,
@@ -279,16 +309,38 @@ void backward_from_saved(
   const typename Reverse::template unmanaged_view<Real****> initial_state_grad(
       result.dh0.data(), result.dh0.layout());
   expect_finite_inputs(gradient_scans);
-  if constexpr (Fused::available) {
-    if (fused)
-      Fused::reverse_state_pass(operands, device_layout, workspace, tiles, saved,
-                                plan.reverse_value_block, output_grad, final_state_grad,
-                                value_grad, initial_state_grad, value_solve_grad, state_grads);
+  // Reverse walks over the segments of the forward's walk, from the dS `from` to `to`. (C++17
+  // lambdas cannot capture structured bindings: those it reads are captured by name.)
+  const auto reverse_walks = [&, &layout = device_layout, &workspace = workspace,
+                              &tiles = tiles, &segments = segment_states.segments, &saved = saved,
+                              &value_solve_grad = value_solve_grad, &state_grads = state_grads](
+                                 typename Reverse::template unmanaged_view<const Real****> from,
+                                 typename Reverse::template unmanaged_view<Real****> to,
+                                 bool offsets_only) {
+    if constexpr (Fused::available) {
+      if (fused) {
+        Fused::reverse_state_pass(operands, layout, segments, workspace, tiles, saved,
+                                  plan.reverse_value_block, output_grad, from, value_grad, to,
+                                  value_solve_grad, state_grads, offsets_only);
+        return;
+      }
+    }
+    Reverse pass(operands, layout, workspace, saved, output_grad, segments, from, value_grad, to,
+                 value_block);
+    pass.offsets_only = offsets_only;
+    pass.run();
+  };
+  if (plan.walk.chunk_parallel) {
+    reverse_walks({}, offsets, true);
+    SegmentScan<ExecSpace, Real> scan(segment_states.maps, final_state_grad, entering,
+                                      initial_state_grad, segment_states.segments, value_block);
+    scan.offsets = offsets;
+    scan.direction = ScanDirection::reverse;
+    scan.run();
+    reverse_walks(entering, {}, false);
+  } else {
+    reverse_walks(final_state_grad, initial_state_grad, false);
   }
-  if (!fused)
-    Reverse(operands, device_layout, workspace, saved, output_grad, final_state_grad, value_grad,
-            initial_state_grad, value_block)
-        .run();
 
   using Finish = ChunkGradients<ExecSpace, Scalar>;
   const bool grouped = Hqk != H;

@@ -19,7 +19,9 @@
 #include "chunk/chunk_layout.hpp"
 #include "chunk/chunk_operands.hpp"
 #include "chunk/chunk_workspace.hpp"
+#include "chunk/forward_plan.hpp"
 #include "chunk/fused_forward.hpp"
+#include "chunk/segment_map.hpp"
 #include "chunk_gradients_cuda.hpp"
 #include "common/problem_shape.hpp"
 #include "fused_backward_params.hpp"
@@ -54,20 +56,24 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
            chunk_offsets_fit_32_bits(shape, options.chunk_size);
   }
 
-  /// Value columns per reverse walk, by the fused forward's rule (128 where the walks fill the
-  /// multiprocessors, else 64); the BackwardWorkspace has ceil(V / value_block) slices.
-  static int value_block(const ProblemShape& shape) {
-    return 16 * Forward::value_tiles(shape.num_sequences() * shape.heads, int(shape.value_dim),
+  /// Value columns per reverse walk of `walks` segments (sequences in the sequential pass) a
+  /// head, by the fused forward's rule (128 where the walks fill the multiprocessors, else
+  /// 64); the BackwardWorkspace has ceil(V / value_block) slices.
+  static int value_block(const ProblemShape& shape, std::int64_t walks) {
+    return 16 * Forward::value_tiles(walks * shape.heads, int(shape.value_dim),
                                      concurrent_walks<Kokkos::Cuda>());
   }
 
-  /// Stages 1 and 2 in one walk of the fused forward: every chunk's G and read-out weights
-  /// into `workspace` (ChunkWorkspace::Contents::gates_and_read_outs), its -W, Tm, Vnew and
-  /// entering state into `tiles`; o and ht too where not null.
+  /// Stages 1 and 2 in one walk of the fused forward under `plan` over the segments of
+  /// `states` (FusedForward::save_for_backward): every chunk's G and
+  /// read-out weights into `workspace` (ChunkWorkspace::Contents::gates_and_read_outs), its
+  /// -W, Tm, Vnew and entering state into `tiles`; o and ht too where not null.
   static void rerun_forward(const Operands& operands, const ChunkLayout& layout,
-                            const Layout& device_layout, const unmanaged_view<const float****>& h0,
+                            const Layout& device_layout, const ForwardPlan& plan,
+                            const SegmentStates<float, memory_space>& states,
+                            const unmanaged_view<const float****>& h0,
                             const unmanaged_view<Scalar***>& o, const unmanaged_view<float****>& ht,
-                            const Workspace& workspace, const Tiles& tiles) {
+                            int scan_value_block, const Workspace& workspace, const Tiles& tiles) {
     fused::SavedForBackward<T> keep;
     keep.log_decay = workspace.log_decay.data();
     keep.intra = workspace.intra.data();
@@ -76,22 +82,26 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     keep.new_values = reinterpret_cast<T*>(tiles.new_values.data());
     keep.entry_states = reinterpret_cast<T*>(tiles.entry_states.data());
     keep.chunk_size = layout.chunk_size;
-    Forward::save_for_backward(operands, layout, device_layout, h0, o, ht, keep);
+    Forward::save_for_backward(operands, layout, device_layout, plan, states, h0, o, ht,
+                               scan_value_block, keep);
   }
 
-  /// Stage 3 for every (sequence, head, value block of value_block(shape) columns): dv, dh0,
-  /// the scalar adjoints of `saved` (made with MixingProducts::in_chunk_gradients), dBv
-  /// [positions, H, V] into `value_solve_grad` and the dS leaving each chunk [chunks, H, K, V]
-  /// into `state_grads`; the other arguments as ReverseStatePass's.
+  /// Stage 3 for every (segment of `segments`, head, value block of value_block() columns),
+  /// from the dS `entering` each walk to the dS it leaves, `leaving`: dv, the scalar adjoints
+  /// of `saved` (made with MixingProducts::in_chunk_gradients), dBv [positions, H, V] into
+  /// `value_solve_grad` and the dS leaving each chunk [chunks, H, K, V] into `state_grads`;
+  /// with `offsets_only`, `leaving` alone. The other arguments as ReverseStatePass's.
   static void reverse_state_pass(const Operands& operands, const Layout& layout,
+                                 const DeviceSegmentLayout<memory_space>& segments,
                                  const Workspace& workspace, const Tiles& tiles,
                                  const Saved& saved, int value_block_width,
                                  const unmanaged_view<const Scalar***>& output_grad,
-                                 const unmanaged_view<const float****>& final_state_grad,
+                                 const unmanaged_view<const float****>& entering,
                                  const unmanaged_view<Scalar***>& value_grad,
-                                 const unmanaged_view<float****>& initial_state_grad,
+                                 const unmanaged_view<float****>& leaving,
                                  const unmanaged_view<Scalar***>& value_solve_grad,
-                                 const unmanaged_view<Scalar****>& state_grads) {
+                                 const unmanaged_view<Scalar****>& state_grads,
+                                 bool offsets_only) {
     reverse_state_pass::Params<T> params{};
     params.shape = fused_backward::call_shape(operands, layout, saved);
     params.adjoints = fused_backward::adjoint_slices(saved);
@@ -115,22 +125,29 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
     params.vector_tm = fused::vector_rows(params.tm, layout.chunk_size);
     params.intra = workspace.intra.data();
     params.log_decay = workspace.log_decay.data();
-    params.final_state_grad = final_state_grad.data();
+    params.entering_grad = entering.data();
     params.chunks = layout.chunks.data();
-    params.sequence_first_chunk = layout.sequence_first_chunk.data();
+    params.segments = segments.segments.data();
     params.value_grad = reinterpret_cast<T*>(value_grad.data());
     params.paired_value_grad = fused::grouped_rows(params.value_grad, V, 2, sizeof(T));
-    params.initial_state_grad = initial_state_grad.data();
+    params.leaving_grad = leaving.data();
     params.value_solve_grad = reinterpret_cast<T*>(value_solve_grad.data());
     params.paired_value_solve_grad = fused::grouped_rows(params.value_solve_grad, V, 2, sizeof(T));
     params.state_grads = reinterpret_cast<T*>(state_grads.data());
     params.paired_state_grads = fused::grouped_rows(params.state_grads, V, 2, sizeof(T));
     params.value_dim = operands.value_dim();
-    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
-    if (value_block_width == 128)
-      reverse_state_pass::launch<8>(params, sequences);
-    else
-      reverse_state_pass::launch<4>(params, sequences);
+    const std::int64_t walks = segments.count();
+    if (value_block_width == 128) {
+      if (offsets_only)
+        reverse_state_pass::launch<8, true>(params, walks);
+      else
+        reverse_state_pass::launch<8, false>(params, walks);
+    } else {
+      if (offsets_only)
+        reverse_state_pass::launch<4, true>(params, walks);
+      else
+        reverse_state_pass::launch<4, false>(params, walks);
+    }
   }
 
   /// Stage 4 for every (chunk, head): dq, dk, dbeta and dg (null when ungated) from the

@@ -9,7 +9,10 @@
 //   dBv   = Tm^T dVnew,   dv = beta o dBv
 //
 // These act on every value column on its own, so one team owns one (sequence, head, block of
-// value columns), like the forward state pass. The chunk's other adjoints are sums over all
+// value columns), like the forward state pass. Chunk-parallel (backward_impl.hpp), a team
+// walks one segment of a sequence instead: first from a zero dS writing nothing but the dS it
+// leaves (offsets_only: the segment's E of segment_map.hpp's reverse scan), then, once the
+// scan has given the dS entering every segment, from that dS writing every gradient. The chunk's other adjoints are sums over all
 // value columns; each team writes its block's share into its own slice of the
 // BackwardWorkspace and ChunkGradients adds the slices:
 //
@@ -21,6 +24,7 @@
 #include "chunk/chunk_layout.hpp"
 #include "chunk/chunk_operands.hpp"
 #include "chunk/chunk_workspace.hpp"
+#include "chunk/segment_map.hpp"
 #include "common/kokkos_compat.hpp"
 #include "common/launch.hpp"
 #include "common/team_dense.hpp"
@@ -46,26 +50,38 @@ struct ReverseStatePass {
   /// The forward workspace after the rerun state pass: u holds Vnew, tm holds Tm.
   ChunkWorkspace<Real, memory_space> workspace;
   BackwardWorkspace<Real, memory_space> saved;
-  unmanaged_view<const Scalar***> output_grad;      ///< do [total_tokens, H, V]
-  unmanaged_view<const Real****> final_state_grad;  ///< dht [N, H, K, V] or null
-  unmanaged_view<Scalar***> value_grad;             ///< dv [total_positions, H, V]
-  unmanaged_view<Real****> initial_state_grad;      ///< dh0 [N, H, K, V] or null
+  unmanaged_view<const Scalar***> output_grad;  ///< do [total_tokens, H, V]
+  /// The segments the teams walk (one a sequence in the sequential pass); the two state
+  /// gradients below are indexed by segment.
+  DeviceSegmentLayout<memory_space> segments;
+  /// dS entering each walk (at its last chunk's end) [walks, H, K, V], null: zero. dht in the
+  /// sequential pass.
+  unmanaged_view<const Real****> entering_grad;
+  unmanaged_view<Scalar***> value_grad;  ///< dv [total_positions, H, V]
+  /// dS each walk leaves (at its first chunk's start) [walks, H, K, V], or null. dh0 in the
+  /// sequential pass.
+  unmanaged_view<Real****> leaving_grad;
+  /// Walk from entering_grad to leaving_grad without writing any gradient or adjoint.
+  bool offsets_only = false;
   int heads, key_dim, value_dim, value_block, scratch_level = 0;
 
   ReverseStatePass(const ChunkOperands<Scalar, memory_space>& ops,
                    const DeviceChunkLayout<memory_space>& chunk_layout,
                    const ChunkWorkspace<Real, memory_space>& ws,
                    const BackwardWorkspace<Real, memory_space>& backward_ws,
-                   unmanaged_view<const Scalar***> d_o, unmanaged_view<const Real****> dht,
-                   unmanaged_view<Scalar***> dv, unmanaged_view<Real****> dh0, int value_block_size)
+                   unmanaged_view<const Scalar***> d_o,
+                   const DeviceSegmentLayout<memory_space>& walks,
+                   unmanaged_view<const Real****> entering, unmanaged_view<Scalar***> dv,
+                   unmanaged_view<Real****> leaving, int value_block_size)
       : operands(ops),
         layout(chunk_layout),
         workspace(ws),
         saved(backward_ws),
         output_grad(d_o),
-        final_state_grad(dht),
+        segments(walks),
+        entering_grad(entering),
         value_grad(dv),
-        initial_state_grad(dh0),
+        leaving_grad(leaving),
         heads(ops.heads()),
         key_dim(ops.key_dim()),
         value_dim(ops.value_dim()),
@@ -84,10 +100,9 @@ struct ReverseStatePass {
   }
 
   void run() {
-    const std::int64_t sequences = std::int64_t(layout.sequence_first_chunk.extent(0)) - 1;
     const std::size_t bytes = scratch_bytes_per_team();
     scratch_level = scratch_level_for<policy_type>(bytes);
-    policy_type policy(sequences * heads * saved.value_blocks, Kokkos::AUTO);
+    policy_type policy(segments.count() * heads * saved.value_blocks, Kokkos::AUTO);
     launch("gdp::reverse_state_pass",
            policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)), *this);
   }
@@ -97,7 +112,8 @@ struct ReverseStatePass {
     const std::int64_t unit = member.league_rank();
     const int block = int(unit % value_blocks);
     const int h = int((unit / value_blocks) % heads);
-    const std::int64_t sequence = unit / (std::int64_t(value_blocks) * heads);
+    const std::int64_t walk = unit / (std::int64_t(value_blocks) * heads);
+    const SegmentDescriptor segment = segments.segments(walk);
     const int e0 = block * value_block;
     const int width = value_dim - e0 < value_block ? value_dim - e0 : value_block;
     const int C = layout.chunk_size, n = operands.num_householder;
@@ -117,13 +133,12 @@ struct ReverseStatePass {
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-        dS(d, e) = final_state_grad.data() ? final_state_grad(sequence, h, d, e0 + e) : Real(0);
+        dS(d, e) = entering_grad.data() ? entering_grad(walk, h, d, e0 + e) : Real(0);
       });
     });
     member.team_barrier();
 
-    for (std::int64_t c = layout.sequence_first_chunk(sequence + 1) - 1;
-         c >= layout.sequence_first_chunk(sequence); --c) {
+    for (std::int64_t c = segment.end_chunk - 1; c >= segment.first_chunk; --c) {
       const ChunkDescriptor chunk = layout.chunks(c);
       const int L = chunk.length, num_queries = chunk.num_queries;
       const std::int64_t p0 = chunk.first_position, t0 = chunk.first_query_token;
@@ -134,14 +149,16 @@ struct ReverseStatePass {
         team::scaled_row(member, &decayed_keys(r, 0), operands.key_row(p0 + r, h), key_dim,
                          compat::exp(chunk_decay - G) * operands.key_factor(p0 + r, h));
       });
-      // The transposed copies store contiguously and gather their reads.
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, width), [&](const int e) {
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L), [&](const int r) {
-          new_values_transposed_tile(e, r) = workspace.u(p0 + r, h, e0 + e);
+      // The transposed copies store contiguously and gather their reads. Only the gradients
+      // read them.
+      if (!offsets_only)
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, width), [&](const int e) {
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, L), [&](const int r) {
+            new_values_transposed_tile(e, r) = workspace.u(p0 + r, h, e0 + e);
+          });
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim),
+                               [&](const int d) { dS_transposed(e, d) = dS(d, e); });
         });
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, key_dim),
-                             [&](const int d) { dS_transposed(e, d) = dS(d, e); });
-      });
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, num_queries), [&](const int j) {
         const std::int64_t t = t0 + j;
         const Real G = workspace.log_decay(p0 + chunk.first_query_local + j * n, h);
@@ -169,26 +186,28 @@ struct ReverseStatePass {
       team::gemm<ExecSpace, team::NoTranspose>(member, Real(1),
                                                Kokkos::subview(decayed_keys, rows, Kokkos::ALL()),
                                                dS, Real(num_queries > 0 ? 1 : 0), dVnew);
-      // dKd = Vnew dS^T and <dS, S_0>, both needing dS before the update below.
-      team::gemm<ExecSpace, team::Transpose>(
-          member, Real(1), new_values_transposed, dS_transposed, Real(0),
-          Kokkos::subview(saved.decayed_key_grad, block, positions, h, Kokkos::ALL()));
-      Real entry_inner = 0;
-      Kokkos::parallel_reduce(
-          Kokkos::TeamThreadRange(member, width),
-          [&](const int e, Real& sum) {
-            Real row = 0;
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(member, key_dim),
-                [&](const int d, Real& partial) {
-                  partial += dS_transposed(e, d) * entry_state_transposed(e, d);
-                },
-                row);
-            sum += row;
-          },
-          entry_inner);
-      Kokkos::single(Kokkos::PerTeam(member),
-                     [&]() { saved.entry_decay_grad(block, c, h) = entry_inner; });
+      if (!offsets_only) {
+        // dKd = Vnew dS^T and <dS, S_0>, both needing dS before the update below.
+        team::gemm<ExecSpace, team::Transpose>(
+            member, Real(1), new_values_transposed, dS_transposed, Real(0),
+            Kokkos::subview(saved.decayed_key_grad, block, positions, h, Kokkos::ALL()));
+        Real entry_inner = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(member, width),
+            [&](const int e, Real& sum) {
+              Real row = 0;
+              Kokkos::parallel_reduce(
+                  Kokkos::ThreadVectorRange(member, key_dim),
+                  [&](const int d, Real& partial) {
+                    partial += dS_transposed(e, d) * entry_state_transposed(e, d);
+                  },
+                  row);
+              sum += row;
+            },
+            entry_inner);
+        Kokkos::single(Kokkos::PerTeam(member),
+                       [&]() { saved.entry_decay_grad(block, c, h) = entry_inner; });
+      }
 
       // dS <- exp(G_L) dS + Qg^T dO - W^T dVnew
       team::gemm<ExecSpace, team::Transpose>(
@@ -198,6 +217,7 @@ struct ReverseStatePass {
         team::gemm<ExecSpace, team::Transpose>(
             member, Real(1), Kokkos::subview(gated_queries, query_rows, Kokkos::ALL()), dO, Real(1),
             dS);
+      if (offsets_only) continue;
 
       // dBv = Tm^T dVnew; dv = beta o dBv and the beta o V part of dbeta.
       team::gemm<ExecSpace, team::Transpose>(
@@ -233,11 +253,10 @@ struct ReverseStatePass {
       }
     }
 
-    if (initial_state_grad.data()) {
+    if (leaving_grad.data()) {
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-          initial_state_grad(sequence, h, d, e0 + e) = dS(d, e);
-        });
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
+                             [&](const int e) { leaving_grad(walk, h, d, e0 + e) = dS(d, e); });
       });
     }
   }

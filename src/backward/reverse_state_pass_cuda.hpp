@@ -8,8 +8,10 @@
 // 16-bit copies vanish (dh0 came out zero on an H200, relative error 1). bfloat16 has float's
 // exponent range; float16 storage keeps the portable ReverseStatePass, all in float.
 //
-// One block of 512 threads walks the chunks of one (sequence, head, block of value columns)
-// from the last to the first, carrying dS, the gradient with respect to the state leaving the
+// One block of 512 threads walks the chunks of one (segment, head, block of value columns)
+// from the last to the first (a segment being a whole sequence in the sequential pass; the
+// chunk-parallel one walks each segment twice, as reverse_state_pass.hpp says: first for its
+// offset alone, Offsets, which loads and computes only what carries dS), carrying dS, the gradient with respect to the state leaving the
 // chunk, in float accumulators: each warp owns a fixed 32-row block of it, as in the fused
 // forward, and a 16-bit copy in shared memory feeds the products that read it. Per chunk, with
 // Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors;
@@ -36,6 +38,7 @@
 
 #include "chunk/chunk_layout.hpp"
 #include "chunk/fused_forward.hpp"
+#include "chunk/segment_map.hpp"
 #include "common/team_dense_cuda.hpp"
 #include "fused_backward_params.hpp"
 
@@ -105,22 +108,24 @@ struct Params {
   const T* entry_states;                 ///< S_0 [chunks, H, K, V]
   bool vector_w, vector_states, vector_tm;  ///< K, V, chunk_size multiples of 8, rows aligned
   const float *intra, *log_decay;        ///< the forward's workspace
-  const float* final_state_grad;                          ///< dht [N, H, K, V] or null
+  /// dS entering each walk [walks, H, K, V] or null (zero): dht in the sequential pass
+  const float* entering_grad;
   const ChunkDescriptor* chunks;
-  const std::int64_t* sequence_first_chunk;
+  const SegmentDescriptor* segments;  ///< what each walk takes
   T* value_grad;              ///< dv [positions, H, V]
   bool paired_value_grad;     ///< dv's rows start on 4-byte boundaries, V even
   T* value_solve_grad;        ///< dBv [positions, H, V], for the chunk gradients
   bool paired_value_solve_grad;  ///< the same for dBv
   T* state_grads;             ///< dS leaving each chunk [chunks, H, K, V], for the chunk gradients
   bool paired_state_grads;    ///< its rows start on 4-byte boundaries, V even
-  float* initial_state_grad;  ///< dh0 [N, H, K, V] or null
+  float* leaving_grad;  ///< dS each walk leaves [walks, H, K, V] or null: dh0 in the sequential pass
   int value_dim;
 };
 
 /// Warp w owns band w / 4 (16 positions or queries; 32 rows of dS) and quarter w % 4 of the
-/// columns of every product.
-template <int ValueTiles, class T>
+/// columns of every product. Offsets: carry dS from entering_grad to leaving_grad and write
+/// nothing else (a compile-time choice, so that the full walk carries none of its branches).
+template <int ValueTiles, bool Offsets, class T>
 __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) {
   namespace tc = tensor_core;
   using Layout = SharedLayout<ValueTiles>;
@@ -150,7 +155,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
             V = p.value_dim, n = shape.num_householder, CW = shape.chunk_size;
   const std::int64_t unit = blockIdx.x, P = shape.positions;
   const int block = int(unit % blocks), h = int((unit / blocks) % H), hq = h / shape.head_group;
-  const std::int64_t sequence = unit / (std::int64_t(blocks) * H);
+  const std::int64_t walk = unit / (std::int64_t(blocks) * H);
+  const SegmentDescriptor segment = p.segments[walk];
   const int e0 = block * Layout::value_capacity;
   const int width = min(Layout::value_capacity, V - e0);
   const int key_extent = 16 * ((K + 15) / 16);
@@ -164,8 +170,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
   const int state_row0 = 32 * band, state_column0 = quarter_columns * quarter;
   tc::Block<2, value_tiles> grad;
   tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
-    x = d < K && e < width && p.final_state_grad
-            ? p.final_state_grad[((sequence * H + h) * K + d) * V + e0 + e]
+    x = d < K && e < width && p.entering_grad
+            ? p.entering_grad[((walk * H + h) * K + d) * V + e0 + e]
             : 0.0f;
   });
   const auto as_is = [](int, int, float x) { return x; };
@@ -210,11 +216,13 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.negated_w + (p0 * H + h) * K,
                                          std::int64_t(H) * K, chunk.length, K, p.vector_w,
                                          nullptr, 0);
-    tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW,
-                              chunk.length, CW, p.vector_tm, nullptr, 0);
-    tc::block_load_rows<key_capacity, Layout::value_capacity>(
-        entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width, p.vector_states,
-        nullptr, 0);
+    if (!Offsets) {  // what only the gradients read
+      tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW,
+                                chunk.length, CW, p.vector_tm, nullptr, 0);
+      tc::block_load_rows<key_capacity, Layout::value_capacity>(
+          entry_state, ldv, p.entry_states + (c * H + h) * K * V + e0, V, K, width,
+          p.vector_states, nullptr, 0);
+    }
     if (chunk.num_queries > 0) {
       tc::block_load_rows<C, Layout::value_capacity>(
           output_grad, ldv, p.output_grad + (t0 * H + h) * V + e0, std::int64_t(H) * V,
@@ -224,8 +232,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                                       1.0f);
     }
   };
-  const std::int64_t first_chunk = p.sequence_first_chunk[sequence],
-                     last_chunk = p.sequence_first_chunk[sequence + 1] - 1;
+  const std::int64_t first_chunk = segment.first_chunk, last_chunk = segment.end_chunk - 1;
   // Every thread holds the chunk it walks, and loads the next one's descriptor itself, so no
   // barrier need publish it.
   ChunkDescriptor chunk{};
@@ -262,10 +269,11 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                                                   value_column0, 0, 16 * query_tiles);
       tc::warp_store(acc, new_value_grad, ldv, band_row, value_column0, as_is);
     }
-    // dS in 16 bits, the bits of state_grad16, for the chunk gradients' dKd = Vnew dS^T.
-    tc::warp_store_global(grad, p.state_grads + (c * H + h) * K * V + e0, V, state_row0,
-                          state_column0, K, width, p.paired_state_grads, as_is);
-    {  // <dS, S_0>, from the float dS and the 16-bit S_0
+    if constexpr (!Offsets) {
+      // dS in 16 bits, the bits of state_grad16, for the chunk gradients' dKd = Vnew dS^T.
+      tc::warp_store_global(grad, p.state_grads + (c * H + h) * K * V + e0, V, state_row0,
+                            state_column0, K, width, p.paired_state_grads, as_is);
+      // <dS, S_0>, from the float dS and the 16-bit S_0
       float inner = 0.0f;
       tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
         inner += x * tc::to_float(entry_state[d * ldv + e]);
@@ -284,19 +292,21 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     // by element where they were used, they stalled the pass on memory latency every chunk.
     // Where v's rows do not allow 16-byte copies, they are copied an element at a time.
     T* const band_values = keys;
-    if (p.vector_v) {
-      constexpr int per_row = quarter_columns / 8;
-      for (int index = lane; index < 16 * per_row; index += 32) {
-        const int r = band_row + index / per_row, e = value_column0 + (index % per_row) * 8;
-        const bool inside = r < L && e < width;
-        tc::copy_16_bytes_async(band_values + r * ldv + e,
-                                inside ? p.v + ((p0 + r) * H + h) * V + e0 + e : p.v, inside);
-      }
-    } else {
-      for (int index = lane; index < 16 * quarter_columns; index += 32) {
-        const int r = band_row + index / quarter_columns;
-        const int e = value_column0 + index % quarter_columns;
-        if (r < L && e < width) band_values[r * ldv + e] = p.v[((p0 + r) * H + h) * V + e0 + e];
+    if constexpr (!Offsets) {
+      if (p.vector_v) {
+        constexpr int per_row = quarter_columns / 8;
+        for (int index = lane; index < 16 * per_row; index += 32) {
+          const int r = band_row + index / per_row, e = value_column0 + (index % per_row) * 8;
+          const bool inside = r < L && e < width;
+          tc::copy_16_bytes_async(band_values + r * ldv + e,
+                                  inside ? p.v + ((p0 + r) * H + h) * V + e0 + e : p.v, inside);
+        }
+      } else {
+        for (int index = lane; index < 16 * quarter_columns; index += 32) {
+          const int r = band_row + index / quarter_columns;
+          const int e = value_column0 + index % quarter_columns;
+          if (r < L && e < width) band_values[r * ldv + e] = p.v[((p0 + r) * H + h) * V + e0 + e];
+        }
       }
     }
     {  // dS <- exp(G_L) dS + Qg^T dO - W^T dVnew, then its 16-bit copy
@@ -310,8 +320,8 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
                                                 ldv, state_column0, 0, position_extent);
       tc::warp_store(grad, state_grad16, ldv, state_row0, state_column0, as_is);
     }
-    {  // dBv = Tm^T dVnew (Tm^T is upper triangular), in 16 bits for the chunk gradients;
-       // dv = beta o dBv; sum_e dBv_e v_e
+    if constexpr (!Offsets) {  // dBv = Tm^T dVnew (Tm^T is upper triangular), in 16 bits for
+                               // the chunk gradients; dv = beta o dBv; sum_e dBv_e v_e
       tc::Block<1, value_tiles> acc;
       tc::warp_fill(acc, 0.0f);
       tc::warp_mma<1, value_tiles, true, false>(acc, tm, ldc, band_row, new_value_grad, ldv,
@@ -341,13 +351,15 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
       load_operands(chunk, c - 1);
     }
 
-    if (threadIdx.x < L)
-      value_step_grad[(p0 + threadIdx.x) * H + h] =
-          fused_backward::band_row_sum<C>(value_step_sums, threadIdx.x);
-    if (threadIdx.x == warps) {
-      float inner = 0.0f;
-      for (int w = 0; w < warps; ++w) inner += entry_partials[w];
-      entry_decay_grad[c * H + h] = inner;
+    if constexpr (!Offsets) {
+      if (threadIdx.x < L)
+        value_step_grad[(p0 + threadIdx.x) * H + h] =
+            fused_backward::band_row_sum<C>(value_step_sums, threadIdx.x);
+      if (threadIdx.x == warps) {
+        float inner = 0.0f;
+        for (int w = 0; w < warps; ++w) inner += entry_partials[w];
+        entry_decay_grad[c * H + h] = inner;
+      }
     }
     if (warp == warps - 1 && c > first_chunk) prepare_chunk(chunk, factors[current ^ 1]);
     // No barrier ends the chunk: what it writes since the last one (the sums' stores aside:
@@ -355,18 +367,18 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     // follows the copies.
   }
 
-  if (p.initial_state_grad)
+  if (p.leaving_grad)
     tc::warp_for_each(grad, state_row0, state_column0, [&](int d, int e, float& x) {
-      if (d < K && e < width) p.initial_state_grad[((sequence * H + h) * K + d) * V + e0 + e] = x;
+      if (d < K && e < width) p.leaving_grad[((walk * H + h) * K + d) * V + e0 + e] = x;
     });
 }
 
-/// Starts one walk per (sequence, head, value block) on Kokkos::Cuda's default stream.
-template <int ValueTiles, class T>
-void launch(const Params<T>& params, std::int64_t sequences) {
-  fused::launch_kernel<reverse_kernel<ValueTiles, T>>(
-      sequences * params.shape.heads * params.shape.value_blocks, SharedLayout<ValueTiles>::bytes,
-      params, "the fused reverse pass");
+/// Starts one walk per (segment, head, value block) on Kokkos::Cuda's default stream.
+template <int ValueTiles, bool Offsets, class T>
+void launch(const Params<T>& params, std::int64_t walks) {
+  fused::launch_kernel<reverse_kernel<ValueTiles, Offsets, T>>(
+      walks * params.shape.heads * params.shape.value_blocks, SharedLayout<ValueTiles>::bytes,
+      params, Offsets ? "the fused reverse pass's offsets" : "the fused reverse pass");
 }
 
 }  // namespace reverse_state_pass

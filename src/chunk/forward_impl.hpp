@@ -152,11 +152,15 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
     }
   }
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
-  if (plan.chunk_parallel)
-    chunk_parallel_state_passes<ExecSpace, Scalar>(operands, layout, device_layout, workspace, h0,
-                                                   o, ht, plan.chunks_per_segment, value_block);
-  else
-    Pass(operands, device_layout, workspace, h0, o, ht, value_block).run();
+  Pass pass(operands, device_layout, workspace, h0, o, ht, value_block);
+  if (plan.chunk_parallel) {
+    const auto leased = lease_segment_states<Real, memory_space>(
+        make_segment_layout(layout, plan.chunks_per_segment), int(shape.heads),
+        int(shape.key_dim), int(shape.value_dim), int(shape.value_dim));
+    run_chunk_parallel(pass, leased.parts);
+  } else {
+    pass.run();
+  }
   // Callers may drop their inputs as soon as this returns; the kernels read them directly.
   ExecSpace().fence();
 }

@@ -6,6 +6,7 @@
 #include <gdp/forward.hpp>
 
 #include "chunk_layout.hpp"
+#include "segment_map.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -64,6 +65,13 @@ inline ForwardPlan plan_forward(const ChunkLayout& layout, const ForwardOptions&
           : std::max<std::int64_t>(1, (longest + segments_per_sequence - 1) / segments_per_sequence);
   if (automatic && chunks_per_segment >= longest) return {};
   return {true, chunks_per_segment};
+}
+
+/// What the walks of `plan` take: segments of its length, or each sequence whole.
+inline SegmentLayout walk_segments(const ChunkLayout& layout, const ForwardPlan& plan) {
+  return make_segment_layout(layout, plan.chunk_parallel
+                                         ? plan.chunks_per_segment
+                                         : std::int64_t(layout.chunks.size()) + 1);
 }
 
 }  // namespace gdp::detail

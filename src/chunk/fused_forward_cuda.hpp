@@ -686,9 +686,7 @@ struct FusedForward<Kokkos::Cuda, Scalar,
                   const unmanaged_view<float****>& ht, int scan_value_block) {
     const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
     const std::int64_t multiprocessors = concurrent_walks<Kokkos::Cuda>();
-    const SegmentLayout segment_layout = make_segment_layout(
-        layout, plan.chunk_parallel ? plan.chunks_per_segment
-                                    : std::int64_t(layout.chunks.size()) + 1);
+    const SegmentLayout segment_layout = walk_segments(layout, plan);
     const std::int64_t walks = std::int64_t(segment_layout.segments.size());
     const int tiles = value_tiles(walks * H, V, multiprocessors);
     // The walk that reads out o, from h0 or from each segment's entering state.
@@ -713,51 +711,54 @@ struct FusedForward<Kokkos::Cuda, Scalar,
       fused::launch<fused::Stage::staged>(tiles, walk, walks);
       return;
     }
-    // Few walks: every chunk's stage-1 tiles at once, then the walks read them.
-    const auto staged = stage_tiles(operands, layout, device_layout);
+    // Few walks: the segments' entering states, then the walks read the staged tiles.
     const auto leased = lease_segment_states<float, memory_space>(segment_layout, H, K, V, V);
     const SegmentStates<float, memory_space>& states = leased.parts;
-    fused::Params<T> map_walk = common_params(operands, device_layout, states.segments);
-    map_walk.staged = staged.parts.first;
-    map_walk.final_state = states.maps.data();
-    map_walk.final_columns = K + V;
-    map_walk.blocking = ColumnBlocking(K, V, 16 * tiles, true);
-    fused::launch<fused::Stage::staged>(tiles, map_walk, walks);
-    SegmentScan<Kokkos::Cuda, float>(states.maps, h0, states.entering, ht, states.segments,
-                                     scan_value_block)
-        .run();
+    const auto staged =
+        enter_segments(operands, layout, device_layout, states, tiles, h0, ht, scan_value_block);
     fused::Params<T> walk = output_walk(states.segments);
     walk.staged = staged.parts.first;
     walk.initial_state = states.entering.data();
     fused::launch<fused::Stage::staged>(tiles, walk, walks);
   }
 
-  /// The backward's forward: a sequential walk of every sequence from h0 that writes what
-  /// `saved` points to (fused::SavedForBackward), and o and ht where not null (a forward for
-  /// the backward; the backward's own rerun reads out nothing).
+  /// The backward's forward under `plan` (forward_plan(), as the forward's): a walk of every
+  /// segment of `states` (every sequence, or chunk-parallel from each segment's entering
+  /// state, enter_segments(), which leaves the segments' maps in `states` for the backward's
+  /// reverse scan) that writes what `saved` points to (fused::SavedForBackward), and o and ht
+  /// where not null (a forward for the backward; the backward's own rerun reads out nothing).
+  /// The walks compute their chunks' stage-1 tiles themselves: they save Tm, which the
+  /// staged tiles lack.
   static void save_for_backward(const ChunkOperands<Scalar, memory_space>& operands,
                                 const ChunkLayout& layout,
                                 const DeviceChunkLayout<memory_space>& device_layout,
+                                const ForwardPlan& plan,
+                                const SegmentStates<float, memory_space>& states,
                                 const unmanaged_view<const float****>& h0,
                                 const unmanaged_view<Scalar***>& o,
-                                const unmanaged_view<float****>& ht,
+                                const unmanaged_view<float****>& ht, int scan_value_block,
                                 fused::SavedForBackward<T> saved) {
     const int K = operands.key_dim(), V = operands.value_dim();
-    const auto leased = lease_segments<memory_space>(
-        make_segment_layout(layout, std::int64_t(layout.chunks.size()) + 1));
-    const DeviceSegmentLayout<memory_space>& segments = leased.parts;
-    const int tiles = value_tiles(segments.count() * operands.heads(), V,
-                                  concurrent_walks<Kokkos::Cuda>());
-    fused::Params<T> walk = common_params(operands, device_layout, segments);
-    reads_out(walk, o, ht);
-    walk.initial_state = h0.data();
-    walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
     saved.vector_w = fused::vector_rows(saved.negated_w, K);
     saved.vector_tm = fused::vector_rows(saved.tm, saved.chunk_size);
     saved.vector_values =
         fused::vector_rows(saved.new_values, V) && fused::vector_rows(saved.entry_states, V);
+    const std::int64_t walks = states.segments.count();
+    const int tiles = value_tiles(walks * operands.heads(), V, concurrent_walks<Kokkos::Cuda>());
+    fused::Params<T> walk = common_params(operands, device_layout, states.segments);
+    reads_out(walk, o, ht);
+    walk.initial_state = h0.data();
+    walk.blocking = ColumnBlocking(K, V, 16 * tiles, false);
     walk.saved = saved;
-    fused::launch<fused::Stage::saving>(tiles, walk, segments.count());
+    if (!plan.chunk_parallel) {
+      fused::launch<fused::Stage::saving>(tiles, walk, walks);
+      return;
+    }
+    const auto staged =
+        enter_segments(operands, layout, device_layout, states, tiles, h0, ht, scan_value_block);
+    walk.initial_state = states.entering.data();
+    walk.final_state = nullptr;  // the scan wrote ht
+    fused::launch<fused::Stage::saving>(tiles, walk, walks);
   }
 
  private:
@@ -791,6 +792,32 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     prepare.blocking = ColumnBlocking(K, V, 16 * value_tiles_each, false);
     fused::launch<fused::Stage::prepare>(value_tiles_each, prepare, chunks.count());
     return leased;
+  }
+
+  /// The first half of the chunk-parallel plan over the segments of `states`: every chunk's
+  /// stage-1 tiles (stage_tiles(), returned: the walks of the segments may read them), each
+  /// segment's map [M | R] into states.maps by a staged walk from [I | 0] over `tiles` value
+  /// tiles a block, then the scan of the maps over each sequence's segments (SegmentScan,
+  /// blocks of `scan_value_block` columns), which gives the state entering every segment
+  /// (states.entering) and ht (where not null).
+  static auto enter_segments(const ChunkOperands<Scalar, memory_space>& operands,
+                             const ChunkLayout& layout,
+                             const DeviceChunkLayout<memory_space>& device_layout,
+                             const SegmentStates<float, memory_space>& states, int tiles,
+                             const unmanaged_view<const float****>& h0,
+                             const unmanaged_view<float****>& ht, int scan_value_block) {
+    const int K = operands.key_dim(), V = operands.value_dim();
+    auto staged = stage_tiles(operands, layout, device_layout);
+    fused::Params<T> map_walk = common_params(operands, device_layout, states.segments);
+    map_walk.staged = staged.parts.first;
+    map_walk.final_state = states.maps.data();
+    map_walk.final_columns = K + V;
+    map_walk.blocking = ColumnBlocking(K, V, 16 * tiles, true);
+    fused::launch<fused::Stage::staged>(tiles, map_walk, states.segments.count());
+    SegmentScan<Kokkos::Cuda, float>(states.maps, h0, states.entering, ht, states.segments,
+                                     scan_value_block)
+        .run();
+    return staged;
   }
 
   /// Makes `walk` read out o (null: no read-out) and leave ht (null: no final state), both

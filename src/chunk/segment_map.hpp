@@ -8,6 +8,11 @@
 // forward uses this inside one device (segments of one sequence run on different teams); the
 // multi-rank sequence-parallel code uses the same pieces across ranks.
 //
+// The backward carries dS, the gradient with respect to the state leaving a chunk, backwards
+// through the same maps transposed: dS entering a segment (leaving the one before) is
+// M^T dS_out + E, E what the segment's outputs give with a zero dS_out. The reverse scan
+// (ScanDirection::reverse) gives every segment's dS_out from the forward's M and E.
+//
 // A segment's map is computed by the state pass itself, walking the segment's chunks with the
 // augmented state [M | R] (K x (K + V)) started from [I | 0], the values of the M columns
 // taken as zero: every chunk maps S to exp(G_L) S + Kd^T (U - W S), which is linear in S for
@@ -98,17 +103,28 @@ auto lease_segments(const SegmentLayout& layout) {
   });
 }
 
+/// `layout` and its SegmentStates carved by `carver`; without `with_maps`, the segments alone
+/// (a sequential walk's, one a sequence).
+template <class Real, class MemorySpace>
+SegmentStates<Real, MemorySpace> carve_segment_states(WorkspaceCarver<MemorySpace>& carver,
+                                                      const SegmentLayout& layout, int heads,
+                                                      int key_dim, int value_dim,
+                                                      int entering_columns, bool with_maps = true) {
+  SegmentStates<Real, MemorySpace> states;
+  states.segments = DeviceSegmentLayout<MemorySpace>(layout, carver);
+  const std::size_t count = with_maps ? layout.segments.size() : 0;
+  states.maps = carver.template view<Real****>(count, heads, key_dim, key_dim + value_dim);
+  states.entering = carver.template view<Real****>(count, heads, key_dim, entering_columns);
+  return states;
+}
+
 /// `layout` and its SegmentStates, from the workspace cache in one block.
 template <class Real, class MemorySpace>
 auto lease_segment_states(const SegmentLayout& layout, int heads, int key_dim, int value_dim,
                           int entering_columns) {
   return lease_workspace<MemorySpace>([&](WorkspaceCarver<MemorySpace>& carver) {
-    SegmentStates<Real, MemorySpace> states;
-    states.segments = DeviceSegmentLayout<MemorySpace>(layout, carver);
-    const std::size_t count = layout.segments.size();
-    states.maps = carver.template view<Real****>(count, heads, key_dim, key_dim + value_dim);
-    states.entering = carver.template view<Real****>(count, heads, key_dim, entering_columns);
-    return states;
+    return carve_segment_states<Real>(carver, layout, heads, key_dim, value_dim,
+                                      entering_columns);
   });
 }
 
@@ -284,12 +300,21 @@ KOKKOS_INLINE_FUNCTION void compose_segment_maps(const Member& member, const M2V
 
 }  // namespace team
 
+/// Which way a SegmentScan takes each sequence's segments.
+enum class ScanDirection {
+  forward,  ///< the states: entering(s + 1) = M_s entering(s) + R_s
+  reverse,  ///< the state gradients: entering(s - 1) = M_s^T entering(s) + E_s
+};
+
 /// The scan over each sequence's segments: entering(first) = h0 (or 0), entering(s + 1) =
 /// M_s entering(s) + R_s, and the final state after the last segment. One team per
 /// (sequence, head, block of value columns); the block of the state stays in scratch.
 /// Augmented, it scans maps instead of states: entering(first) = [I | 0] and
 /// entering(s + 1) = (M_s, R_s) o entering(s), [K, K + V] each (the M columns get no R_s),
 /// for the chunk-parallel walk of a sequence-parallel segment (sequence_parallel_impl.hpp).
+/// Reverse (the backward's, with `offsets` set): from the last segment to the first, the
+/// state gradient dS entering each segment's reverse walk (leaving the segment) from dht (or
+/// 0), with M_s transposed and E_s = offsets(s) for R_s; the final one is dh0.
 template <class ExecSpace, class Real>
 struct SegmentScan {
   using policy_type = Kokkos::TeamPolicy<ExecSpace>;
@@ -304,6 +329,10 @@ struct SegmentScan {
   unmanaged_view<const Real****> initial_state;  ///< [N, H, K, V] or null
   unmanaged_view<Real****> entering;             ///< [segments, H, K, V] ([.., K + V] augmented)
   unmanaged_view<Real****> final_state;          ///< [N, H, K, V] ([.., K + V] augmented) or null
+  /// Reverse only: E_s, the state gradient each segment's reverse walk leaves from a zero one
+  /// [segments, H, K, V].
+  unmanaged_view<const Real****> offsets;
+  ScanDirection direction = ScanDirection::forward;
   Kokkos::View<const std::int64_t*, memory_space> sequence_first_segment;
   ColumnBlocking blocking;
   int heads, key_dim, value_dim, value_block, scratch_level = 0;
@@ -318,6 +347,17 @@ struct SegmentScan {
         value_dim(int(segment_maps.extent(3)) - int(entering_states.extent(2))),
         value_block(value_block_size) {
     blocking = ColumnBlocking(key_dim, value_dim, value_block, augmented);
+  }
+
+  /// M_s of segment s for head h, or M_s^T in a reverse scan: a view of the M columns of
+  /// maps(s, h), strided either way.
+  using LinearMap =
+      Kokkos::View<const Real**, Kokkos::LayoutStride, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  KOKKOS_INLINE_FUNCTION LinearMap linear_map(std::int64_t s, int h) const {
+    const std::size_t K = std::size_t(key_dim), row = maps.extent(3);
+    return direction == ScanDirection::forward
+               ? LinearMap(&maps(s, h, 0, 0), Kokkos::LayoutStride(K, row, K, 1))
+               : LinearMap(&maps(s, h, 0, 0), Kokkos::LayoutStride(K, 1, K, row));
   }
 
   void run() {
@@ -372,15 +412,20 @@ struct SegmentScan {
       });
     });
     member.team_barrier();
-    for (std::int64_t s = sequence_first_segment(sequence);
-         s < sequence_first_segment(sequence + 1); ++s) {
+    const std::int64_t first = sequence_first_segment(sequence),
+                       count = sequence_first_segment(sequence + 1) - first;
+    const bool reverse = direction == ScanDirection::reverse;
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::int64_t s = reverse ? first + count - 1 - i : first + i;
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
         Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
                              [&](const int e) { entering(s, h, d, c0 + e) = state(d, e); });
       });
-      const auto M = Kokkos::subview(maps, s, h, Kokkos::ALL(), Kokkos::make_pair(0, key_dim));
-      const auto R = Kokkos::subview(maps, s, h, Kokkos::ALL(),
-                                     Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
+      const LinearMap M = linear_map(s, h);
+      const auto R = reverse ? Kokkos::subview(offsets, s, h, Kokkos::ALL(),
+                                               Kokkos::make_pair(e0, e0 + width))
+                             : Kokkos::subview(maps, s, h, Kokkos::ALL(),
+                                               Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
       if (owned.carries_map)  // M columns: M_s times the block, no R_s
         team::apply_linear_map<ExecSpace>(member, M, state, next, stage);
       else

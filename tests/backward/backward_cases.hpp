@@ -45,6 +45,22 @@ inline std::vector<ForwardCase> backward_cases() {
       [](ForwardCase& c) { c.options.chunk_size = 32; });
   add(fla_case(1, 300, 2, 32, 0, 3, false, true, {0, 63, 100, 100, 300}), "varlen_n3_ungated",
       [](ForwardCase& c) { c.spec.gated = false; });
+  // The chunk-parallel walk (ForwardAlgorithm::chunk_parallel) in the backward: segments of
+  // two chunks over sequences of 3, 2, 0 and 10 chunks (one segment shorter than the others,
+  // an empty sequence); segments of one chunk; and the segment length chosen from the work.
+  add(fla_case(1, 300, 2, 32, 0, 3, false, true, {0, 63, 100, 100, 300}),
+      "chunk_parallel_gated_n3_varlen", [](ForwardCase& c) {
+        c.options.algorithm = ForwardAlgorithm::chunk_parallel;
+        c.options.chunks_per_segment = 2;
+      });
+  add(fla_case(2, 150, 2, 48, 0.1, 2, true, true), "chunk_parallel_one_chunk_segments_n2",
+      [](ForwardCase& c) {
+        c.options.algorithm = ForwardAlgorithm::chunk_parallel;
+        c.options.chunks_per_segment = 1;
+        c.spec.value_dim = 40;
+      });
+  add(fla_case(1, 400, 1, 64, 0, 2, false, false), "chunk_parallel_chosen_segments_n2_ungated",
+      [](ForwardCase& c) { c.options.algorithm = ForwardAlgorithm::chunk_parallel; });
   return cases;
 }
 
