@@ -32,7 +32,9 @@
 // would have multiplied or added), and the walks read the tiles (Stage::staged), their step
 // per chunk reduced to Vnew, O and the state update, the next chunk's tiles copied in
 // meanwhile. The staged walk gives the fused walk's
-// results bit for bit: the same products in the same order, U never rounded.
+// results bit for bit: the same products in the same order, U never rounded. The backward's
+// chunk-parallel saving walk is staged the same way (Stage::prepare_saving, whose blocks also
+// save G, the read-out weights, Tm and -W, and Stage::staged_saving, which saves S_0 and Vnew).
 //
 // This is a plain CUDA kernel launched on the stream of Kokkos::Cuda's default instance
 // rather than a Kokkos team functor: Kokkos 3.4 caps a team's shared memory at 48 KB (it never
@@ -72,7 +74,25 @@ enum class Stage {
   saving,   ///< as fused, writing what the backward reads too (SavedForBackward)
   prepare,  ///< the stage-1 tiles alone, into StagedTiles; no state
   staged,   ///< the forward's walk, its stage-1 tiles read from StagedTiles
+  /// The chunk-parallel saving walk's two halves: prepare writing also what the backward
+  /// reads of each chunk alone (G, the read-out weights, Tm, -W), then staged writing also
+  /// the chunk-entry states and Vnew.
+  prepare_saving,
+  staged_saving,
 };
+
+/// Whether a stage computes the stage-1 tiles itself (else reads them from StagedTiles).
+__host__ __device__ constexpr bool stage_computes_tiles(Stage mode) {
+  return mode != Stage::staged && mode != Stage::staged_saving;
+}
+/// Whether a stage carries a state through the chunks.
+__host__ __device__ constexpr bool stage_walks(Stage mode) {
+  return mode != Stage::prepare && mode != Stage::prepare_saving;
+}
+/// Whether a stage writes (its part of) SavedForBackward.
+__host__ __device__ constexpr bool stage_saves(Stage mode) {
+  return mode == Stage::saving || mode == Stage::prepare_saving || mode == Stage::staged_saving;
+}
 
 /// Byte offsets of the tiles in shared memory, for blocks of 16 * ValueTiles state columns.
 /// Leading dimensions: 16-bit tiles of K columns ldk, of value columns ldv, of chunk
@@ -87,8 +107,8 @@ enum class Stage {
 /// staged walk 189 KB, one block a multiprocessor; the prepare takes 100 KB, two blocks.
 template <int ValueTiles, Stage Mode>
 struct SharedLayout {
-  static constexpr bool walks = Mode != Stage::prepare;           ///< S, exp(G_L - G) o Vnew
-  static constexpr bool computes_tiles = Mode != Stage::staged;   ///< A, Tm, its copies
+  static constexpr bool walks = stage_walks(Mode);                    ///< S, exp(G_L - G) o Vnew
+  static constexpr bool computes_tiles = stage_computes_tiles(Mode);  ///< A, Tm, its copies
   static constexpr int value_capacity = 16 * ValueTiles;
   static constexpr int ldk = key_capacity + 8, ldv = value_capacity + 8;
   static constexpr int ldc = chunk_capacity + 8, ldf = chunk_capacity + 4;
@@ -102,7 +122,7 @@ struct SharedLayout {
   static constexpr std::size_t when(bool used, std::size_t bytes) { return used ? bytes : 0; }
 
   /// Copies of K, Q, -W and QKm: the one being multiplied and the one being copied in.
-  static constexpr int buffers = Mode == Stage::staged ? 2 : 1;
+  static constexpr int buffers = computes_tiles ? 1 : 2;
   static constexpr std::size_t keys = 0;                           ///< K
   static constexpr std::size_t queries = keys + buffers * key_tile;        ///< Q
   static constexpr std::size_t negated_w = queries + buffers * key_tile;   ///< -W
@@ -244,9 +264,9 @@ __device__ __forceinline__ void prefetch_staged_chunk(const Params<T>& p,
 template <int ValueTiles, Stage Mode, class T>
 __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::blocks_per_multiprocessor))
     forward_kernel(const Params<T> p) {
-  constexpr bool SavesForBackward = Mode == Stage::saving;
-  constexpr bool computes_tiles = Mode != Stage::staged;  ///< A, QKm, Tm, -W and U
-  constexpr bool walks = Mode != Stage::prepare;          ///< carries a state
+  constexpr bool SavesForBackward = stage_saves(Mode);
+  constexpr bool computes_tiles = stage_computes_tiles(Mode);  ///< A, QKm, Tm, -W and U
+  constexpr bool walks = stage_walks(Mode);                    ///< carries a state
   namespace tc = tensor_core;
   using Layout = SharedLayout<ValueTiles, Mode>;
   constexpr int C = chunk_capacity, ldk = Layout::ldk, ldv = Layout::ldv, ldc = Layout::ldc,
@@ -291,9 +311,9 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
   const bool saves_chunk = SavesForBackward && owned.value_first == 0;
   const int CW = saved.chunk_size;
   // The queries a chunk reads out: the backward's walk has no output but saves the read-out
-  // weights; the prepare computes QKm for the staged outputs walk.
+  // weights where it computes them; the prepare computes QKm for the staged outputs walk.
   const auto queries_of = [&](const ChunkDescriptor& chunk) {
-    return SavesForBackward || Mode == Stage::prepare || p.output ? chunk.num_queries : 0;
+    return (SavesForBackward && computes_tiles) || !walks || p.output ? chunk.num_queries : 0;
   };
   // Copies the rows of K and Q that `chunk` multiplies into copy `copy`.
   const auto copy_keys_and_queries = [&](const ChunkDescriptor& chunk, int copy) {
@@ -319,6 +339,14 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       tc::block_load_rows<C, C>(query_product_copies + copy * position_copy, ldc,
                                 p.staged.query_products + (first_token * H + h) * C,
                                 std::int64_t(H) * C, queries_of(chunk), C, true, nullptr, 0);
+  };
+
+  // S_0 of chunk c, from the 16-bit copy the last barrier published: its 16-byte stores queue
+  // behind this chunk's copies in, not ahead of them.
+  const auto save_entry_state = [&](std::int64_t c) {
+    tc::block_store_rows<Layout::value_capacity>(
+        state16, ldv, saved.entry_states + (c * H + h) * K * V + owned.value_first, V, K,
+        width, saved.vector_values);
   };
 
   // The state: this warp's 32 x quarter_columns block in float accumulators, all of it in 16
@@ -358,7 +386,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
   };
   if (gates_ahead && warp == 0 && segment.first_chunk < segment.end_chunk)
     load_gate_inputs(p.chunks[segment.first_chunk]);
-  if constexpr (Mode == Stage::staged) {  // the first chunk's tiles, in their own group
+  if constexpr (!computes_tiles) {  // the first chunk's tiles, in their own group
     if (segment.first_chunk < segment.end_chunk) copy_staged_tiles(p.chunks[segment.first_chunk], 0);
     tc::block_commit_copies();
   }
@@ -398,12 +426,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       tc::block_load_rows<C, Layout::value_capacity>(
           values, ldv, p.v + (p0 * H + h) * V + owned.value_first, std::int64_t(H) * V,
           owned.carries_map ? 0 : L, width, p.vector_values, nullptr, 0);
-      // S_0, from the 16-bit copy the last barrier published: its 16-byte stores queue behind
-      // this chunk's copies in, not ahead of them.
-      if constexpr (SavesForBackward)
-        tc::block_store_rows<Layout::value_capacity>(
-            state16, ldv, saved.entry_states + (c * H + h) * K * V + owned.value_first, V, K,
-            width, saved.vector_values);
+      if constexpr (SavesForBackward && walks) save_entry_state(c);
       tc::block_wait_copies();
     } else {
       // This chunk's tiles were copied during the last one; the next chunk's go into the
@@ -414,6 +437,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
         const ChunkDescriptor next = p.chunks[c + 1];
         copy_staged_tiles(next, copy ^ 1);
       }
+      if constexpr (SavesForBackward) save_entry_state(c);
       // U straight into the accumulators, its loads in flight with the copies above.
       // One float a load: paired loads make the compiler zero both registers first, and
       // those moves wait on the loads still in flight into them (profiled, sixth session).
@@ -425,7 +449,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
       tc::block_wait_copies_before_newest();
     }
     __syncthreads();
-    if (saves_chunk && threadIdx.x < L)
+    if (computes_tiles && saves_chunk && threadIdx.x < L)
       saved.log_decay[(p0 + threadIdx.x) * H + h] = gates[threadIdx.x];
     if (c + 1 < segment.end_chunk) {  // the next chunk's operands, into L2 while this one computes
       const ChunkDescriptor next = p.chunks[c + 1];
@@ -520,7 +544,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
         tc::block_store_rows<key_capacity>(negated_w, ldk, saved.negated_w + (p0 * H + h) * K,
                                            std::int64_t(H) * K, L, K, saved.vector_w);
     }
-    if constexpr (Mode == Stage::prepare) {
+    if constexpr (!walks) {
       if (owned.value_first == 0) {  // -W and QKm depend on the (chunk, head) only
         tc::block_store_rows<key_capacity>(negated_w, ldk, p.staged.negated_w + (p0 * H + h) * K,
                                            std::int64_t(H) * K, L, K, p.staged.vector_w);
@@ -542,7 +566,7 @@ __global__ void __launch_bounds__(threads, (SharedLayout<ValueTiles, Mode>::bloc
     tc::warp_store(fresh, decayed, ldv, band_row, value_column0,
                    [&](int i, int, float x) { return tail_decays[i] * x; });
     __syncthreads();
-    if constexpr (SavesForBackward)
+    if constexpr (SavesForBackward && walks)
       tc::block_store_rows<Layout::value_capacity>(
           values, ldv, saved.new_values + (p0 * H + h) * V + owned.value_first,
           std::int64_t(H) * V, L, width, saved.vector_values);
@@ -727,8 +751,9 @@ struct FusedForward<Kokkos::Cuda, Scalar,
   /// state, enter_segments(), which leaves the segments' maps in `states` for the backward's
   /// reverse scan) that writes what `saved` points to (fused::SavedForBackward), and o and ht
   /// where not null (a forward for the backward; the backward's own rerun reads out nothing).
-  /// The walks compute their chunks' stage-1 tiles themselves: they save Tm, which the
-  /// staged tiles lack.
+  /// Chunk-parallel, the prepare saves what depends on each chunk alone and the walks read
+  /// the staged tiles (Stage::prepare_saving, Stage::staged_saving); the sequential walk
+  /// computes its chunks' tiles itself.
   static void save_for_backward(const ChunkOperands<Scalar, memory_space>& operands,
                                 const ChunkLayout& layout,
                                 const DeviceChunkLayout<memory_space>& device_layout,
@@ -754,11 +779,12 @@ struct FusedForward<Kokkos::Cuda, Scalar,
       fused::launch<fused::Stage::saving>(tiles, walk, walks);
       return;
     }
-    const auto staged =
-        enter_segments(operands, layout, device_layout, states, tiles, h0, ht, scan_value_block);
+    const auto staged = enter_segments(operands, layout, device_layout, states, tiles, h0, ht,
+                                       scan_value_block, &saved);
+    walk.staged = staged.parts.first;
     walk.initial_state = states.entering.data();
     walk.final_state = nullptr;  // the scan wrote ht
-    fused::launch<fused::Stage::saving>(tiles, walk, walks);
+    fused::launch<fused::Stage::staged_saving>(tiles, walk, walks);
   }
 
  private:
@@ -769,10 +795,12 @@ struct FusedForward<Kokkos::Cuda, Scalar,
 
   /// Stage::prepare over every chunk of the call into tiles leased from the workspace cache
   /// (they must outlive the walks that read them): one block a (run of prepare_chunks chunks,
-  /// head, column block).
+  /// head, column block). Given `saved`, Stage::prepare_saving: what the backward reads of
+  /// each chunk alone goes there too.
   static auto stage_tiles(const ChunkOperands<Scalar, memory_space>& operands,
                           const ChunkLayout& layout,
-                          const DeviceChunkLayout<memory_space>& device_layout) {
+                          const DeviceChunkLayout<memory_space>& device_layout,
+                          const fused::SavedForBackward<T>* saved = nullptr) {
     const int H = operands.heads(), K = operands.key_dim(), V = operands.value_dim();
     const std::int64_t positions = std::int64_t(operands.key_rows.extent(0)),
                        tokens = std::int64_t(operands.query_rows.extent(0));
@@ -790,7 +818,12 @@ struct FusedForward<Kokkos::Cuda, Scalar,
     fused::Params<T> prepare = common_params(operands, device_layout, chunks);
     prepare.staged = tiles;
     prepare.blocking = ColumnBlocking(K, V, 16 * value_tiles_each, false);
-    fused::launch<fused::Stage::prepare>(value_tiles_each, prepare, chunks.count());
+    if (saved) {
+      prepare.saved = *saved;
+      fused::launch<fused::Stage::prepare_saving>(value_tiles_each, prepare, chunks.count());
+    } else {
+      fused::launch<fused::Stage::prepare>(value_tiles_each, prepare, chunks.count());
+    }
     return leased;
   }
 
@@ -799,15 +832,16 @@ struct FusedForward<Kokkos::Cuda, Scalar,
   /// segment's map [M | R] into states.maps by a staged walk from [I | 0] over `tiles` value
   /// tiles a block, then the scan of the maps over each sequence's segments (SegmentScan,
   /// blocks of `scan_value_block` columns), which gives the state entering every segment
-  /// (states.entering) and ht (where not null).
+  /// (states.entering) and ht (where not null). `saved`: as stage_tiles's.
   static auto enter_segments(const ChunkOperands<Scalar, memory_space>& operands,
                              const ChunkLayout& layout,
                              const DeviceChunkLayout<memory_space>& device_layout,
                              const SegmentStates<float, memory_space>& states, int tiles,
                              const unmanaged_view<const float****>& h0,
-                             const unmanaged_view<float****>& ht, int scan_value_block) {
+                             const unmanaged_view<float****>& ht, int scan_value_block,
+                             const fused::SavedForBackward<T>* saved = nullptr) {
     const int K = operands.key_dim(), V = operands.value_dim();
-    auto staged = stage_tiles(operands, layout, device_layout);
+    auto staged = stage_tiles(operands, layout, device_layout, saved);
     fused::Params<T> map_walk = common_params(operands, device_layout, states.segments);
     map_walk.staged = staged.parts.first;
     map_walk.final_state = states.maps.data();
