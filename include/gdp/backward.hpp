@@ -161,9 +161,10 @@ void chunk_gated_delta_product_backward_into(
 
 /// The forward of chunk_gated_delta_product (its inputs, options, checks and outputs) that also
 /// fills `saved` with what the backward of the same inputs needs, so that the backward
-/// overloads taking `saved` do not recompute it. It walks every sequence sequentially
-/// (ForwardOptions::algorithm and chunks_per_segment are not used): the walk the backward
-/// would rerun. On an error `saved` is left as it was.
+/// overloads taking `saved` do not recompute it. It walks the chunks as the forward would
+/// (ForwardOptions::algorithm and chunks_per_segment; chunk-parallel, it keeps the segments'
+/// maps too, for the backward's reverse scan: docs/BACKWARD.md), the walk the backward would
+/// rerun. On an error `saved` is left as it was.
 /// \throws gdp::InvalidArgument on any invalid input, as chunk_gated_delta_product.
 template <class ExecSpace, class Scalar>
 ForwardResult<Scalar, typename ExecSpace::memory_space> chunk_gated_delta_product_for_backward(
