@@ -12,7 +12,8 @@
 #   e.g. bash scripts/gpu_profile.sh --backward -B 8 -T 2048 -H 16 -K 128 -V 128 -n 2 \
 #          --dtype bf16 --space cuda --warmup 0 --repeats 1
 # Environment: OUT (default <repo>/build-cuda/gpu_profile), GDP_GPU_DIR (default <repo>/.gpu),
-#   GDP_PROFILE_DETAIL: a kernel-name regex (e.g. 'gradients_kernel|reverse_kernel'); the
+#   GDP_PROFILE_DETAIL: a regex over demangled kernel names, so that it also finds Kokkos
+#   kernels by their functor (e.g. 'gradients_kernel|reverse_kernel' or 'SegmentScan'); the
 #   first launch of each matching kernel is then profiled again with ncu's speed-of-light,
 #   occupancy, warp-state and launch sections, printed after the table (details.txt in $OUT).
 #   GDP_PROFILE_SOURCE: a kernel-name regex; its launch number GDP_PROFILE_SOURCE_SKIP
@@ -72,7 +73,8 @@ PY
 if [[ -n ${GDP_PROFILE_DETAIL:-} ]]; then
   echo
   echo "== ncu details, kernels matching '$GDP_PROFILE_DETAIL' (first launch of each)"
-  "$ncu" --clock-control none --kernel-name "regex:$GDP_PROFILE_DETAIL" --launch-count 4 \
+  "$ncu" --clock-control none --kernel-name-base demangled \
+    --kernel-name "regex:$GDP_PROFILE_DETAIL" --launch-count 4 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
     "$gpu/bin/gdp_app" bench "$@" >"$out/details.txt" 2>&1
   grep -E '^  [a-z_:]+.*\(|^    (Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared Memory Per Block|Warp Cycles Per Issued Instruction|Block Limit Shared Mem|Block Limit Registers|Issue Slots Busy|L1/TEX Cache Throughput)' \
