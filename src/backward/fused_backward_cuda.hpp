@@ -65,9 +65,9 @@ struct FusedBackward<Kokkos::Cuda, Scalar, std::enable_if_t<std::is_same<Scalar,
   }
 
   /// Stages 1 and 2 in one walk of the fused forward under `plan` over the segments of
-  /// `states` (FusedForward::save_for_backward): every chunk's G and
-  /// read-out weights into `workspace` (ChunkWorkspace::Contents::gates_and_read_outs), its
-  /// -W, Tm, Vnew and entering state into `tiles`; o and ht too where not null.
+  /// `states` (FusedForward::save_for_backward): every chunk's G and read-out weights into
+  /// `workspace` (ChunkWorkspace::Contents::gates_and_read_outs), its -W, Tm, Vnew and
+  /// entering state into `tiles`; o and ht too where not null.
   static void rerun_forward(const Operands& operands, const ChunkLayout& layout,
                             const Layout& device_layout, const ForwardPlan& plan,
                             const SegmentStates<float, memory_space>& states,

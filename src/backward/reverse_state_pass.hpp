@@ -12,9 +12,9 @@
 // value columns), like the forward state pass. Chunk-parallel (backward_impl.hpp), a team
 // walks one segment of a sequence instead: first from a zero dS writing nothing but the dS it
 // leaves (offsets_only: the segment's E of segment_map.hpp's reverse scan), then, once the
-// scan has given the dS entering every segment, from that dS writing every gradient. The chunk's other adjoints are sums over all
-// value columns; each team writes its block's share into its own slice of the
-// BackwardWorkspace and ChunkGradients adds the slices:
+// scan has given the dS entering every segment, from that dS writing every gradient. The
+// chunk's other adjoints are sums over all value columns; each team writes its block's share
+// into its own slice of the BackwardWorkspace and ChunkGradients adds the slices:
 //
 //   dBk = -dBv S_0^T   dKd = Vnew dS^T   dA = -dBv Vnew^T   d intra = dO Vnew^T   dQg = dO S_0^T
 //   <dS, S_0>          sum_e dBv_e v_e

@@ -11,9 +11,10 @@
 // One block of 512 threads walks the chunks of one (segment, head, block of value columns)
 // from the last to the first (a segment being a whole sequence in the sequential pass; the
 // chunk-parallel one walks each segment twice, as reverse_state_pass.hpp says: first for its
-// offset alone, Offsets, which loads and computes only what carries dS), carrying dS, the gradient with respect to the state leaving the
-// chunk, in float accumulators: each warp owns a fixed 32-row block of it, as in the fused
-// forward, and a 16-bit copy in shared memory feeds the products that read it. Per chunk, with
+// offset alone, Offsets, which loads and computes only what carries dS), carrying dS, the
+// gradient with respect to the state leaving the chunk, in float accumulators: each warp owns
+// a fixed 32-row block of it, as in the fused forward, and a 16-bit copy in shared memory
+// feeds the products that read it. Per chunk, with
 // Kd = exp(G_L - G) o K and Qg = scale exp(G_r) o Q (both times the L2 normalisation factors;
 // Kd's factors applied to the rows of the float product K dS, Qg's to the 16-bit copy of Q),
 // -W, Tm and the entering state S_0 as the saving walk of the fused forward left them in
@@ -118,7 +119,8 @@ struct Params {
   bool paired_value_solve_grad;  ///< the same for dBv
   T* state_grads;             ///< dS leaving each chunk [chunks, H, K, V], for the chunk gradients
   bool paired_state_grads;    ///< its rows start on 4-byte boundaries, V even
-  float* leaving_grad;  ///< dS each walk leaves [walks, H, K, V] or null: dh0 in the sequential pass
+  /// dS each walk leaves [walks, H, K, V] or null: dh0 in the sequential pass
+  float* leaving_grad;
   int value_dim;
 };
 
@@ -216,7 +218,7 @@ __global__ void __launch_bounds__(threads, 1) reverse_kernel(const Params<T> p) 
     tc::block_load_rows<C, key_capacity>(negated_w, ldk, p.negated_w + (p0 * H + h) * K,
                                          std::int64_t(H) * K, chunk.length, K, p.vector_w,
                                          nullptr, 0);
-    if (!Offsets) {  // what only the gradients read
+    if constexpr (!Offsets) {  // what only the gradients read
       tc::block_load_rows<C, C>(tm, ldc, p.tm + (p0 * H + h) * CW, std::int64_t(H) * CW,
                                 chunk.length, CW, p.vector_tm, nullptr, 0);
       tc::block_load_rows<key_capacity, Layout::value_capacity>(

@@ -155,8 +155,8 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   Pass pass(operands, device_layout, workspace, h0, o, ht, value_block);
   if (plan.chunk_parallel) {
     const auto leased = lease_segment_states<Real, memory_space>(
-        make_segment_layout(layout, plan.chunks_per_segment), int(shape.heads),
-        int(shape.key_dim), int(shape.value_dim), int(shape.value_dim));
+        walk_segments(layout, plan), int(shape.heads), int(shape.key_dim),
+        int(shape.value_dim), int(shape.value_dim));
     run_chunk_parallel(pass, leased.parts);
   } else {
     pass.run();

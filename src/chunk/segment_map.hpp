@@ -351,8 +351,8 @@ struct SegmentScan {
 
   /// M_s of segment s for head h, or M_s^T in a reverse scan: a view of the M columns of
   /// maps(s, h), strided either way.
-  using LinearMap =
-      Kokkos::View<const Real**, Kokkos::LayoutStride, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using LinearMap = Kokkos::View<const Real**, Kokkos::LayoutStride, memory_space,
+                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
   KOKKOS_INLINE_FUNCTION LinearMap linear_map(std::int64_t s, int h) const {
     const std::size_t K = std::size_t(key_dim), row = maps.extent(3);
     return direction == ScanDirection::forward
@@ -422,10 +422,10 @@ struct SegmentScan {
                              [&](const int e) { entering(s, h, d, c0 + e) = state(d, e); });
       });
       const LinearMap M = linear_map(s, h);
-      const auto R = reverse ? Kokkos::subview(offsets, s, h, Kokkos::ALL(),
-                                               Kokkos::make_pair(e0, e0 + width))
-                             : Kokkos::subview(maps, s, h, Kokkos::ALL(),
-                                               Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
+      const auto R =
+          reverse ? Kokkos::subview(offsets, s, h, Kokkos::ALL(), Kokkos::make_pair(e0, e0 + width))
+                  : Kokkos::subview(maps, s, h, Kokkos::ALL(),
+                                    Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
       if (owned.carries_map)  // M columns: M_s times the block, no R_s
         team::apply_linear_map<ExecSpace>(member, M, state, next, stage);
       else
