@@ -28,8 +28,10 @@
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gdp::detail {
@@ -173,80 +175,289 @@ struct ColumnBlocking {
 
 namespace team {
 
-/// Columns of S_out one thread accumulates in registers in affine_map_by_rows.
+/// Columns of S_out one thread accumulates in registers in the map product.
 constexpr int map_row_columns = 8;
-/// Columns of M that affine_map_by_rows takes at a time (and stages, given a tile).
+/// Columns of M that the map product takes at a time (and stages, given a tile).
 constexpr int map_tile_depth = 32;
-/// Elements of M a thread loads before it stores any of them into the stage tile.
+/// Elements of a tile of M a thread holds in registers between their load and their store.
 constexpr int map_stage_batch = 16;
 
-/// The scratch tile affine_map_by_rows stages M in: `rows` x (map_tile_depth + 1), the extra
+/// The scratch tile the map product stages M in: `rows` x (map_tile_depth + 1), the extra
 /// column putting consecutive rows in consecutive shared-memory banks.
 template <class ExecSpace, class Real>
 std::size_t map_stage_bytes(int rows) {
   return scratch_bytes<ExecSpace, Real>(rows, map_tile_depth + 1);
 }
 
-/// S_out <- M S_in, plus R when `R` is not null (S_out must not alias S_in), each thread
-/// accumulating one row of S_out, map_row_columns columns at a time, in registers, over
-/// map_tile_depth columns of M at a time: S_in's rows are the same for every thread (a
-/// broadcast from scratch). Given a `stage` tile (map_stage_bytes), each tile of M is first
-/// copied there by the team in rows of consecutive elements (coalesced), otherwise every thread
-/// reads its row of M from global memory, 32 rows of a warp in 32 cache lines at a time.
-/// This is the GPU spaces' map product. Kokkos Kernels' unblocked team gemm there computes each
-/// element of S_out as its own dot product over a row of M: the chunk-parallel forward's
-/// segment scan took about 130 us a step on an H200 with it (1-32768-16-128-2: 1.05 ms of
-/// the 6.3 ms forward), 62 us with unstaged rows. Written for any space, so that the tests
-/// check it on the host ones too.
+/// Columns of a state tile that the map product reads and writes, for `width` columns used.
+/// float: a multiple of 4 (rows of 16-byte words) and an odd number of them, so that eight
+/// threads, a row each, read or write a 16-byte word each in 32 different banks. double: odd,
+/// for the same with one element a thread.
+template <class Real>
+KOKKOS_INLINE_FUNCTION int map_state_stride(int width) {
+  if constexpr (std::is_same<Real, float>::value)
+    return (width + 7) / 8 * 8 + 4;
+  else
+    return width % 2 == 0 ? width + 1 : width;
+}
+
+/// One thread's share of a tile of M's columns [first, first + width) on its way to the
+/// stage tile. Its elements are numbered along M's unit-stride dimension (along rows of M, or
+/// along columns where M is a transposed view), so that a warp's loads are coalesced either
+/// way; thread t takes elements t, t + team size, ... The first map_stage_batch of them wait
+/// in registers between load() and store(), so that a team can issue the loads of the next
+/// tile (of the same M or of the next segment's) before it multiplies with this one; a team
+/// of fewer than rows x width / map_stage_batch threads copies the rest at the store.
+template <class Real>
+class MapTileCopy {
+ public:
+  KOKKOS_INLINE_FUNCTION int width() const { return width_; }
+
+  /// Loads this thread's first elements of the tile of M's columns from `first_column`.
+  template <class Member, class MView, class StageView>
+  KOKKOS_INLINE_FUNCTION void load(const Member& member, const MView& M, int first_column,
+                                   const StageView& stage) {
+    const int depth = int(M.extent(1));
+    width_ = depth - first_column < map_tile_depth ? depth - first_column : map_tile_depth;
+    walk_.locate(member, M, width_, int(stage.stride(0)));
+    source_ = &M(0, first_column);
+    walk_.visit([&](int u, bool inside, std::ptrdiff_t from, int) {
+      held_[u] = inside ? Real(source_[from]) : Real(0);
+    });
+  }
+
+  /// Stores the tile into `stage` (rows x (map_tile_depth + 1)): what load() held, then what
+  /// it did not, straight from M.
+  template <class StageView>
+  KOKKOS_INLINE_FUNCTION void store(const StageView& stage) const {
+    Real* const to = stage.data();
+    walk_.visit([&](int u, bool inside, std::ptrdiff_t, int at) {
+      if (inside) to[at] = held_[u];
+    });
+    walk_.visit_rest([&](std::ptrdiff_t from, int at) { to[at] = Real(source_[from]); });
+  }
+
+ private:
+  /// Element t + k x (team size) of the tile, k = 0, 1, ...: (fast, slow) indices along M's
+  /// unit-stride dimension and the other, with their offsets in M and in the stage.
+  struct Walk {
+    int first_fast = 0, first_slow = 0, fast_extent = 0, slow_extent = 0;
+    int rest_fast = 0, rest_slow = 0;  ///< element map_stage_batch, the first not held
+    int step_fast = 0, step_slow = 0;  ///< (team size) in (fast, slow) steps
+    std::ptrdiff_t source_fast = 1, source_slow = 0;  ///< M's strides
+    int stage_fast = 1, stage_slow = 0;               ///< the stage's strides
+
+    /// This thread's first element of a tile of `width` columns of M; the divisions only
+    /// where the tile's shape differs from the last one's.
+    template <class Member, class MView>
+    KOKKOS_INLINE_FUNCTION void locate(const Member& member, const MView& M, int width,
+                                       int stage_stride) {
+      const bool by_rows = M.stride(1) == 1;
+      const int rows = int(M.extent(0)), extent = by_rows ? width : rows;
+      source_fast = by_rows ? M.stride(1) : M.stride(0);
+      source_slow = by_rows ? M.stride(0) : M.stride(1);
+      stage_fast = by_rows ? 1 : stage_stride;
+      stage_slow = by_rows ? stage_stride : 1;
+      slow_extent = by_rows ? rows : width;
+      if (extent != fast_extent) {
+        fast_extent = extent;
+        const int threads = member.team_size();
+        step_fast = threads % fast_extent;
+        step_slow = threads / fast_extent;
+        first_fast = member.team_rank() % fast_extent;
+        first_slow = member.team_rank() / fast_extent;
+        const std::int64_t rest = member.team_rank() + std::int64_t(map_stage_batch) * threads;
+        rest_fast = int(rest % fast_extent);
+        rest_slow = int(rest / fast_extent);
+      }
+    }
+
+    /// f(u, inside, offset in M, offset in the stage) for this thread's first
+    /// map_stage_batch elements. Where the team size is a multiple of the fast extent (the
+    /// usual case), a thread's elements share their fast index.
+    template <class F>
+    KOKKOS_INLINE_FUNCTION void visit(const F& f) const {
+      int fast = first_fast, slow = first_slow;
+      if (step_fast == 0) {
+#pragma unroll
+        for (int u = 0; u < map_stage_batch; ++u) {
+          f(u, slow < slow_extent, offset(fast, slow), at(fast, slow));
+          slow += step_slow;
+        }
+      } else {
+#pragma unroll
+        for (int u = 0; u < map_stage_batch; ++u) {
+          f(u, slow < slow_extent, offset(fast, slow), at(fast, slow));
+          advance(fast, slow);
+        }
+      }
+    }
+    /// f(offset in M, offset in the stage) for this thread's other elements.
+    template <class F>
+    KOKKOS_INLINE_FUNCTION void visit_rest(const F& f) const {
+      for (int fast = rest_fast, slow = rest_slow; slow < slow_extent; advance(fast, slow))
+        f(offset(fast, slow), at(fast, slow));
+    }
+
+   private:
+    KOKKOS_INLINE_FUNCTION std::ptrdiff_t offset(int fast, int slow) const {
+      return fast * source_fast + slow * source_slow;
+    }
+    KOKKOS_INLINE_FUNCTION int at(int fast, int slow) const {
+      return fast * stage_fast + slow * stage_slow;
+    }
+    KOKKOS_INLINE_FUNCTION void advance(int& fast, int& slow) const {
+      fast += step_fast;
+      slow += step_slow;
+      if (fast >= fast_extent) {
+        fast -= fast_extent;
+        ++slow;
+      }
+    }
+  };
+
+  Real held_[map_stage_batch];
+  Walk walk_;
+  const Real* source_ = nullptr;
+  int width_ = 0;
+};
+
+/// Row d of a tile of M's columns, element j at m[j * step].
+template <class T>
+struct MapRow {
+  const T* m;
+  int step;
+};
+
+/// Four floats that move as one 16-byte word.
+struct alignas(16) FloatWord {
+  float lanes[4];
+};
+
+/// sum[e] += sum over the tile's `depth` columns j of m_j S_in(j, e), e < map_row_columns
+/// (the first `columns` of them unless `Full`): S_in's rows are the same for every thread of a
+/// group, a broadcast from scratch. `Words`: each row's columns read as two 16-byte words
+/// (float rows of whole words from a 16-byte boundary, rows_of_words), else an element at a
+/// time.
+template <bool Words, bool Full, class T, class Real>
+KOKKOS_INLINE_FUNCTION void accumulate_row(const MapRow<T>& row, const Real* s_in, int in_stride,
+                                           int depth, int columns, Real (&sum)[map_row_columns]) {
+#pragma unroll 4
+  for (int j = 0; j < depth; ++j) {
+    const Real m = Real(row.m[j * row.step]);
+    const Real* in = s_in + j * in_stride;
+    if constexpr (Words) {
+      static_assert(std::is_same<Real, float>::value && map_row_columns == 8, "two words");
+      const FloatWord low = reinterpret_cast<const FloatWord*>(in)[0];
+      const FloatWord high = reinterpret_cast<const FloatWord*>(in)[1];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sum[e] += m * low.lanes[e];
+        sum[4 + e] += m * high.lanes[e];
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < map_row_columns; ++e)
+        if (Full || e < columns) sum[e] += m * in[e];
+    }
+  }
+}
+
+/// Whether the rows of `tile` are float rows of whole 16-byte words from a 16-byte boundary
+/// (map_state_stride, scratch carved at 16 bytes), read and written in words.
+template <class View>
+KOKKOS_INLINE_FUNCTION bool rows_of_words(const View& tile) {
+  return std::is_same<typename View::non_const_value_type, float>::value &&
+         tile.stride(0) % 4 == 0 && reinterpret_cast<std::uintptr_t>(tile.data()) % 16 == 0;
+}
+
+/// S_out += M(:, tile) S_in(tile, :), over the tile of M's columns [first, first + depth):
+/// S_out <- R (when `add_R`, else 0) + the tile's product at the first tile (`first` == 0).
+/// Each thread accumulates one row of S_out, map_row_columns columns at a time, in registers;
+/// row d of the tile is m_row(d). S_in and S_out are tiles with unit column stride (S_out
+/// must not alias S_in). A team barrier must separate the tiles.
+template <class Member, class RowOfM, class RView, class InView, class OutView>
+KOKKOS_INLINE_FUNCTION void accumulate_map_tile(const Member& member, const RowOfM& m_row,
+                                                int first, int depth, const RView& R, bool add_R,
+                                                const InView& s_in, const OutView& s_out) {
+  using Real = typename OutView::non_const_value_type;
+  const int rows = int(s_out.extent(0)), width = int(s_out.extent(1));
+  const int groups = (width + map_row_columns - 1) / map_row_columns;
+  const int in_stride = int(s_in.stride(0)), out_stride = int(s_out.stride(0));
+  const bool words = rows_of_words(s_in) && rows_of_words(s_out);
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * groups), [&](const int item) {
+    const int d = item % rows, e0 = (item / rows) * map_row_columns;
+    const int columns = width - e0 < map_row_columns ? width - e0 : map_row_columns;
+    Real* out = s_out.data() + std::ptrdiff_t(d) * out_stride + e0;
+    const Real* in = s_in.data() + std::ptrdiff_t(first) * in_stride + e0;
+    Real sum[map_row_columns];
+#pragma unroll
+    for (int e = 0; e < map_row_columns; ++e)
+      sum[e] = e >= columns ? Real(0) : first > 0 ? out[e] : add_R ? Real(R(d, e0 + e)) : Real(0);
+    if constexpr (std::is_same<Real, float>::value) {
+      if (words && columns == map_row_columns) {
+        accumulate_row<true, true>(m_row(d), in, in_stride, depth, columns, sum);
+        reinterpret_cast<FloatWord*>(out)[0] = {{sum[0], sum[1], sum[2], sum[3]}};
+        reinterpret_cast<FloatWord*>(out)[1] = {{sum[4], sum[5], sum[6], sum[7]}};
+        return;
+      }
+    }
+    if (columns == map_row_columns)
+      accumulate_row<false, true>(m_row(d), in, in_stride, depth, columns, sum);
+    else
+      accumulate_row<false, false>(m_row(d), in, in_stride, depth, columns, sum);
+    for (int e = 0; e < columns; ++e) out[e] = sum[e];
+  });
+}
+
+/// Row d of M(:, [first, ...)) where M is: `stage` (rows x (map_tile_depth + 1)) holding the
+/// tile, or M itself, read where it is.
+template <class StageView>
+KOKKOS_INLINE_FUNCTION auto staged_rows(const StageView& stage) {
+  return [stage](int d) {
+    return MapRow<typename StageView::value_type>{&stage(d, 0), 1};
+  };
+}
+template <class MView>
+KOKKOS_INLINE_FUNCTION auto rows_in_place(const MView& M, int first) {
+  return [M, first](int d) {
+    return MapRow<typename MView::value_type>{&M(d, first), int(M.stride(1))};
+  };
+}
+
+/// S_out <- M S_in, plus R when `R` is not null (S_out must not alias S_in; both with unit
+/// column stride), by accumulate_map_tile over map_tile_depth columns of M at a time. Given
+/// a `stage` tile (map_stage_bytes), each tile of M is first copied there by the team
+/// (MapTileCopy, coalesced, the next tile's loads issued before this tile's product),
+/// otherwise every thread reads its row of M from global memory. This is the GPU spaces' map
+/// product; written for any space, so that the tests check it on the host ones too. Kokkos
+/// Kernels' unblocked team gemm there computes each element of S_out as its own dot product
+/// over a row of M: the chunk-parallel forward's segment scan took about 130 us a step on an
+/// H200 with it (1-32768-16-128-2: 1.05 ms of the 6.3 ms forward).
 template <class Member, class MView, class InView, class OutView, class RView, class StageView>
 KOKKOS_INLINE_FUNCTION void affine_map_by_rows(const Member& member, const MView& M,
                                                const RView* R, const InView& s_in,
                                                const OutView& s_out, const StageView& stage) {
   using Real = typename OutView::non_const_value_type;
-  const int rows = int(s_out.extent(0)), width = int(s_out.extent(1)), depth = int(M.extent(1));
-  const int groups = (width + map_row_columns - 1) / map_row_columns;
-  const bool staged = stage.data() != nullptr;
-  for (int j0 = 0; j0 < depth; j0 += map_tile_depth) {
-    const int tile = depth - j0 < map_tile_depth ? depth - j0 : map_tile_depth;
-    if (staged) {
-      // Each thread's loads are all issued before the first store: element by element, every
-      // load waited for the store before it (the compiler cannot tell scratch from M), about
-      // 16 latencies of L2 a tile, which made the chunk-parallel forward's segment scan 56 us
-      // a step (1-32768-16-128-2 on an H200). Consecutive threads read consecutive elements.
-      const int count = rows * tile, items = (count + map_stage_batch - 1) / map_stage_batch;
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, items), [&](const int item) {
-        Real batch[map_stage_batch];
-#pragma unroll
-        for (int u = 0; u < map_stage_batch; ++u) {
-          const int i = u * items + item;
-          batch[u] = i < count ? Real(M(i / tile, j0 + i % tile)) : Real(0);
-        }
-#pragma unroll
-        for (int u = 0; u < map_stage_batch; ++u) {
-          const int i = u * items + item;
-          if (i < count) stage(i / tile, i % tile) = batch[u];
-        }
-      });
-      member.team_barrier();
+  const int depth = int(M.extent(1));
+  const RView offset = R != nullptr ? *R : RView();
+  if (stage.data() == nullptr) {
+    for (int first = 0; first < depth; first += map_tile_depth) {
+      const int tile = depth - first < map_tile_depth ? depth - first : map_tile_depth;
+      accumulate_map_tile(member, rows_in_place(M, first), first, tile, offset, R != nullptr, s_in,
+                          s_out);
     }
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * groups), [&](const int item) {
-      const int d = item % rows, first = (item / rows) * map_row_columns;
-      const int columns = width - first < map_row_columns ? width - first : map_row_columns;
-      Real sum[map_row_columns];
-#pragma unroll
-      for (int e = 0; e < map_row_columns; ++e)
-        sum[e] = e >= columns        ? Real(0)
-                 : j0 > 0            ? s_out(d, first + e)
-                 : R != nullptr      ? Real((*R)(d, first + e))
-                                     : Real(0);
-      for (int j = 0; j < tile; ++j) {
-        const Real m = staged ? stage(d, j) : M(d, j0 + j);
-#pragma unroll
-        for (int e = 0; e < map_row_columns; ++e)
-          if (e < columns) sum[e] += m * s_in(j0 + j, first + e);
-      }
-      for (int e = 0; e < columns; ++e) s_out(d, first + e) = sum[e];
-    });
+    member.team_barrier();
+    return;
+  }
+  MapTileCopy<Real> copy;
+  copy.load(member, M, 0, stage);
+  for (int first = 0; first < depth; first += map_tile_depth) {
+    const int tile = copy.width();
+    copy.store(stage);
+    member.team_barrier();
+    if (first + map_tile_depth < depth) copy.load(member, M, first + map_tile_depth, stage);
+    accumulate_map_tile(member, staged_rows(stage), first, tile, offset, R != nullptr, s_in, s_out);
     member.team_barrier();
   }
 }
@@ -360,10 +571,19 @@ struct SegmentScan {
                : LinearMap(&maps(s, h, 0, 0), Kokkos::LayoutStride(K, 1, K, row));
   }
 
+  /// Columns of each of the team's two state tiles (team::map_state_stride).
+  KOKKOS_INLINE_FUNCTION int state_stride() const {
+    return team::map_state_stride<Real>(value_block);
+  }
+  /// Bytes of one state tile, with room to start it at 16 bytes (team::rows_of_words).
+  std::size_t state_tile_bytes() const {
+    return scratch_bytes<ExecSpace, Real>(key_dim, state_stride()) + 16;
+  }
+
   void run() {
     const std::int64_t sequences = std::int64_t(sequence_first_segment.extent(0)) - 1;
     const std::int64_t teams = sequences * heads * blocking.count();
-    std::size_t bytes = 2 * scratch_bytes<ExecSpace, Real>(key_dim, value_block);
+    std::size_t bytes = 2 * state_tile_bytes();
     if constexpr (team::runs_on_host<ExecSpace>) {
       scratch_level = scratch_level_for<policy_type>(bytes);
       launch("gdp::segment_scan",
@@ -388,6 +608,15 @@ struct SegmentScan {
     }
   }
 
+  /// f(d, e) for every element of a key_dim x `width` block, consecutive threads taking
+  /// consecutive columns (so that the copies to and from the state arrays are coalesced).
+  template <class F>
+  KOKKOS_INLINE_FUNCTION static void for_each_entry(const member_type& member, int rows,
+                                                    int width, const F& f) {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, rows * width),
+                         [&](const int i) { f(i / width, i % width); });
+  }
+
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& member) const {
     const std::int64_t unit = member.league_rank();
     const ColumnBlock owned = blocking(int(unit % blocking.count()));
@@ -395,50 +624,74 @@ struct SegmentScan {
     const int h = int((unit / blocking.count()) % heads);
     const std::int64_t sequence = unit / (std::int64_t(blocking.count()) * heads);
     const auto& scratch = member.team_scratch(scratch_level);
-    Tile first_tile(scratch, key_dim, value_block), second_tile(scratch, key_dim, value_block);
-    // The GPU spaces stage M's columns in scratch for the map product (team::affine_map_by_rows).
-    Tile stage;
-    if constexpr (!team::runs_on_host<ExecSpace>)
-      stage = Tile(scratch, key_dim, team::map_tile_depth + 1);
+    const auto state_tile = [&] {
+      const std::size_t bytes = std::size_t(key_dim) * state_stride() * sizeof(Real);
+      return Tile(static_cast<Real*>(scratch.get_shmem_aligned(bytes, 16)), key_dim,
+                  state_stride());
+    };
+    const Tile first_tile = state_tile(), second_tile = state_tile();
     const auto columns = Kokkos::make_pair(0, width);
     auto state = Kokkos::subview(first_tile, Kokkos::ALL(), columns);
     auto next = Kokkos::subview(second_tile, Kokkos::ALL(), columns);
 
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-        state(d, e) = owned.carries_map      ? Real(owned.identity(d, e))
-                      : initial_state.data() ? initial_state(sequence, h, d, c0 + e)
-                                             : Real(0);
-      });
+    for_each_entry(member, key_dim, width, [&](const int d, const int e) {
+      state(d, e) = owned.carries_map      ? Real(owned.identity(d, e))
+                    : initial_state.data() ? initial_state(sequence, h, d, c0 + e)
+                                           : Real(0);
     });
-    member.team_barrier();
     const std::int64_t first = sequence_first_segment(sequence),
                        count = sequence_first_segment(sequence + 1) - first;
     const bool reverse = direction == ScanDirection::reverse;
+    const auto segment = [&](std::int64_t i) { return reverse ? first + count - 1 - i : first + i; };
+    // The GPU spaces stage M in scratch a tile of columns at a time (team::MapTileCopy), the
+    // loads of the next tile, of this segment's M or the next one's, issued before the
+    // product with this one: the maps do not depend on the state, so only the products wait
+    // for each other.
+    [[maybe_unused]] team::MapTileCopy<Real> copy;
+    [[maybe_unused]] Tile stage;
+    if constexpr (!team::runs_on_host<ExecSpace>) {
+      stage = Tile(scratch, key_dim, team::map_tile_depth + 1);
+      if (count > 0) copy.load(member, linear_map(segment(0), h), 0, stage);
+    }
     for (std::int64_t i = 0; i < count; ++i) {
-      const std::int64_t s = reverse ? first + count - 1 - i : first + i;
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width),
-                             [&](const int e) { entering(s, h, d, c0 + e) = state(d, e); });
-      });
+      const std::int64_t s = segment(i);
+      member.team_barrier();  // the state entering s is complete
+      for_each_entry(member, key_dim, width,
+                     [&](const int d, const int e) { entering(s, h, d, c0 + e) = state(d, e); });
       const LinearMap M = linear_map(s, h);
       const auto R =
           reverse ? Kokkos::subview(offsets, s, h, Kokkos::ALL(), Kokkos::make_pair(e0, e0 + width))
                   : Kokkos::subview(maps, s, h, Kokkos::ALL(),
                                     Kokkos::make_pair(key_dim + e0, key_dim + e0 + width));
-      if (owned.carries_map)  // M columns: M_s times the block, no R_s
-        team::apply_linear_map<ExecSpace>(member, M, state, next, stage);
-      else
-        team::apply_segment_map<ExecSpace>(member, M, R, state, next, stage);
+      // M columns of an augmented scan: M_s times the block, no R_s
+      const bool add_R = !owned.carries_map;
+      if constexpr (team::runs_on_host<ExecSpace>) {
+        if (add_R)
+          team::apply_segment_map<ExecSpace>(member, M, R, state, next);
+        else
+          team::apply_linear_map<ExecSpace>(member, M, state, next);
+      } else {
+        for (int j0 = 0; j0 < key_dim; j0 += team::map_tile_depth) {
+          if (j0 > 0) member.team_barrier();  // the stage's last tile is used
+          const int depth = copy.width();
+          copy.store(stage);
+          member.team_barrier();
+          if (j0 + team::map_tile_depth < key_dim)
+            copy.load(member, M, j0 + team::map_tile_depth, stage);
+          else if (i + 1 < count)
+            copy.load(member, linear_map(segment(i + 1), h), 0, stage);
+          team::accumulate_map_tile(member, team::staged_rows(stage), j0, depth, R, add_R, state,
+                                    next);
+        }
+      }
       const auto previous = state;
       state = next;
       next = previous;
     }
+    member.team_barrier();
     if (final_state.data())
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, key_dim), [&](const int d) {
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(member, width), [&](const int e) {
-          final_state(sequence, h, d, c0 + e) = state(d, e);
-        });
+      for_each_entry(member, key_dim, width, [&](const int d, const int e) {
+        final_state(sequence, h, d, c0 + e) = state(d, e);
       });
   }
 };

@@ -117,10 +117,10 @@ TEST_P(ForcedWalk, StagedOutputsAreTheFusedWalksBitForBit) {
 #endif
 }
 
-/// Segment maps applied, composed and multiplied row-wise, in one team.
-template <class ExecSpace>
+/// Segment maps applied, composed and multiplied row-wise, in one team, in Real.
+template <class ExecSpace, class Real>
 struct ComposeThenApply {
-  using Matrix = Kokkos::View<double**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
+  using Matrix = Kokkos::View<Real**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   Matrix M1, R1, M2, R2, S, M, R, once, twice, composed, once_by_rows, linear_by_rows, stage,
       unstaged;
@@ -139,14 +139,20 @@ struct ComposeThenApply {
 };
 
 /// Composing two segment maps and applying the result equals applying them one after the
-/// other, and the row-wise map product (the GPU spaces') equals M S + R and M S computed here.
-/// V = 19 is not a multiple of the columns a thread accumulates (team::map_row_columns), and
-/// K = 40 takes M in two tiles of columns, the second partial (team::map_tile_depth).
-TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
-  constexpr int K = 40, V = 19;
-  for_each_space([&](auto space) {
+/// other, and the row-wise map product (the GPU spaces') equals M S + R and M S computed here,
+/// in double and in float. K = 40 takes M in two tiles of columns, the second partial
+/// (team::map_tile_depth). V = 19 is not a multiple of the columns a thread accumulates
+/// (team::map_row_columns); V = 24 is, and its float rows move in 16-byte words
+/// (team::rows_of_words).
+class SegmentMaps : public ::testing::TestWithParam<int> {};
+
+TEST_P(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
+  constexpr int K = 40;
+  const int V = GetParam();
+  const auto check = [&](auto space, auto real, double tolerance) {
     using ExecSpace = decltype(space);
-    using Work = ComposeThenApply<ExecSpace>;
+    using Real = decltype(real);
+    using Work = ComposeThenApply<ExecSpace, Real>;
     using Matrix = typename Work::Matrix;
     std::mt19937_64 engine(5);
     std::normal_distribution<double> normal(0.0, 1.0);
@@ -154,7 +160,7 @@ TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
       Matrix m(std::string(label), rows, columns);
       const auto host = Kokkos::create_mirror_view(m);
       for (int i = 0; i < rows; ++i)
-        for (int j = 0; j < columns; ++j) host(i, j) = normal(engine);
+        for (int j = 0; j < columns; ++j) host(i, j) = Real(normal(engine));
       Kokkos::deep_copy(m, host);
       return m;
     };
@@ -173,14 +179,29 @@ TEST(SegmentMaps, ComposeThenApplyEqualsApplyTwice) {
     const auto linear_by_rows = on_host(work.linear_by_rows);
     for (int d = 0; d < K; ++d)
       for (int e = 0; e < V; ++e) {
-        EXPECT_NEAR(composed(d, e), twice(d, e), 1e-12);
+        EXPECT_NEAR(composed(d, e), twice(d, e), tolerance * K);
         double product = 0;
-        for (int j = 0; j < K; ++j) product += M1(d, j) * S(j, e);
-        EXPECT_NEAR(linear_by_rows(d, e), product, 1e-12) << d << "," << e;
-        EXPECT_NEAR(once_by_rows(d, e), product + R1(d, e), 1e-12) << d << "," << e;
+        for (int j = 0; j < K; ++j) product += double(M1(d, j)) * double(S(j, e));
+        EXPECT_NEAR(linear_by_rows(d, e), product, tolerance) << d << "," << e;
+        EXPECT_NEAR(once_by_rows(d, e), product + R1(d, e), tolerance) << d << "," << e;
       }
+  };
+  for_each_space([&](auto space) {
+    {
+      SCOPED_TRACE("double");
+      check(space, double(), 1e-12);
+    }
+    {
+      SCOPED_TRACE("float");
+      check(space, float(), 1e-4);
+    }
   });
 }
+
+INSTANTIATE_TEST_SUITE_P(Columns, SegmentMaps, ::testing::Values(19, 24),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "V" + std::to_string(info.param);
+                         });
 
 }  // namespace
 }  // namespace gdp::test
