@@ -127,6 +127,7 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   const auto leased = lease_walk_workspace<Real, memory_space>(shape, layout, two_stages);
   const auto& [device_layout, workspace] = leased.parts;
   expect_finite_inputs(input_scans);
+  expect_segment_maps_fit(layout, plan, shape.heads, shape.key_dim, shape.value_dim);
   const auto operands = make_operands<ExecSpace>(in, shape, options);
 
   using Pass = StatePass<ExecSpace, Scalar>;

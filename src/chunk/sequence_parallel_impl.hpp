@@ -241,6 +241,7 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   const typename Pass::template unmanaged_view<Real****> map(result.map.matrix.data(), 1, H, K, K + V);
   const ForwardPlan plan = plan_forward(layout, options, H, 1, concurrent_walks<ExecSpace>());
+  expect_segment_maps_fit(layout, plan, H, K, V);  // the entering maps are as large
   // As the forward: host spaces walk the chunks sequentially in one fused pass, one thread
   // per head carrying all K + V columns (stage 1 done once for them); otherwise stage 1, then
   // the state pass.

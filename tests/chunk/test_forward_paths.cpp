@@ -5,8 +5,10 @@
 // segment maps that the chunk-parallel walk and the multi-rank code share.
 #include <gdp/forward.hpp>
 
+#include "chunk/forward_plan.hpp"
 #include "chunk/fused_forward.hpp"
 #include "chunk/segment_map.hpp"
+#include "common/expect_rejected.hpp"
 #include "common/forward_cases.hpp"
 #include "common/same_bits.hpp"
 #include "common/test_dispatch.hpp"
@@ -202,6 +204,29 @@ INSTANTIATE_TEST_SUITE_P(Columns, SegmentMaps, ::testing::Values(19, 24),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return "V" + std::to_string(info.param);
                          });
+
+/// A chunk-parallel plan whose segment maps [segments, H, K, K + V] would hold more elements
+/// than one view can is refused, naming the view and its size, before the walks allocate
+/// anything (Kokkos 3.x would wrap the view's size); at the limit it passes, and a sequential
+/// plan keeps no maps. Sizes past 2^64 saturate rather than wrap to a small count.
+TEST(ForwardPlan, SegmentMapsBeyondOneViewAreRefused) {
+  detail::ChunkLayout layout;  // one sequence of 10 chunks
+  layout.chunks.resize(10);
+  layout.sequence_first_chunk = {0, 10};
+  const detail::ForwardPlan plan{true, 1};  // 10 segments: 10 x 2 heads x 4 x (4 + 4) = 640
+  EXPECT_NO_THROW(detail::expect_segment_maps_fit(layout, plan, 2, 4, 4, 640));
+  expect_rejected([&] { detail::expect_segment_maps_fit(layout, plan, 2, 4, 4, 639); },
+                  "problem size",
+                  {"at most 639 elements", "got 640 in gdp::segment_maps", "10 segments of up to 1 chunks",
+                   "chunks_per_segment"});
+  const detail::ForwardPlan halves{true, 5};  // 2 segments: 128 elements
+  EXPECT_NO_THROW(detail::expect_segment_maps_fit(layout, halves, 2, 4, 4, 128));
+  EXPECT_NO_THROW(detail::expect_segment_maps_fit(layout, detail::ForwardPlan{}, 2, 4, 4, 0));
+  const std::int64_t huge = std::int64_t(1) << 31;
+  expect_rejected(
+      [&] { detail::expect_segment_maps_fit(layout, plan, huge, huge, huge, 1000); },
+      "problem size", {"got 18446744073709551615 in gdp::segment_maps"});
+}
 
 }  // namespace
 }  // namespace gdp::test
