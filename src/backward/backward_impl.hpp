@@ -72,7 +72,7 @@ BackwardPlan plan_backward(const ForwardInputs<Scalar, typename ExecSpace::memor
   plan.value_blocks =
       int((shape.value_dim + plan.reverse_value_block - 1) / plan.reverse_value_block);
   expect_call_fits(shape, call_limits(shape, options, plan.value_blocks, /*backward=*/true));
-  expect_segment_maps_fit(layout, plan.walk, shape.heads, shape.key_dim, shape.value_dim);
+  expect_segment_maps_fit(plan.walk, plan.walks, shape.heads, shape.key_dim, shape.value_dim);
   return plan;
 }
 

@@ -127,7 +127,9 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   const auto leased = lease_walk_workspace<Real, memory_space>(shape, layout, two_stages);
   const auto& [device_layout, workspace] = leased.parts;
   expect_finite_inputs(input_scans);
-  expect_segment_maps_fit(layout, plan, shape.heads, shape.key_dim, shape.value_dim);
+  const SegmentLayout segments = walk_segments(layout, plan);
+  expect_segment_maps_fit(plan, std::int64_t(segments.segments.size()), shape.heads,
+                          shape.key_dim, shape.value_dim);
   const auto operands = make_operands<ExecSpace>(in, shape, options);
 
   using Pass = StatePass<ExecSpace, Scalar>;
@@ -156,8 +158,8 @@ void chunked_forward_into(const ForwardInputs<Scalar, typename ExecSpace::memory
   Pass pass(operands, device_layout, workspace, h0, o, ht, value_block);
   if (plan.chunk_parallel) {
     const auto leased = lease_segment_states<Real, memory_space>(
-        walk_segments(layout, plan), int(shape.heads), int(shape.key_dim),
-        int(shape.value_dim), int(shape.value_dim));
+        segments, int(shape.heads), int(shape.key_dim), int(shape.value_dim),
+        int(shape.value_dim));
     run_chunk_parallel(pass, leased.parts);
   } else {
     pass.run();

@@ -6,8 +6,8 @@
 #include <gdp/forward.hpp>
 
 #include "chunk_layout.hpp"
-#include "common/gdp_asserts.hpp"
 #include "common/kokkos_compat.hpp"
+#include "common/view_limits.hpp"
 #include "segment_map.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -79,11 +79,12 @@ inline SegmentLayout walk_segments(const ChunkLayout& layout, const ForwardPlan&
 
 /// \throws gdp::InvalidArgument, before the walks allocate or compute anything, when a
 /// chunk-parallel `plan`'s segment maps [segments, H, K, K + V] (no smaller than any other
-/// per-segment view) would hold more elements than one Kokkos view can (`max_elements`):
-/// Kokkos 3.x would wrap that view's size and the walks would write past it. Short segments
-/// of a long sequence get there first: chunks_per_segment = 1 over 8192 chunks of 16 heads
-/// with K = V = 128 is 2^32 elements. A sequential plan keeps no maps.
-inline void expect_segment_maps_fit(const ChunkLayout& layout, const ForwardPlan& plan,
+/// per-segment view; `segments`: walk_segments(layout, plan)'s count) would hold more
+/// elements than one Kokkos view can (`max_elements`): Kokkos 3.x would wrap that view's size
+/// and the walks would write past it. Short segments of a long sequence get there first:
+/// chunks_per_segment = 1 over 8192 chunks of 16 heads with K = V = 128 is 2^32 elements. A
+/// sequential plan keeps no maps.
+inline void expect_segment_maps_fit(const ForwardPlan& plan, std::int64_t segments,
                                     std::int64_t heads, std::int64_t key_dim,
                                     std::int64_t value_dim,
                                     std::uint64_t max_elements = compat::max_view_elements) {
@@ -93,17 +94,13 @@ inline void expect_segment_maps_fit(const ChunkLayout& layout, const ForwardPlan
                ? std::numeric_limits<std::uint64_t>::max()
                : a * b;
   };
-  const std::uint64_t segments = walk_segments(layout, plan).segments.size();
   const std::uint64_t elements =
-      times(times(times(segments, std::uint64_t(heads)), std::uint64_t(key_dim)),
+      times(times(times(std::uint64_t(segments), std::uint64_t(heads)), std::uint64_t(key_dim)),
             std::uint64_t(key_dim + value_dim));
-  GDP_EXPECT(elements <= max_elements, "problem size",
-             "expected every view of one call to hold at most ", max_elements,
-             " elements (the most one view of this Kokkos version can hold), got ", elements,
-             " in gdp::segment_maps for ", segments, " segments of up to ",
-             plan.chunks_per_segment, " chunks x ", heads,
-             " heads: take longer segments (ForwardOptions::chunks_per_segment) or the "
-             "sequential algorithm, or build gdp against Kokkos 4 or newer");
+  expect_view_fits("gdp::segment_maps", elements, max_elements, segments, " segments of up to ",
+                   plan.chunks_per_segment, " chunks x ", heads,
+                   " heads: take longer segments (ForwardOptions::chunks_per_segment) or the "
+                   "sequential algorithm, or build gdp against Kokkos 4 or newer");
 }
 
 }  // namespace gdp::detail

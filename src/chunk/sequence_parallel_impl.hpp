@@ -241,7 +241,10 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   const int value_block = state_pass_value_block<ExecSpace>(shape, options);
   const typename Pass::template unmanaged_view<Real****> map(result.map.matrix.data(), 1, H, K, K + V);
   const ForwardPlan plan = plan_forward(layout, options, H, 1, concurrent_walks<ExecSpace>());
-  expect_segment_maps_fit(layout, plan, H, K, V);  // the entering maps are as large
+  // One segment, the whole slice, where the plan is sequential.
+  const SegmentLayout segment_layout = walk_segments(layout, plan);
+  // The entering maps [segments, H, K, K + V] are as large as the maps.
+  expect_segment_maps_fit(plan, std::int64_t(segment_layout.segments.size()), H, K, V);
   // As the forward: host spaces walk the chunks sequentially in one fused pass, one thread
   // per head carrying all K + V columns (stage 1 done once for them); otherwise stage 1, then
   // the state pass.
@@ -257,9 +260,8 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
   }
   ChunkPrepare<ExecSpace, Scalar>(operands, device_layout, workspace).run();
   if (!plan.chunk_parallel) {
-    // One segment: the whole slice, walked once by each (head, block of [M | R] columns).
-    const auto leased_segments = lease_segments<memory_space>(
-        make_segment_layout(layout, std::max<std::int64_t>(1, std::int64_t(layout.chunks.size()))));
+    // The whole slice, walked once by each (head, block of [M | R] columns).
+    const auto leased_segments = lease_segments<memory_space>(segment_layout);
     Pass pass(operands, device_layout, workspace, {}, {}, map, value_block);
     pass.segments = leased_segments.parts;
     pass.segment_maps = true;
@@ -269,8 +271,8 @@ SegmentMap<Scalar, typename ExecSpace::memory_space> segment_map(
     // As the chunk-parallel forward, one level up: every segment's map of [M | R], the scan of
     // the maps (each segment's entering [M | R] from [I | 0]), then every segment's walk from
     // its entering [M | R] with the read-out kept.
-    const auto leased_states = lease_segment_states<Real, memory_space>(
-        make_segment_layout(layout, plan.chunks_per_segment), H, K, V, K + V);
+    const auto leased_states =
+        lease_segment_states<Real, memory_space>(segment_layout, H, K, V, K + V);
     const auto& [segments, maps, entering] = leased_states.parts;
     Pass map_pass(operands, device_layout, workspace, {}, {}, maps, value_block);
     map_pass.segments = segments;

@@ -97,17 +97,26 @@ inline CallLimits call_limits(const ProblemShape& shape, const ForwardOptions& o
           value_blocks, backward, compat::max_view_elements};
 }
 
+/// \throws gdp::InvalidArgument ("problem size") unless `view`'s `elements` fit one Kokkos
+/// view (`max_elements`); the message goes on with `what` (what the view is for, then what
+/// to do), evaluated only on failure.
+template <class... What>
+void expect_view_fits(const char* view, std::uint64_t elements, std::uint64_t max_elements,
+                      const What&... what) {
+  GDP_EXPECT(elements <= max_elements, "problem size",
+             "expected every view of one call to hold at most ", max_elements,
+             " elements (the most one view of this Kokkos version can hold), got ", elements,
+             " in ", view, " for ", what...);
+}
+
 /// \throws gdp::InvalidArgument, before anything is allocated, when a view the call of
 /// `shape` needs would hold more elements than one Kokkos view can.
 inline void expect_call_fits(const ProblemShape& shape, const CallLimits& limits) {
   const LargestView largest = largest_view(limits, extent_of(shape, limits.chunk_size));
-  GDP_EXPECT(largest.elements <= limits.max_elements, "problem size",
-             "expected every view of one call to hold at most ", limits.max_elements,
-             " elements (the most one view of this Kokkos version can hold), got ",
-             largest.elements, " in ", largest.name, " for ", shape.num_sequences(),
-             " sequences x ", shape.heads, " heads of ", shape.total_tokens(),
-             " tokens in all: split the batch or the heads into several calls (gdp_app does so "
-             "itself), or build gdp against Kokkos 4 or newer");
+  expect_view_fits(largest.name, largest.elements, limits.max_elements, shape.num_sequences(),
+                   " sequences x ", shape.heads, " heads of ", shape.total_tokens(),
+                   " tokens in all: split the batch or the heads into several calls (gdp_app "
+                   "does so itself), or build gdp against Kokkos 4 or newer");
 }
 
 }  // namespace gdp::detail

@@ -213,18 +213,24 @@ TEST(ForwardPlan, SegmentMapsBeyondOneViewAreRefused) {
   detail::ChunkLayout layout;  // one sequence of 10 chunks
   layout.chunks.resize(10);
   layout.sequence_first_chunk = {0, 10};
+  const auto segments = [&](const detail::ForwardPlan& plan) {
+    return std::int64_t(detail::walk_segments(layout, plan).segments.size());
+  };
   const detail::ForwardPlan plan{true, 1};  // 10 segments: 10 x 2 heads x 4 x (4 + 4) = 640
-  EXPECT_NO_THROW(detail::expect_segment_maps_fit(layout, plan, 2, 4, 4, 640));
-  expect_rejected([&] { detail::expect_segment_maps_fit(layout, plan, 2, 4, 4, 639); },
+  ASSERT_EQ(segments(plan), 10);
+  EXPECT_NO_THROW(detail::expect_segment_maps_fit(plan, 10, 2, 4, 4, 640));
+  expect_rejected([&] { detail::expect_segment_maps_fit(plan, 10, 2, 4, 4, 639); },
                   "problem size",
                   {"at most 639 elements", "got 640 in gdp::segment_maps", "10 segments of up to 1 chunks",
                    "chunks_per_segment"});
   const detail::ForwardPlan halves{true, 5};  // 2 segments: 128 elements
-  EXPECT_NO_THROW(detail::expect_segment_maps_fit(layout, halves, 2, 4, 4, 128));
-  EXPECT_NO_THROW(detail::expect_segment_maps_fit(layout, detail::ForwardPlan{}, 2, 4, 4, 0));
+  ASSERT_EQ(segments(halves), 2);
+  EXPECT_NO_THROW(detail::expect_segment_maps_fit(halves, 2, 2, 4, 4, 128));
+  const detail::ForwardPlan sequential;
+  EXPECT_NO_THROW(detail::expect_segment_maps_fit(sequential, segments(sequential), 2, 4, 4, 0));
   const std::int64_t huge = std::int64_t(1) << 31;
   expect_rejected(
-      [&] { detail::expect_segment_maps_fit(layout, plan, huge, huge, huge, 1000); },
+      [&] { detail::expect_segment_maps_fit(plan, 10, huge, huge, huge, 1000); },
       "problem size", {"got 18446744073709551615 in gdp::segment_maps"});
 }
 
